@@ -1,0 +1,37 @@
+"""proxbench methods: the PC++ quantizer interface, the method registry and ``binarize``.
+
+Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and Backward Proximal
+Quantizers", NeurIPS 2023. See DESIGN.md §2–3 and ``methods.base`` for the interface.
+"""
+
+from . import builtin as _builtin  # noqa: F401  (registers the eight built-in methods)
+from .base import (
+    Method,
+    MethodError,
+    create_method,
+    get_method_class,
+    list_methods,
+    load_plugins,
+    register_method,
+)
+from .binarize import (
+    PRESETS,
+    Policy,
+    binarize,
+    binarized_layers,
+    deployed,
+    get_method,
+    latent_weights,
+    optimizer_step,
+    resolve_policy,
+    set_progress,
+    summary,
+)
+from .functional import clamp_quantizer, linear_quantizer, sign, sign_swish, sign_swish_grad
+
+__all__ = [
+    "Method", "MethodError", "create_method", "get_method_class", "list_methods", "load_plugins",
+    "register_method", "PRESETS", "Policy", "binarize", "binarized_layers", "deployed", "get_method",
+    "latent_weights", "optimizer_step", "resolve_policy", "set_progress", "summary", "sign",
+    "linear_quantizer", "clamp_quantizer", "sign_swish", "sign_swish_grad",
+]

@@ -1,0 +1,263 @@
+"""The quantizer interface of the PC++ framework and the method registry (DESIGN.md §2).
+
+A binarization method is a forward quantizer F and a backward quantizer B (Lu et al., NeurIPS 2023):
+the network computes with θ = α·F(w/α) and backprop multiplies the gradient reaching θ by B'(w/α) before
+it reaches the latent full-precision weight w. Optional hooks act on the latent in place around the
+optimizer step, and the method's parameters (μ, ρ, ...) follow a schedule over training progress
+t = step / total_steps ∈ [0, 1]. The deployed tensor is ``export(w) = α·sign(w)``.
+
+A subclass sets ``schedules`` (scheduled parameters: name -> (start, end)), ``constants`` (fixed
+parameters: name -> value), and implements ``F(x)`` and ``dB(x)`` on the normalised weight x = w/α. The
+scheduled values are available as attributes (``self.mu``) at the current progress.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import math
+from importlib import metadata
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor
+
+from .functional import sign
+
+SCALES = ("channel", "tensor", "none")
+SCHEDULE_SHAPES = ("linear", "geometric")
+ENTRY_POINT_GROUP = "proxbench.methods"
+
+
+class MethodError(ValueError):
+    """A user-facing error about methods: unknown key, unknown parameter, bad value."""
+
+
+def close_match_hint(name: str, valid: list[str]) -> str:
+    """'; did you mean X?' for the closest valid name, or ''."""
+    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def channel_scale(w: Tensor, scale: str) -> Tensor | float:
+    """α: the detached mean of |w| per output channel (dim 0), per tensor, or 1 (``scale="none"``)."""
+    if scale == "none":
+        return 1.0
+    with torch.no_grad():
+        if scale == "tensor" or w.dim() < 2:
+            alpha = w.abs().mean()
+        else:
+            alpha = w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+        return alpha.clamp_min(1e-12)
+
+
+class _ForwardBackwardQuantizer(torch.autograd.Function):
+    """θ = α·F(w/α) in the forward; grad_w = grad_θ · B'(w/α) in the backward (α detached).
+
+    One Function for every method: it saves only x = w/α, and nothing at all when B' ≡ 1.
+    """
+
+    @staticmethod
+    def forward(ctx, w: Tensor, method: "Method") -> Tensor:
+        alpha = channel_scale(w, method.scale)
+        x = w / alpha if method.scale != "none" else w
+        ctx.method = method
+        if not method.identity_backward:
+            ctx.save_for_backward(x)
+        return alpha * method.F(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if ctx.method.identity_backward:
+            return grad, None
+        (x,) = ctx.saved_tensors
+        return grad * ctx.method.dB(x), None
+
+
+class Method:
+    """Base class of every binarization method (register subclasses with ``@register_method``).
+
+    Override ``F`` and ``dB`` (B') on the normalised weight; set ``identity_backward = True`` when B' ≡ 1
+    so the backward saves nothing. ``before_step``/``after_step`` are in-place hooks on the latent.
+    """
+
+    name: ClassVar[str] = ""
+    schedules: ClassVar[dict[str, tuple[float, float]]] = {}
+    constants: ClassVar[dict[str, float | str]] = {}
+    identity_backward: ClassVar[bool] = False
+    binarizes: ClassVar[bool] = True
+    # Human-readable formulas for `python -m bench methods`.
+    forward_formula: ClassVar[str] = "F(x)"
+    backward_formula: ClassVar[str] = "B'(x)"
+    hooks_formula: ClassVar[str] = "—"
+
+    def __init__(self, **overrides):
+        valid = self.valid_parameters()
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise MethodError(
+                f"method {self.name!r} has no parameter {unknown[0]!r}"
+                f"{close_match_hint(unknown[0], valid)} (valid: {', '.join(valid)})"
+            )
+        self.scale = str(overrides.pop("scale", "channel"))
+        if self.scale not in SCALES:
+            raise MethodError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        self.schedule = str(overrides.pop("schedule", "linear"))
+        if self.schedule not in SCHEDULE_SHAPES:
+            raise MethodError(f"schedule must be one of {', '.join(SCHEDULE_SHAPES)}, got {self.schedule!r}")
+        self._ranges: dict[str, list[float]] = {k: list(v) for k, v in self.schedules.items()}
+        self._constants: dict[str, float | str] = dict(self.constants)
+        for key, value in overrides.items():
+            if key in self._constants:
+                self._constants[key] = value if isinstance(self._constants[key], str) else float(value)
+            elif key in self._ranges:  # `mu=7` fixes both ends
+                self._ranges[key] = [float(value), float(value)]
+            else:
+                base, end = key.rsplit("_", 1)
+                self._ranges[base][0 if end == "start" else 1] = float(value)
+        for key, (start, end) in self._ranges.items():
+            if not (math.isfinite(start) and math.isfinite(end)):
+                raise MethodError(f"{self.name}: {key} must be finite, got {start} -> {end}")
+            if self.schedule == "geometric" and (start <= 0 or end <= 0):
+                raise MethodError(f"{self.name}: a geometric schedule needs {key} > 0, got {start} -> {end}")
+        for key, value in self._constants.items():
+            setattr(self, key, value)
+        self.validate()
+        self.set_progress(0.0)
+
+    def validate(self) -> None:
+        """Check parameter values after construction; raise ``MethodError`` (no-op by default)."""
+
+    @classmethod
+    def valid_parameters(cls) -> list[str]:
+        names = ["scale", "schedule", *cls.constants]
+        for key in cls.schedules:
+            names += [key, f"{key}_start", f"{key}_end"]
+        return sorted(names)
+
+    # -- schedule -------------------------------------------------------------------------------------
+    def set_progress(self, t: float) -> None:
+        """Move every scheduled parameter to training progress t ∈ [0, 1] (linear or geometric)."""
+        t = float(t)
+        if not 0.0 <= t <= 1.0 or math.isnan(t):
+            raise MethodError(f"progress must be in [0, 1], got {t}")
+        self.progress = t
+        for key, (start, end) in self._ranges.items():
+            if self.schedule == "geometric":
+                value = start * (end / start) ** t
+            else:
+                value = start + (end - start) * t
+            setattr(self, key, value)
+
+    def params(self) -> dict:
+        """Current parameter values, plus scale, schedule and progress."""
+        out = {"scale": self.scale, "schedule": self.schedule, "progress": self.progress}
+        out.update({k: getattr(self, k) for k in self._ranges})
+        out.update(self._constants)
+        return out
+
+    def config(self) -> dict:
+        """The resolved parameters (start/end values), as recorded in run configs."""
+        out: dict = {"scale": self.scale, "schedule": self.schedule}
+        for key, (start, end) in self._ranges.items():
+            out[f"{key}_start"], out[f"{key}_end"] = start, end
+        out.update(self._constants)
+        return out
+
+    # -- the quantizer pair ---------------------------------------------------------------------------
+    def F(self, x: Tensor) -> Tensor:  # noqa: N802 - the paper's name
+        """Forward quantizer on the normalised weight x = w/α."""
+        raise NotImplementedError
+
+    def dB(self, x: Tensor) -> Tensor:  # noqa: N802
+        """Derivative of the backward quantizer, B'(x); the default is the straight-through 1."""
+        return torch.ones_like(x)
+
+    def alpha(self, w: Tensor) -> Tensor | float:
+        return channel_scale(w, self.scale)
+
+    def forward(self, w: Tensor) -> Tensor:
+        """θ = α·F(w/α), differentiable with gradient grad_θ · B'(w/α)."""
+        return _ForwardBackwardQuantizer.apply(w, self)
+
+    def backward_factor(self, w: Tensor) -> Tensor:
+        """B'(w/α), the factor the gradient reaching F(w) is multiplied by."""
+        with torch.no_grad():
+            return self.dB(w / self.alpha(w))
+
+    def export(self, w: Tensor) -> Tensor:
+        """The deployed tensor α·sign(w): exactly two values ±α per output channel."""
+        with torch.no_grad():
+            return self.alpha(w) * sign(w)
+
+    def before_step(self, w: Tensor) -> None:
+        """In-place hook on the latent before ``optimizer.step()`` (no-op by default)."""
+
+    def after_step(self, w: Tensor) -> None:
+        """In-place hook on the latent after ``optimizer.step()`` (no-op by default)."""
+
+    @property
+    def has_hooks(self) -> bool:
+        cls = type(self)
+        return cls.before_step is not Method.before_step or cls.after_step is not Method.after_step
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params().items())
+        return f"{type(self).__name__}({self.name!r}, {values})"
+
+
+_REGISTRY: dict[str, type[Method]] = {}
+_entry_points_loaded = False
+
+
+def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
+    """Class decorator: register a ``Method`` subclass under ``name`` (re-registering replaces it)."""
+
+    def decorator(cls: type[Method]) -> type[Method]:
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise MethodError(f"@register_method({name!r}) needs a subclass of methods.Method")
+        for key in cls.schedules:
+            if key in cls.constants:
+                raise MethodError(f"{name}: {key!r} is both scheduled and constant")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
+    """Import plugin modules (``--plugin some.module``) and the ``proxbench.methods`` entry points."""
+    global _entry_points_loaded
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise MethodError(f"cannot import plugin module {module!r}: {exc}") from None
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()
+
+
+def list_methods(pattern: str = "*") -> list[str]:
+    """Sorted registry keys matching an fnmatch pattern (``list_methods("bnn*")``)."""
+    load_plugins()
+    return sorted(k for k in _REGISTRY if fnmatch.fnmatchcase(k, pattern))
+
+
+def get_method_class(name: str) -> type[Method]:
+    load_plugins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        valid = sorted(_REGISTRY)
+        raise MethodError(
+            f"unknown method {name!r}{close_match_hint(name, valid)} (valid: {', '.join(valid)})"
+        ) from None
+
+
+def create_method(name: str, **params) -> Method:
+    """Instantiate a registered method; unknown keys or parameters are a ``MethodError``."""
+    return get_method_class(name)(**params)

@@ -1,0 +1,242 @@
+"""Attach a method to the weights of a model's layers without editing the model's code (DESIGN.md §3).
+
+Each selected weight becomes a ``torch.nn.utils.parametrize`` parametrization: the latent full-precision
+tensor lives at ``<layer>.parametrizations.weight.original`` (what the optimizer updates) and
+``<layer>.weight`` evaluates to θ = α·F(w/α). One method instance is shared by the whole model, since its
+schedule is global.
+
+The training loop makes one call per step after ``loss.backward()``::
+
+    methods.optimizer_step(model, optimizer, progress=(step + 1) / total_steps)
+
+which runs every ``before_step`` hook, ``optimizer.step()``, every ``after_step`` hook, then
+``set_progress`` for the next forward. ``with methods.deployed(model):`` evaluates the deployed model
+(every binarized weight replaced by ``export(w) = α·sign(w)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from tabulate import tabulate
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .base import Method, MethodError, create_method
+
+LAYER_TYPES = {"conv": nn.Conv2d, "conv2d": nn.Conv2d, "linear": nn.Linear, "conv1d": nn.Conv1d}
+
+
+@dataclass
+class Policy:
+    """Which layer weights to binarize.
+
+    ``types``: layer types considered (names from ``LAYER_TYPES``). ``include``/``exclude``: fnmatch globs on
+    module names (``blocks.*.attn.qkv``); an empty include means every layer of those types.
+    ``keep_first``/``keep_last``: leave the first considered layer (the one that sees the input) and the
+    last (the classifier) in full precision; first/last are in module registration order, which is
+    forward order for every model in this project and for timm/torchvision models. A layer named
+    explicitly in ``include`` (no wildcard) is binarized even if it is the first or last.
+    """
+
+    types: tuple[str, ...] = ("conv2d", "linear")
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    keep_first: bool = True
+    keep_last: bool = True
+
+    def select(self, model: nn.Module) -> list[str]:
+        for t in self.types:
+            if t not in LAYER_TYPES:
+                raise MethodError(f"unknown layer type {t!r} in policy (valid: {', '.join(LAYER_TYPES)})")
+        kinds = tuple(LAYER_TYPES[t] for t in self.types)
+        candidates = [name for name, m in model.named_modules() if isinstance(m, kinds) and _weight_of(m) is not None]
+        explicit = {p for p in self.include if not any(c in p for c in "*?[")}
+        chosen = []
+        for i, name in enumerate(candidates):
+            if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):
+                continue
+            if any(fnmatch.fnmatchcase(name, p) for p in self.exclude):
+                continue
+            edge = (self.keep_first and i == 0) or (self.keep_last and i == len(candidates) - 1)
+            if edge and name not in explicit:
+                continue
+            chosen.append(name)
+        return chosen
+
+
+# Named presets per model family (DESIGN.md §3; the ViT presets are discussed in methods/README and issue 7).
+PRESETS: dict[str, Policy] = {
+    # every conv/linear except the first layer and the classifier
+    "cnn-default": Policy(),
+    # every conv/linear, first layer and classifier included
+    "all": Policy(keep_first=False, keep_last=False),
+    # timm ViT/DeiT: every Linear in the model (qkv, proj, fc1, fc2 and the head) and the patch embedding
+    "vit-all-linear": Policy(types=("conv2d", "linear"), keep_first=False, keep_last=False),
+    # timm ViT/DeiT: the Linear layers of the transformer blocks only; patch embedding and head stay FP
+    "vit-keep-embed-head": Policy(types=("linear",), include=["blocks.*"], keep_first=False, keep_last=False),
+}
+
+
+def _weight_of(module: nn.Module):
+    return getattr(module, "weight", None)
+
+
+def _is_vit(model: nn.Module) -> bool:
+    return hasattr(model, "blocks") and hasattr(model, "patch_embed")
+
+
+def resolve_policy(policy, model: nn.Module) -> Policy:
+    """None -> the family default; a preset name; a dict {preset?, include?, exclude?, types?, ...}; a Policy."""
+    if policy is None:
+        return PRESETS["vit-keep-embed-head" if _is_vit(model) else "cnn-default"]
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, str):
+        if policy not in PRESETS:
+            raise MethodError(f"unknown policy preset {policy!r} (valid: {', '.join(PRESETS)})")
+        return PRESETS[policy]
+    if isinstance(policy, dict):
+        spec = dict(policy)
+        base = resolve_policy(spec.pop("preset", None), model)
+        unknown = sorted(set(spec) - set(Policy.__dataclass_fields__))
+        if unknown:
+            raise MethodError(
+                f"unknown policy key {unknown[0]!r} (valid: preset, {', '.join(Policy.__dataclass_fields__)})"
+            )
+        values = {**base.__dict__, **spec}
+        values["types"] = tuple(values["types"])
+        return Policy(**values)
+    raise MethodError(f"a policy is a preset name, a dict or a methods.Policy, got {type(policy).__name__}")
+
+
+class BinarizedWeight(nn.Module):
+    """The parametrization: ``weight = method.forward(latent)``, or ``method.export(latent)`` when deployed."""
+
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+        self.deployed = False
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        if self.deployed:
+            return self.method.export(latent)
+        return self.method.forward(latent)
+
+
+def binarize(model: nn.Module, method: str | Method, policy=None, **params) -> nn.Module:
+    """Binarize the weights of the layers ``policy`` selects with ``method``; returns the model (in place).
+
+    ``method`` is a registry key (``params`` go to ``create_method``) or a ``Method`` instance. The
+    ``fp`` method binarizes nothing. A policy that selects no layer is an error.
+    """
+    if isinstance(method, str):
+        method = create_method(method, **params)
+    elif params:
+        raise MethodError("pass parameters either to create_method or to binarize, not both")
+    if getattr(model, "_proxbench_method", None) is not None:
+        raise MethodError("this model is already binarized")
+    model._proxbench_method = method
+    if not method.binarizes:
+        return model
+    resolved = resolve_policy(policy, model)
+    names = resolved.select(model)
+    if not names:
+        raise MethodError(f"the binarization policy selects no layer of {type(model).__name__}: {resolved}")
+    modules = dict(model.named_modules())
+    for name in names:
+        parametrize.register_parametrization(modules[name], "weight", BinarizedWeight(method), unsafe=True)
+    return model
+
+
+def get_method(model: nn.Module) -> Method | None:
+    """The method ``binarize`` attached to ``model`` (None for a model never binarized)."""
+    return getattr(model, "_proxbench_method", None)
+
+
+def binarized_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(module name, module) of every layer whose weight is binarized."""
+    for name, module in model.named_modules():
+        if parametrize.is_parametrized(module, "weight") and any(
+            isinstance(p, BinarizedWeight) for p in module.parametrizations.weight
+        ):
+            yield name, module
+
+
+def latent_weights(model: nn.Module) -> list[torch.Tensor]:
+    """The latent full-precision tensors of every binarized layer (the optimizer's parameters)."""
+    return [module.parametrizations.weight.original for _, module in binarized_layers(model)]
+
+
+def set_progress(model: nn.Module, t: float) -> None:
+    method = get_method(model)
+    if method is not None:
+        method.set_progress(t)
+
+
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, progress: float | None = None) -> None:
+    """before_step hooks, ``optimizer.step()``, after_step hooks, then ``set_progress(progress)``."""
+    method = get_method(model)
+    hooks = method is not None and method.has_hooks
+    latents = latent_weights(model) if hooks else ()
+    for w in latents:
+        method.before_step(w.data)
+    optimizer.step()
+    for w in latents:
+        method.after_step(w.data)
+    if progress is not None and method is not None:
+        method.set_progress(progress)
+
+
+@contextlib.contextmanager
+def deployed(model: nn.Module):
+    """Within the block every binarized weight evaluates to ``export(w)`` (the deployed binary model)."""
+    params = [p for _, m in binarized_layers(model) for p in m.parametrizations.weight if isinstance(p, BinarizedWeight)]
+    for p in params:
+        p.deployed = True
+    try:
+        yield model
+    finally:
+        for p in params:
+            p.deployed = False
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    kind: str
+    binarized: bool
+    params: int
+    bits: int  # storage bits of the weight in the deployed model (1 per binarized weight, 32 otherwise)
+
+
+@dataclass
+class Summary:
+    """Per-layer table of a (binarized) model; ``str(summary)`` is a tabulate table."""
+
+    layers: list[LayerInfo]
+    total_params: int
+    binarized_params: int
+
+    def __str__(self) -> str:
+        rows = [(l.name, l.kind, "yes" if l.binarized else "no", l.params, l.bits) for l in self.layers]
+        table = tabulate(rows, headers=["layer", "type", "binarized", "weights", "bits/weight"], tablefmt="github")
+        return f"{table}\n\nparameters: {self.total_params:,}  binarized: {self.binarized_params:,}"
+
+
+def summary(model: nn.Module) -> Summary:
+    """Every conv/linear layer: binarized or not, weight count, bits per deployed weight."""
+    binarized = {name for name, _ in binarized_layers(model)}
+    layers = []
+    for name, module in model.named_modules():
+        if not isinstance(module, tuple(set(LAYER_TYPES.values()))):
+            continue
+        is_bin = name in binarized
+        w = module.parametrizations.weight.original if is_bin else module.weight
+        layers.append(LayerInfo(name, type(module).__name__, is_bin, w.numel(), 1 if is_bin else 32))
+    total = sum(p.numel() for p in model.parameters())
+    return Summary(layers, total, sum(l.params for l in layers if l.binarized))

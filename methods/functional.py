@@ -1,0 +1,56 @@
+"""The elementwise maps every method is built from (DESIGN.md §2).
+
+All functions act on tensors elementwise, never produce NaN or overflow for finite inputs, and follow
+the conventions of Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and
+Backward Proximal Quantizers", NeurIPS 2023 (the PC++ paper):
+
+* ``sign(x) = +1 for x >= 0, -1 for x < 0`` (never 0, so a binarized weight is always ±α);
+* ``LQ_ρ(x) = (x + ρ·sign(x)) / (1 + ρ)``: the proximal map of ``(ρ/2)·dist(x, {-1, +1})²``; identity at
+  ρ = 0, tends to sign as ρ → ∞, derivative ``1/(1+ρ)`` away from 0;
+* ``SS_μ(x) = 2σ(μx)·[1 + μx·(1 − σ(μx))] − 1`` (SignSwish, BNN+ of Darabi et al. 2018), odd, overshoots to
+  ≈1.1997 at |x| ≈ 2.3994/μ, tends to sign as μ → ∞; ``SS'_μ(x) = μ·(2 − μx·tanh(μx/2)) / (1 + cosh(μx))``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def sign(x: Tensor) -> Tensor:
+    """sign(x) = +1 for x ≥ 0 and −1 for x < 0 (so sign(0) = +1, never 0)."""
+    return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+
+
+def linear_quantizer(x: Tensor, rho: float) -> Tensor:
+    """LQ_ρ(x) = (x + ρ·sign(x)) / (1 + ρ): prox of (ρ/2)·dist(x, {±1})². At x = 0 it gives ρ/(1+ρ)."""
+    return (x + rho * sign(x)) / (1.0 + rho)
+
+
+def clamp_quantizer(x: Tensor, rho: float) -> Tensor:
+    """The optional second form of LQ: clamp((1+ρ)·x, −1, 1) (``lq = "clamp"``). 0 maps to 0."""
+    return torch.clamp((1.0 + rho) * x, -1.0, 1.0)
+
+
+def sign_swish(x: Tensor, mu: float) -> Tensor:
+    """SS_μ(x) = 2σ(μx)·[1 + μx·(1 − σ(μx))] − 1, evaluated as sign(x)·SS_μ(|x|).
+
+    With z = μ|x| ≥ 0: σ(z) ∈ [½, 1] and z·σ(−z) ≤ 0.279, so nothing overflows for any finite x, μ.
+    SS_μ(0) = 0.
+    """
+    z = mu * x.abs()
+    s = torch.sigmoid(z)
+    magnitude = 2.0 * s * (1.0 + z * torch.sigmoid(-z)) - 1.0
+    return torch.where(x < 0, -magnitude, magnitude)
+
+
+def sign_swish_grad(x: Tensor, mu: float) -> Tensor:
+    """SS'_μ(x) = μ·(2 − μx·tanh(μx/2)) / (1 + cosh(μx)), evaluated stably.
+
+    Uses 1/(1 + cosh z) = 2σ(z)σ(−z) and tanh(z/2) = 2σ(z) − 1 with z = μ|x| (SS' is even), so large |μx|
+    gives 0, never inf/inf. SS'_μ(0) = μ; it is negative for |x| > 2.3994/μ.
+    """
+    z = mu * x.abs()
+    s_pos = torch.sigmoid(z)
+    s_neg = torch.sigmoid(-z)
+    return 2.0 * mu * s_pos * s_neg * (2.0 - z * (s_pos - s_neg))
