@@ -170,6 +170,10 @@ class Method:
         """Forward quantizer on the normalised weight x = w/α."""
         raise NotImplementedError
 
+    def B(self, x: Tensor) -> Tensor:  # noqa: N802
+        """The backward quantizer itself (documentation and tests; training only uses ``dB``). Default: x."""
+        return x
+
     def dB(self, x: Tensor) -> Tensor:  # noqa: N802
         """Derivative of the backward quantizer, B'(x); the default is the straight-through 1."""
         return torch.ones_like(x)

@@ -38,7 +38,8 @@ class Policy:
     ``types``: layer types considered (names from ``LAYER_TYPES``). ``include``/``exclude``: fnmatch globs on
     module names (``blocks.*.attn.qkv``); an empty include means every layer of those types.
     ``keep_first``/``keep_last``: leave the first considered layer (the one that sees the input) and the
-    last (the classifier) in full precision; first/last are in module registration order, which is
+    last (the classifier) in full precision; first/last are among all conv/linear layers, whatever ``types``
+    says, in module registration order, which is
     forward order for every model in this project and for timm/torchvision models. A layer named
     explicitly in ``include`` (no wildcard) is binarized even if it is the first or last.
     """
@@ -54,15 +55,19 @@ class Policy:
             if t not in LAYER_TYPES:
                 raise MethodError(f"unknown layer type {t!r} in policy (valid: {', '.join(LAYER_TYPES)})")
         kinds = tuple(LAYER_TYPES[t] for t in self.types)
-        candidates = [name for name, m in model.named_modules() if isinstance(m, kinds) and _weight_of(m) is not None]
+        layers = [(n, m) for n, m in model.named_modules()
+                  if isinstance(m, tuple(LAYER_TYPES.values())) and _weight_of(m) is not None]
+        first, last = (layers[0][0], layers[-1][0]) if layers else (None, None)
         explicit = {p for p in self.include if not any(c in p for c in "*?[")}
         chosen = []
-        for i, name in enumerate(candidates):
+        for name, module in layers:
+            if not isinstance(module, kinds):
+                continue
             if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):
                 continue
             if any(fnmatch.fnmatchcase(name, p) for p in self.exclude):
                 continue
-            edge = (self.keep_first and i == 0) or (self.keep_last and i == len(candidates) - 1)
+            edge = (self.keep_first and name == first) or (self.keep_last and name == last)
             if edge and name not in explicit:
                 continue
             chosen.append(name)
@@ -140,13 +145,14 @@ def binarize(model: nn.Module, method: str | Method, policy=None, **params) -> n
         raise MethodError("pass parameters either to create_method or to binarize, not both")
     if getattr(model, "_proxbench_method", None) is not None:
         raise MethodError("this model is already binarized")
-    model._proxbench_method = method
     if not method.binarizes:
+        model._proxbench_method = method
         return model
     resolved = resolve_policy(policy, model)
     names = resolved.select(model)
     if not names:
         raise MethodError(f"the binarization policy selects no layer of {type(model).__name__}: {resolved}")
+    model._proxbench_method = method
     modules = dict(model.named_modules())
     for name in names:
         parametrize.register_parametrization(modules[name], "weight", BinarizedWeight(method), unsafe=True)
@@ -237,6 +243,7 @@ def summary(model: nn.Module) -> Summary:
             continue
         is_bin = name in binarized
         w = module.parametrizations.weight.original if is_bin else module.weight
-        layers.append(LayerInfo(name, type(module).__name__, is_bin, w.numel(), 1 if is_bin else 32))
+        kind = type(module).__mro__[1].__name__ if is_bin else type(module).__name__  # parametrize subclasses it
+        layers.append(LayerInfo(name, kind, is_bin, w.numel(), 1 if is_bin else 32))
     total = sum(p.numel() for p in model.parameters())
     return Summary(layers, total, sum(l.params for l in layers if l.binarized))

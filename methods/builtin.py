@@ -142,6 +142,9 @@ class BNN(Method):
     def F(self, x: Tensor) -> Tensor:
         return sign(x)
 
+    def B(self, x: Tensor) -> Tensor:
+        return torch.clamp(x, -1.0, 1.0)
+
     def dB(self, x: Tensor) -> Tensor:
         return (x.abs() <= 1.0).to(x.dtype)
 
@@ -159,6 +162,9 @@ class BNNPlus(Method):
     def F(self, x: Tensor) -> Tensor:
         return sign(x)
 
+    def B(self, x: Tensor) -> Tensor:
+        return sign_swish(x, self.mu)
+
     def dB(self, x: Tensor) -> Tensor:
         return sign_swish_grad(x, self.mu)
 
@@ -175,6 +181,9 @@ class BNNPlusPlus(Method):
     forward_formula, backward_formula = "SS_μ(x)", "SS'_μ(x)"
 
     def F(self, x: Tensor) -> Tensor:
+        return sign_swish(x, self.mu)
+
+    def B(self, x: Tensor) -> Tensor:
         return sign_swish(x, self.mu)
 
     def dB(self, x: Tensor) -> Tensor:

@@ -1,0 +1,73 @@
+# proxbench — every target sets up what it needs and is fast when there is nothing to do.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.proxbench-setup
+APT_PACKAGES := pkg-config libturbojpeg0-dev libopencv-dev dataset-fashion-mnist
+GRID ?= default
+EXECUTOR ?= local
+CLUSTER ?= slurm/local.toml
+DATASET ?= fashion-mnist
+PARALLEL ?= 2
+
+.PHONY: help setup system-packages bench test results grid data slurm-up slurm-down perf clean
+
+help:
+	@echo "make bench    set up, run the default grid (Fashion-MNIST, every method, CPU) and print the leaderboard"
+	@echo "make test     set up and run the test suite"
+	@echo "make results  rebuild every leaderboard and figure from the run records"
+	@echo "make grid GRID=NAME EXECUTOR=local|debug|slurm [CLUSTER=slurm/v100.toml]"
+	@echo "make data DATASET=NAME   write FFCV .beton files"
+	@echo "make slurm-up / slurm-down   start/stop a single-node SLURM on localhost"
+	@echo "make perf     performance benchmarks (ratios measured in one run)"
+
+setup: $(STAMP)
+
+# System libraries: FFCV needs pkg-config, libturbojpeg and OpenCV at build and run time; the default
+# benchmark reads Debian's Fashion-MNIST files.
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing system packages: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "error: missing system packages; run: sudo apt-get install -y $$missing" >&2; exit 1; \
+	  fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-packages
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,ffcv]'
+	@touch $(STAMP)
+
+bench: setup
+	$(PY) -m bench grid run default --executor local --parallel $(PARALLEL)
+	$(PY) -m bench aggregate default
+
+test: setup
+	$(PY) -m pytest -q
+
+results: setup
+	$(PY) -m bench aggregate
+
+grid: setup
+	$(PY) -m bench grid run $(GRID) --executor $(EXECUTOR) $(if $(filter slurm,$(EXECUTOR)),--cluster $(CLUSTER))
+
+data: setup
+	$(PY) -m bench data prepare $(DATASET)
+
+slurm-up:
+	bash slurm/local/start.sh
+
+slurm-down:
+	bash slurm/local/stop.sh
+
+perf: setup
+	$(PY) -m bench perf all
+
+clean:
+	rm -rf work

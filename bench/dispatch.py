@@ -1,0 +1,324 @@
+"""Send a grid's cells to an executor through submitit, and report or cancel them (DESIGN.md §7).
+
+* ``local``: one subprocess per cell (submitit's LocalExecutor), ``--parallel`` cells at a time, each with
+  ``cores // parallel`` torch threads; waits for the end.
+* ``debug``: every cell in this process, one after the other (submitit's DebugExecutor).
+* ``slurm``: one job array per stage; fine-tune cells depend (``afterok``) on their fp parent's job. Jobs
+  are checkpointable: on timeout or preemption submitit requeues them, and a requeued job resumes from its
+  last epoch checkpoint in the work directory (read when the job starts, never from the pickled call).
+
+Cells with a finished record (done or diverged) are skipped; on SLURM, cells already queued or running are
+skipped too. Submitted job ids are kept in ``<workdir>/grids/<grid>/jobs.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import submitit
+from tabulate import tabulate
+
+from . import cluster, records
+from .errors import UserError
+from .grid import Cell, Grid, load_grid
+
+ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING", "REQUEUE_HOLD",
+                 "REQUEUE_FED"}
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """The callable a job runs: train one cell (resuming from its checkpoint if there is one).
+
+    ``checkpoint`` (called by submitit on timeout/preemption) resubmits the same call; the arguments carry
+    only the config and paths, and the training state is read from the work directory at start.
+    """
+
+    def __call__(self, cfg: dict, grid: str, workdir: str, results: str, data_root: str | None, device: str,
+                 threads: int | None = None) -> str:
+        import torch
+
+        from . import train
+
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            record = train.execute(cfg, grid=grid, workdir=workdir, results=results, device=device,
+                                   data_root=data_root)
+        except BaseException as exc:  # record the failure for `grid status`, then let the job fail
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) or _is_signal_exit(exc):
+                raise
+            _write_failed(cfg, grid, results, exc)
+            raise
+        return record["status"]
+
+
+def _is_signal_exit(exc: BaseException) -> bool:
+    return type(exc).__name__ in {"JobPreemptedError"}
+
+
+def _write_failed(cfg: dict, grid: str, results: str, exc: BaseException) -> None:
+    from . import config as configs
+
+    last = (traceback.format_exception_only(type(exc), exc)[-1]).strip()
+    record = records.make_record(configs.run_id(cfg), grid, cfg, status="failed", history=[], final={},
+                                 device="?", wall_seconds=0.0, error=last)
+    records.write_record(record, results)
+
+
+def _jobs_file(workdir: str | Path, grid: str) -> Path:
+    return Path(workdir) / "grids" / grid / "jobs.json"
+
+
+def load_jobs(workdir: str | Path, grid: str) -> dict:
+    path = _jobs_file(workdir, grid)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {}
+
+
+def _save_jobs(workdir: str | Path, grid: str, jobs: dict) -> None:
+    records.write_json_atomic(jobs, _jobs_file(workdir, grid))
+
+
+def pending_cells(grid: Grid, results: str) -> list[Cell]:
+    done = records.finished_ids(results, grid.name)
+    return [c for c in grid.cells if c.run_id not in done]
+
+
+def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: str = "results",
+                data_root: str | None = None, device: str = "cpu", profile: dict | None = None,
+                parallel: int | None = None, wait: bool | None = None, log=print) -> dict:
+    """Submit every unfinished cell; returns {run_id: job id}. Waits for local/debug unless wait=False."""
+    todo = pending_cells(grid, results)
+    jobs = load_jobs(workdir, grid.name)
+    if executor == "slurm":
+        cluster.check_reachable()
+        states = cluster.job_states([jobs[c.run_id]["job_id"] for c in todo if c.run_id in jobs])
+        queued = {c.run_id for c in todo if c.run_id in jobs and _is_active(jobs[c.run_id]["job_id"], states)}
+        if queued:
+            log(f"{len(queued)} cell(s) already queued or running: not resubmitted")
+        todo = [c for c in todo if c.run_id not in queued]
+    skipped = len(grid.cells) - len(todo)
+    log(f"grid {grid.name}: {len(grid.cells)} cells, {skipped} finished or queued, {len(todo)} to submit "
+        f"({executor})")
+    if not todo:
+        return {}
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    folder = Path(workdir) / "submitit" / grid.name / stamp
+    args = (grid.name, str(workdir), str(results), data_root, device)
+    submitted: dict[str, str] = {}
+    if executor == "slurm":
+        submitted = _submit_slurm(grid, todo, jobs, folder, args, profile or cluster.load_profile("slurm/local.toml"), log)
+    elif executor == "debug":
+        ex = submitit.DebugExecutor(folder=folder)
+        for cell in sorted(todo, key=lambda c: c.stage):
+            job = ex.submit(CellJob(), cell.config, *args)
+            submitted[cell.run_id] = job.job_id
+            _remember(jobs, cell, job.job_id, "debug", folder)
+            _save_jobs(workdir, grid.name, jobs)
+            _wait_one(job, cell, log)
+    else:
+        parallel = max(1, parallel or 1)
+        threads = max(1, (os.cpu_count() or 1) // parallel)
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=24 * 60)
+        for stage in sorted({c.stage for c in todo}):
+            cells = [c for c in todo if c.stage == stage]
+            for start in range(0, len(cells), parallel):
+                wave = cells[start:start + parallel]
+                wave_jobs = [ex.submit(CellJob(), c.config, *args, threads) for c in wave]
+                for cell, job in zip(wave, wave_jobs):
+                    submitted[cell.run_id] = job.job_id
+                    _remember(jobs, cell, job.job_id, "local", folder)
+                _save_jobs(workdir, grid.name, jobs)
+                for cell, job in zip(wave, wave_jobs):
+                    _wait_one(job, cell, log)
+    _save_jobs(workdir, grid.name, jobs)
+    return submitted
+
+
+def _remember(jobs: dict, cell: Cell, job_id: str, executor: str, folder: Path) -> None:
+    jobs[cell.run_id] = {"job_id": str(job_id), "executor": executor, "folder": str(folder), "label": cell.label}
+
+
+def _wait_one(job, cell: Cell, log) -> None:
+    try:
+        status = job.result()
+        log(f"  {cell.run_id} ({cell.label}): {status}")
+    except Exception as exc:  # noqa: BLE001 - a failed cell does not stop the grid
+        last = str(exc).strip().splitlines()
+        log(f"  {cell.run_id} ({cell.label}): failed: {_last_error_line(last)}")
+
+
+def _last_error_line(lines: list[str]) -> str:
+    for line in reversed(lines):
+        if line.strip() and not line.startswith(" "):
+            return line.strip()
+    return lines[-1].strip() if lines else "?"
+
+
+def _is_active(job_id: str, states: dict[str, str]) -> bool:
+    state = states.get(job_id)
+    if state is None and "_" in job_id:  # array element not yet expanded: 123_[0-3] PENDING
+        base = job_id.split("_")[0]
+        state = next((s for j, s in states.items() if j.startswith(base + "_[")), None)
+    return state in ACTIVE_STATES
+
+
+def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: tuple, profile: dict, log) -> dict:
+    """One job array per stage; a fine-tune array per parent, with afterok on the parent's job."""
+    ex = submitit.SlurmExecutor(folder=folder)
+    base = cluster.executor_parameters(profile, job_name=f"proxbench-{grid.name}")
+    device = "cuda" if profile.get("gpus_per_node") else "cpu"
+    args = (*args[:-1], device)
+    submitted: dict[str, str] = {}
+    stage0 = [c for c in todo if c.stage == 0]
+    if stage0:
+        ex.update_parameters(**base)
+        with ex.batch():
+            handles = [ex.submit(CellJob(), c.config, *args, profile["cpus_per_task"]) for c in stage0]
+        for cell, job in zip(stage0, handles):
+            submitted[cell.run_id] = job.job_id
+            _remember(jobs, cell, job.job_id, "slurm", folder)
+        log(f"stage 0: job array {handles[0].job_id.split('_')[0]} with {len(handles)} task(s)")
+    children: dict[str, list[Cell]] = {}
+    for cell in todo:
+        if cell.stage > 0:
+            children.setdefault(cell.parent, []).append(cell)
+    finished = records.finished_ids(args[2], grid.name)
+    for parent, cells in sorted(children.items()):
+        params = dict(base)
+        parent_job = submitted.get(parent) or (jobs.get(parent, {}).get("job_id") if parent not in finished else None)
+        if parent_job:
+            params["dependency"] = f"afterok:{parent_job}"
+        ex.update_parameters(**params)
+        with ex.batch():
+            handles = [ex.submit(CellJob(), c.config, *args, profile["cpus_per_task"]) for c in cells]
+        for cell, job in zip(cells, handles):
+            submitted[cell.run_id] = job.job_id
+            _remember(jobs, cell, job.job_id, "slurm", folder)
+        after = f" after {parent_job}" if parent_job else ""
+        log(f"stage 1: job array {handles[0].job_id.split('_')[0]} with {len(handles)} fine-tune task(s){after}")
+    return submitted
+
+
+def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> list[dict]:
+    """One row per cell: state (pending/queued/running/done/failed/diverged/timed-out/cancelled), job, epochs."""
+    jobs = load_jobs(workdir, grid.name)
+    slurm_ids = [j["job_id"] for j in jobs.values() if j.get("executor") == "slurm"]
+    states = cluster.job_states(slurm_ids) if slurm_ids else {}
+    rows = []
+    for cell in grid.cells:
+        record, _ = records.read_record(records.record_path(results, grid.name, cell.run_id))
+        job = jobs.get(cell.run_id, {})
+        progress = _progress(workdir, cell.run_id)
+        row = {"run_id": cell.run_id, "cell": cell.label, "state": "pending", "job": job.get("job_id", ""),
+               "epochs": f"{progress}/{cell.config['epochs']}", "acc": "", "error": ""}
+        if record is not None:
+            row["state"] = record["status"]
+            row["acc"] = "" if record["final"].get("acc") is None else f"{record['final']['acc']:.2f}"
+            row["error"] = record.get("error") or ""
+        elif job:
+            state = states.get(job["job_id"], "")
+            if not state and _is_active(job["job_id"], states):
+                state = "PENDING"
+            row["state"] = {"PENDING": "queued", "RUNNING": "running", "REQUEUED": "queued", "COMPLETING": "running",
+                            "TIMEOUT": "timed-out", "CANCELLED": "cancelled", "FAILED": "failed",
+                            "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "PREEMPTED": "queued"}.get(
+                                state, "submitted" if job.get("executor") == "slurm" else "pending")
+            if row["state"] == "failed":
+                row["error"] = _job_error(job)
+        rows.append(row)
+    return rows
+
+
+def _progress(workdir: str | Path, run_id: str) -> int:
+    path = Path(workdir) / "runs" / run_id / "progress.json"
+    try:
+        return int(json.loads(path.read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _job_error(job: dict) -> str:
+    """Last non-blank line of a failed job's stderr log (submitit's <folder>/<id>_0_log.err)."""
+    for path in sorted(Path(job["folder"]).glob(f"{job['job_id']}*_log.err")):
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+        if lines:
+            return _last_error_line(lines)
+    return ""
+
+
+def cli_grid_run(args) -> int:
+    grid = load_grid(args.name)
+    profile = None
+    if args.executor == "slurm":
+        profile = cluster.load_profile(args.cluster or "slurm/local.toml")
+    elif args.cluster:
+        raise UserError("--cluster is only used with --executor slurm")
+    if args.dry_run:
+        return _print_plan(grid, args, profile)
+    submit_grid(grid, args.executor, workdir=args.workdir, results=args.results, data_root=args.data_root,
+                profile=profile, parallel=args.parallel)
+    if args.executor == "slurm" and args.wait:
+        return _wait_slurm(grid, args)
+    if args.executor != "slurm":
+        _print_table(grid_status(grid, args.workdir, args.results))
+        return 0 if all(r["state"] in ("done", "diverged") for r in grid_status(grid, args.workdir, args.results)) else 1
+    return 0
+
+
+def _wait_slurm(grid: Grid, args) -> int:
+    while True:
+        rows = grid_status(grid, args.workdir, args.results)
+        if all(r["state"] not in ("queued", "running", "submitted", "pending") for r in rows):
+            _print_table(rows)
+            return 0 if all(r["state"] in ("done", "diverged") for r in rows) else 1
+        time.sleep(5)
+
+
+def _print_plan(grid: Grid, args, profile) -> int:
+    done = records.finished_ids(args.results, grid.name)
+    rows = [(c.run_id, c.stage, c.parent or "", "done" if c.run_id in done else "submit", c.label) for c in grid.cells]
+    print(tabulate(rows, headers=["run id", "stage", "parent", "action", "cell"], tablefmt="github"))
+    n = sum(1 for r in rows if r[3] == "submit")
+    print(f"\n{len(rows)} cells, {n} to submit, {len(grid.stages())} stage(s); executor {args.executor}"
+          + (f", profile {profile['path']}" if profile else "") + " (dry run: nothing submitted)")
+    return 0
+
+
+def _print_table(rows: list[dict]) -> None:
+    print(tabulate([[r[k] for k in ("run_id", "cell", "state", "job", "epochs", "acc", "error")] for r in rows],
+                   headers=["run id", "cell", "state", "job", "epochs", "acc", "error"], tablefmt="github"))
+
+
+def cli_grid_status(args) -> int:
+    grid = load_grid(args.name)
+    rows = grid_status(grid, args.workdir, args.results)
+    _print_table(rows)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0
+
+
+def cli_grid_cancel(args) -> int:
+    grid = load_grid(args.name)
+    jobs = load_jobs(args.workdir, grid.name)
+    done = records.finished_ids(args.results, grid.name)
+    ids = [j["job_id"] for rid, j in jobs.items() if j.get("executor") == "slurm" and rid not in done]
+    if ids:
+        cluster.check_reachable()
+        cluster.cancel(ids)
+    print(f"cancelled {len(ids)} job(s) of grid {grid.name}", file=sys.stderr)
+    return 0

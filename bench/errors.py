@@ -1,0 +1,16 @@
+"""User-facing errors: the CLI prints their message on one line to stderr and exits non-zero (DESIGN.md §10)."""
+
+from __future__ import annotations
+
+from methods import MethodError
+
+
+class UserError(Exception):
+    """Bad input from the user (config, file, option): reported without a traceback."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Every exception type the CLI reports as one clear line (imports the registries lazily)."""
+    from models import ModelError
+
+    return (UserError, MethodError, ModelError)

@@ -1,0 +1,153 @@
+"""Run records: the schema-versioned JSON every table and figure is rebuilt from (DESIGN.md §6, §8).
+
+``results/runs/<grid>/<run_id>.json``, written atomically (temp file, fsync, rename): a reader never
+sees a half-written record. ``SCHEMA`` is bumped on any incompatible change; readers skip other versions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+SCHEMA = 1
+REQUIRED = ("schema", "run_id", "grid", "status", "config", "history", "final")
+STATUSES = ("done", "diverged", "failed")
+PACKAGES = ("torch", "torchvision", "timm", "numpy", "submitit", "pandas", "ffcv", "proxbench")
+
+
+def record_path(results: str | Path, grid: str, run_id: str) -> Path:
+    return Path(results) / "runs" / grid / f"{run_id}.json"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def make_record(run_id: str, grid: str, cfg: dict, *, status: str, history: list, final: dict, device: str,
+                wall_seconds: float, error: str | None = None) -> dict:
+    return {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "grid": grid,
+        "status": status,
+        "error": error,
+        "config": cfg,
+        "history": history,
+        "final": final,
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "device": device,
+        "platform": f"{platform.system()} {platform.machine()}",
+        "wall_seconds": round(wall_seconds, 2),
+        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def write_json_atomic(obj, path: Path) -> None:
+    """Write JSON to ``path`` via a temp file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=1, sort_keys=True, allow_nan=False, default=_jsonable)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _jsonable(value):
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_record(record: dict, results: str | Path) -> Path:
+    path = record_path(results, record["grid"], record["run_id"])
+    write_json_atomic(_finite(record), path)
+    return path
+
+
+def _finite(obj):
+    """NaN/inf are not JSON: store them as None (a diverged loss, for example)."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def validate(record) -> str | None:
+    """None when ``record`` is a complete record of this schema, else why not."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    if record.get("schema") != SCHEMA:
+        return f"unknown schema version {record.get('schema')!r} (this proxbench reads {SCHEMA})"
+    missing = [k for k in REQUIRED if k not in record]
+    if missing:
+        return f"missing keys: {', '.join(missing)}"
+    if record["status"] not in STATUSES:
+        return f"unknown status {record['status']!r}"
+    if not isinstance(record["final"], dict) or not isinstance(record["history"], list):
+        return "final must be an object and history a list"
+    return None
+
+
+def read_record(path: Path) -> tuple[dict | None, str | None]:
+    """(record, None) or (None, why it was skipped)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable: {exc}"
+    problem = validate(record)
+    return (None, problem) if problem else (record, None)
+
+
+def load_records(results: str | Path, grid: str, warn=None) -> list[dict]:
+    """Every valid record of ``grid``, sorted by run id; skipped files reported once through ``warn``."""
+    folder = Path(results) / "runs" / grid
+    good, skipped = [], []
+    for path in sorted(folder.glob("*.json")):
+        record, why = read_record(path)
+        if record is None:
+            skipped.append(f"{path} ({why})")
+        else:
+            good.append(record)
+    if skipped:
+        (warn or (lambda m: print(m, file=sys.stderr)))(
+            f"warning: skipped {len(skipped)} record(s): " + "; ".join(skipped)
+        )
+    return good
+
+
+def finished_ids(results: str | Path, grid: str) -> set[str]:
+    """Run ids of ``grid`` with a record whose status is final (done or diverged)."""
+    folder = Path(results) / "runs" / grid
+    ids = set()
+    for path in folder.glob("*.json"):
+        record, _ = read_record(path)
+        if record is not None and record["status"] in ("done", "diverged"):
+            ids.add(record["run_id"])
+    return ids

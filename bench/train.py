@@ -1,0 +1,380 @@
+"""One training run: model × method × dataset, with checkpoints, resume and a run record (DESIGN.md §6).
+
+Per step: forward with θ = α·F(w/α), backward with B', then ``methods.optimizer_step`` (hooks around
+``optimizer.step()`` and ``set_progress((step+1)/total_steps)``), then the per-step lr scheduler. Per
+epoch: evaluation of the deployed model (α·sign(w)) and of the F(w) model, the flip ratio of the deployed
+signs, and an atomic checkpoint. A run restarted after a kill resumes from its last checkpoint and ends
+bit-identical to an uninterrupted run on the same device: the data order and augmentation of each epoch
+are functions of (seed, epoch), and the RNG states are checkpointed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import methods
+import models
+
+from . import config as configs
+from . import data, records
+from .errors import UserError
+
+
+def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work") -> nn.Module:
+    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it."""
+    info = info or data.dataset_info(cfg["dataset"], cfg["data_options"])
+    pretrained = cfg["init"] == "timm"
+    model = models.create_model(
+        cfg["model"], num_classes=info.num_classes, in_chans=info.in_chans, img_size=info.img_size,
+        pretrained=pretrained and load_init, **cfg["model_kwargs"],
+    )
+    if load_init and cfg["mode"] == "finetune" and not pretrained:
+        state = load_init_state(cfg["init"], workdir)
+        models.load_state_dict_resampled(model, state)
+    methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"])
+    return model
+
+
+def checkpoint_path(workdir: str | Path, run_id: str) -> Path:
+    return Path(workdir) / "runs" / run_id / "checkpoint.pt"
+
+
+def load_init_state(init: str, workdir: str | Path) -> dict:
+    """The full-precision weights a fine-tune starts from: 'run:<id>' (a finished run) or a file."""
+    if init.startswith("run:"):
+        path = checkpoint_path(workdir, init[4:])
+    else:
+        path = Path(init)
+    if not path.is_file():
+        raise UserError(f"fine-tune checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        if state.get("status", "done") != "done" or state.get("epoch") != state.get("config", {}).get("epochs"):
+            raise UserError(f"fine-tune parent {path} has not finished (epoch {state.get('epoch')})")
+        state = state["model"]
+    return _strip_parametrizations(state)
+
+
+def _strip_parametrizations(state: dict) -> dict:
+    """Map 'layer.parametrizations.weight.original' keys back to 'layer.weight' (a binarized parent)."""
+    return {k.replace(".parametrizations.weight.original", ".weight"): v for k, v in state.items()}
+
+
+def load_run_model(source: str, workdir: str | Path = "work") -> tuple[nn.Module, dict]:
+    """A run id (looked up in the work directory) or a checkpoint path -> (trained binarized model, config)."""
+    path = Path(source) if Path(source).is_file() else checkpoint_path(workdir, source)
+    if not path.is_file():
+        raise UserError(f"no checkpoint for {source!r} (looked for {path})")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "config" not in state:
+        raise UserError(f"{path} is not a proxbench run checkpoint")
+    cfg = state["config"]
+    model = build_model(cfg, load_init=False)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg
+
+
+def make_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg["optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    if cfg["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+def lr_factor(cfg: dict, step: int, total: int, steps_per_epoch: int) -> float:
+    """Multiplier of the peak lr at ``step``: linear warm-up, then cosine to 0, step (×0.1) or constant."""
+    warmup = int(cfg["warmup_epochs"] * steps_per_epoch)
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    if cfg["lr_schedule"] == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if cfg["lr_schedule"] == "step":
+        return 0.1 ** sum(t >= m for m in cfg["step_milestones"])
+    return 1.0
+
+
+def evaluate(model: nn.Module, loader, device: torch.device) -> float:
+    """Top-1 accuracy in percent."""
+    model.eval()
+    correct = total = 0
+    with torch.no_grad(), _autocast(device):
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+            total += y.numel()
+    return 100.0 * correct / max(1, total)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def deployed_signs(model: nn.Module) -> list[torch.Tensor]:
+    return [(w.detach() >= 0).cpu() for w in methods.latent_weights(model)]
+
+
+def flip_ratio(before: list[torch.Tensor], after: list[torch.Tensor]) -> float | None:
+    """Fraction of deployed binary weights whose sign changed (None when nothing is binarized)."""
+    total = sum(t.numel() for t in after)
+    if not before or total == 0:
+        return None
+    return sum((a != b).sum().item() for a, b in zip(before, after)) / total
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """A tqdm bar on a terminal; plain lines in logs."""
+
+    def __init__(self, total: int, desc: str):
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+    def update(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def execute(
+    cfg: dict,
+    *,
+    grid: str = "adhoc",
+    workdir: str | Path = "work",
+    results: str | Path = "results",
+    device: str = "cpu",
+    data_root: str | None = None,
+    fresh: bool = False,
+    log=print,
+) -> dict:
+    """Train and evaluate one resolved config; resume from its checkpoint; write and return its record."""
+    rid = configs.run_id(cfg)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' asked for but no CUDA device is available")
+    started = time.time()
+    info = data.dataset_info(cfg["dataset"], cfg["data_options"])
+    loader_args = dict(loader=cfg["loader"], device=device, seed=cfg["seed"], data_root=data_root,
+                       options=cfg["data_options"])
+    train_loader = data.build_loader(cfg["dataset"], "train", batch_size=cfg["batch_size"], train=True,
+                                     subset=cfg["subset"], **loader_args)
+    test_loader = data.build_loader(cfg["dataset"], "test", batch_size=max(cfg["batch_size"], 256), train=False,
+                                    subset=cfg["test_subset"], **loader_args)
+    if len(train_loader) == 0:
+        raise UserError(f"batch_size {cfg['batch_size']} exceeds the {train_loader.num_samples} training samples")
+
+    torch.manual_seed(cfg["seed"])
+    model = build_model(cfg, info, workdir=workdir).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    method = methods.get_method(model)
+    optimizer = make_optimizer(cfg, model)
+    steps_per_epoch = len(train_loader)
+    total_steps = cfg["epochs"] * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch)
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+
+    ckpt_path = checkpoint_path(workdir, rid)
+    history: list[dict] = []
+    start_epoch = 0
+    status = "running"
+    prev_signs = deployed_signs(model)
+    if ckpt_path.is_file() and not fresh:
+        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if state.get("config") != cfg:
+            raise UserError(f"checkpoint {ckpt_path} belongs to another config; use --fresh to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_torch"])
+        history, start_epoch, status = state["history"], state["epoch"], state["status"]
+        prev_signs = [s.cpu() for s in state["prev_signs"]]
+        method.set_progress(min(1.0, start_epoch * steps_per_epoch / total_steps))
+        log(f"[{rid}] resuming at epoch {start_epoch + 1}/{cfg['epochs']} from {ckpt_path}")
+    else:
+        method.set_progress(0.0)
+        if cfg["mode"] == "finetune":
+            history.append(_epoch_metrics(0, model, test_loader, dev, None, None, None, optimizer))
+            log(f"[{rid}] initial: deployed acc {history[-1]['test_acc']:.2f}%")
+
+    for epoch in range(start_epoch, cfg["epochs"]):
+        if status != "running":
+            break
+        t0 = time.time()
+        train_loader.set_epoch(epoch)
+        model.train()
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.long)
+        seen = 0
+        bar = _Progress(steps_per_epoch, f"{cfg['method']} epoch {epoch + 1}/{cfg['epochs']}")
+        for i, (x, y) in enumerate(train_loader):
+            if dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(dev):
+                out = model(x)
+                loss = criterion(out.float(), y)
+            if not torch.isfinite(loss):
+                status = "diverged"
+                log(f"[{rid}] diverged: loss {loss.item()} at epoch {epoch + 1}, step {i + 1}")
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            step = epoch * steps_per_epoch + i
+            methods.optimizer_step(model, optimizer, progress=(step + 1) / total_steps)
+            scheduler.step()
+            loss_sum += loss.detach() * y.numel()
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += y.numel()
+            if bar.bar is not None:
+                bar.update(loss.item())
+        bar.close()
+        if status != "running":
+            break
+        signs = deployed_signs(model)
+        train = (loss_sum.item() / max(1, seen), 100.0 * correct.item() / max(1, seen))
+        metrics = _epoch_metrics(epoch + 1, model, test_loader, dev, train, prev_signs, signs, optimizer)
+        metrics["seconds"] = round(time.time() - t0, 3)
+        history.append(metrics)
+        prev_signs = signs
+        if epoch + 1 == cfg["epochs"]:
+            status = "done"
+        log(_format_epoch(rid, cfg, metrics))
+        _atomic_torch_save(
+            {"version": 1, "config": cfg, "run_id": rid, "epoch": epoch + 1, "status": status if status == "done" else "running",
+             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "rng_torch": torch.get_rng_state(), "history": history, "prev_signs": prev_signs},
+            ckpt_path,
+        )
+        records.write_json_atomic({"epoch": epoch + 1, "epochs": cfg["epochs"]}, ckpt_path.with_name("progress.json"))
+
+    if status == "running":  # nothing left to train (resumed a finished checkpoint)
+        status = "done"
+    record = records.make_record(
+        rid, grid, cfg, status=status, history=history, final=_final_metrics(model, history, info, dev),
+        device=_device_name(dev), wall_seconds=time.time() - started,
+    )
+    records.write_record(record, results)
+    return record
+
+
+def _epoch_metrics(epoch, model, test_loader, dev, train, before, after, optimizer) -> dict:
+    """Test accuracy of the deployed and F(w) models, lr, method parameters, flip ratio."""
+    method = methods.get_method(model)
+    with methods.deployed(model):
+        acc = evaluate(model, test_loader, dev)
+    acc_forward = evaluate(model, test_loader, dev) if method.binarizes else acc
+    params = {k: v for k, v in method.params().items() if isinstance(v, float) and k != "progress"}
+    return {
+        "epoch": epoch,
+        "train_loss": None if train is None else round(train[0], 6),
+        "train_acc": None if train is None else round(train[1], 4),
+        "test_acc": round(acc, 4),
+        "test_acc_forward": round(acc_forward, 4),
+        "lr": optimizer.param_groups[0]["lr"],
+        "method_params": params,
+        "flip_ratio": None if before is None else flip_ratio(before, after),
+        "seconds": 0.0,
+    }
+
+
+def _final_metrics(model: nn.Module, history: list[dict], info, dev: torch.device) -> dict:
+    from . import flops, packing
+
+    cpu_model = model
+    sizes = packing.measure(cpu_model)
+    ops = flops.count_ops(cpu_model, (1, info.in_chans, info.img_size, info.img_size))
+    last = history[-1] if history else {}
+    return {
+        "acc": last.get("test_acc"),
+        "acc_forward": last.get("test_acc_forward"),
+        "train_loss": last.get("train_loss"),
+        **sizes,
+        "flops": ops["flops"],
+        "bops": ops["bops"],
+        "peak_memory_mb": round(peak_memory_mb(dev), 1),
+        "epochs_done": max((h["epoch"] for h in history), default=0),
+    }
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def _format_epoch(rid: str, cfg: dict, m: dict) -> str:
+    flips = "" if m["flip_ratio"] is None else f" flips {m['flip_ratio']:.4f}"
+    return (f"[{rid}] {cfg['model']}/{cfg['method']} epoch {m['epoch']}/{cfg['epochs']}: loss {m['train_loss']:.4f} "
+            f"train {m['train_acc']:.2f}% test {m['test_acc']:.2f}% (F(w) {m['test_acc_forward']:.2f}%)"
+            f"{flips} lr {m['lr']:.2e} {m['seconds']:.1f}s")
+
+
+def config_from_args(args) -> dict:
+    """The raw config of ``python -m bench run``: --config file, then flags, then --set/--param."""
+    raw: dict = {}
+    if args.config:
+        raw.update(configs.load_toml(args.config))
+    for key in ("model", "method", "dataset", "loader", "mode", "init", "optimizer", "lr_schedule", "policy",
+                "epochs", "batch_size", "seed", "subset", "test_subset", "lr", "weight_decay", "momentum",
+                "warmup_epochs"):
+        value = getattr(args, key, None)
+        if value is not None:
+            raw[key] = value
+    for item in args.set:
+        key, value = configs.parse_assignment(item, "--set")
+        raw[key] = value
+    params = dict(raw.get("method_params", {}))
+    for item in args.param:
+        key, value = configs.parse_assignment(item, "--param")
+        params[key] = value
+    if params:
+        raw["method_params"] = params
+    return raw
+
+
+def cli_run(args) -> int:
+    cfg = configs.resolve(config_from_args(args), "run")
+    record = execute(cfg, grid=args.grid, workdir=args.workdir, results=args.results, device=args.device or "cpu",
+                     data_root=args.data_root, fresh=args.fresh)
+    final = record["final"]
+    print(f"{record['run_id']} {record['status']}: deployed acc {final['acc']}%  F(w) acc {final['acc_forward']}%  "
+          f"compression {final['compression']:.1f}x  -> {records.record_path(args.results, args.grid, record['run_id'])}")
+    return 0 if record["status"] == "done" else 1
