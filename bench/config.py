@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 from pathlib import Path
 
@@ -96,7 +97,10 @@ def resolve(raw: dict, where: str = "config") -> dict:
         raise UserError(f"{where}: mode = 'finetune' needs init (a checkpoint path, 'run:<id>', 'parent' or 'timm')")
     if cfg["mode"] == "e2e" and cfg["init"] not in (None, "timm"):
         raise UserError(f"{where}: init is only used with mode = 'finetune'")
-    method = methods.create_method(cfg["method"], **cfg["method_params"])
+    try:
+        method = methods.create_method(cfg["method"], **cfg["method_params"])
+    except methods.MethodError as exc:
+        raise UserError(f"{where}: {exc}") from None
     cfg["method_params"] = method.config()
     if cfg["policy"] is not None and not isinstance(cfg["policy"], (str, dict)):
         raise UserError(f"{where}: policy must be a preset name or a table, got {cfg['policy']!r}")
@@ -116,11 +120,14 @@ def load_toml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
+    text = path.read_bytes().decode("utf-8", errors="replace")
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"{path}: malformed TOML: {exc}") from None
+        found = re.search(r"at line (\d+), column (\d+)", str(exc))
+        line = found.group(1) if found else str(max(1, len(text.rstrip().splitlines())))
+        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+        raise UserError(f"{path}: line {line}: malformed TOML: {reason}") from None
 
 
 def parse_assignment(text: str, where: str) -> tuple[str, object]:

@@ -156,7 +156,8 @@ def _apply_override(raw: dict, table: dict, axis: str, value, where: str) -> dic
                 params.update(val)
             else:
                 out[key] = val
-        elif axis == "method" and key in methods.get_method_class(str(value)).valid_parameters():
+        elif axis == "method" and str(value) in methods.list_methods() and key in methods.get_method_class(
+                str(value)).valid_parameters():
             params[key] = val
         else:
             configs.check_keys([key], f"{where} [{axis}.{value!r}]")

@@ -54,8 +54,10 @@ alive() {
     local f=$PIDS/$1.pid pid
     [ -s "$f" ] || return 1
     pid=$(cat "$f")
-    [ -d "/proc/$pid" ] || return 1
-    [ "$(cat /proc/$pid/comm 2>/dev/null)" = "$1" ]
+    case "$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -d' ' -f1)" in
+        ''|Z|X) return 1 ;;   # gone, or a zombie not yet reaped
+    esac
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ]
 }
 record() { mkdir -p "$PIDS"; echo "$2" > "$PIDS/$1.pid"; }
 

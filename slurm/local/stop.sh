@@ -22,20 +22,25 @@ for a in "$@"; do
 done
 log() { echo "[slurm-local] $*"; }
 
+running() {  # running PID: exists and is not a zombie (this container's PID 1 reaps slowly)
+    local st
+    st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
+}
 stop_one() {  # stop_one NAME [TIMEOUT]
     local name=$1 timeout=${2:-20} f=$PIDS/$1.pid pid i
     [ -s "$f" ] || return 0
     pid=$(cat "$f")
-    if [ ! -d "/proc/$pid" ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$name" ]; then
+    if ! running "$pid" || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$name" ]; then
         rm -f "$f"   # stale: the process is gone (or the pid was reused by something else)
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < timeout * 10; i++)); do
-        [ -d "/proc/$pid" ] || break
+        running "$pid" || break
         sleep 0.1
     done
-    if [ -d "/proc/$pid" ]; then
+    if running "$pid"; then
         log "$name (pid $pid) ignored SIGTERM for ${timeout}s; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
         sleep 0.2
@@ -54,16 +59,30 @@ drop_db() {  # --purge: job ids restart at 1, so old accounting records must go 
 }
 if [ -d "$PIDS" ] || [ "$PURGE" = 1 ]; then
     [ "$(id -u)" = 0 ] || { echo "[slurm-local] ERROR: must run as root; run: sudo $0" >&2; exit 1; }
-    # Job steps (slurmstepd) outlive slurmd; kill the ones that belong to our slurmd's jobs.
-    if [ -s "$PIDS/slurmd.pid" ]; then
-        for p in $(pgrep -x slurmstepd || true); do
-            # only steps whose spool dir is ours
-            if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q . && \
-               ls -l "/proc/$p/cwd" 2>/dev/null | grep -q "$STATE/spool"; then
-                kill -KILL "$p" 2>/dev/null || true
-            fi
-        done
+    # Jobs' processes (slurmstepd and its children) outlive slurmd: cancel the cluster's jobs
+    # while slurmctld still answers, then kill any step left over from OUR slurmd.
+    if [ -f "$STATE/etc/slurm.conf" ] && [ -s "$PIDS/slurmctld.pid" ]; then
+        export SLURM_CONF=$STATE/etc/slurm.conf
+        jobs=$(timeout 10 squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ' || true)
+        if [ -n "${jobs// /}" ]; then
+            timeout 10 scancel $jobs 2>/dev/null || true
+            log "cancelled jobs: $jobs"
+            for ((i = 0; i < 50; i++)); do
+                [ -z "$(timeout 5 squeue -h -o %A 2>/dev/null)" ] && break
+                sleep 0.2
+            done
+        fi
     fi
+    kill_tree() {  # kill_tree PID: SIGKILL PID and all its descendants
+        local c
+        for c in $(ps -o pid= --ppid "$1" 2>/dev/null); do kill_tree "$c"; done
+        kill -KILL "$1" 2>/dev/null || true
+    }
+    for p in $(pgrep -x slurmstepd || true); do
+        case "$(readlink "/proc/$p/cwd" 2>/dev/null)" in
+            "$STATE"|"$STATE"/*) kill_tree "$p"; log "killed leftover slurmstepd $p" ;;
+        esac
+    done
     stop_one slurmd
     stop_one slurmctld
     stop_one slurmdbd

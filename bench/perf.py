@@ -1,0 +1,144 @@
+"""``python -m bench perf step|loaders|all``: performance budgets as ratios measured in one run (DESIGN.md §11).
+
+``perf step`` times a full training step (forward, backward, hooks, ``optimizer.step()``,
+``set_progress``) of every registered method against ``fp`` on the same model and batch. The methods are
+interleaved round-robin within each repetition, so machine noise hits all of them alike; warm-up steps are
+excluded; the table gives the median and the interquartile spread of the per-step time and the ratio of
+medians to ``fp``. ``perf all`` also runs the loader benchmark and writes ``results/perf/<device>.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tabulate import tabulate
+from torch import nn
+
+import methods
+import models
+
+from .errors import UserError
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _Stepper:
+    """One model + optimizer + fixed batch for one method; ``step()`` is one full training step."""
+
+    def __init__(self, method: str, model_name: str, batch: int, device: torch.device, compile_model: bool):
+        torch.manual_seed(0)
+        shape = {"fmnist-cnn": (1, 28), "fmnist-mlp": (1, 28)}.get(model_name, (3, 32))
+        model = models.create_model(model_name, num_classes=10, in_chans=shape[0], img_size=shape[1])
+        methods.binarize(model, method)
+        self.model = model.to(device)
+        self.device = device
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.x = torch.randn(batch, shape[0], shape[1], shape[1], device=device)
+        if device.type == "cuda":
+            self.x = self.x.contiguous(memory_format=torch.channels_last)
+        self.y = torch.randint(0, 10, (batch,), device=device)
+        self.loss = nn.CrossEntropyLoss()
+        self.forward = torch.compile(self.model) if compile_model else self.model
+        self.steps, self.total = 0, 10_000
+        self.compile_seconds = 0.0
+        if compile_model:
+            t0 = time.perf_counter()
+            self.step()
+            _sync(device)
+            self.compile_seconds = time.perf_counter() - t0
+
+    def step(self) -> None:
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.device.type == "cuda" else torch.autocast(
+            "cpu", enabled=False)
+        with autocast:
+            loss = self.loss(self.forward(self.x).float(), self.y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.steps += 1
+        methods.optimizer_step(self.model, self.optimizer, progress=min(1.0, self.steps / self.total))
+
+
+def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu", repeats: int | None = None,
+                  warmup: int = 3, compile_model: bool = False, method_keys: list[str] | None = None,
+                  log=print) -> list[dict]:
+    """Per-method step times (seconds), measured interleaved; the first row is ``fp``."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda asked for but no CUDA device is available")
+    keys = method_keys or methods.list_methods()
+    keys = ["fp"] + [k for k in keys if k != "fp"]
+    repeats = repeats or (20 if dev.type == "cpu" else 100)
+    steppers = {k: _Stepper(k, model, batch, dev, compile_model) for k in keys}
+    for _ in range(warmup):
+        for s in steppers.values():
+            s.step()
+    _sync(dev)
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    for r in range(repeats):
+        order = keys if r % 2 == 0 else list(reversed(keys))  # alternate order: no method always runs first
+        for k in order:
+            t0 = time.perf_counter()
+            steppers[k].step()
+            _sync(dev)
+            times[k].append(time.perf_counter() - t0)
+    base = statistics.median(times["fp"])
+    rows = []
+    for k in keys:
+        ts = sorted(times[k])
+        q1, q3 = ts[len(ts) // 4], ts[(3 * len(ts)) // 4]
+        med = statistics.median(ts)
+        rows.append({"method": k, "median_ms": med * 1e3, "iqr_ms": (q3 - q1) * 1e3, "ratio": med / base,
+                     "compile_s": steppers[k].compile_seconds})
+    return rows
+
+
+def format_step_table(rows: list[dict], compiled: bool) -> str:
+    headers = ["method", "median step (ms)", "IQR (ms)", "ratio to fp"] + (["compile (s)"] if compiled else [])
+    table = [[r["method"], f"{r['median_ms']:.1f}", f"{r['iqr_ms']:.1f}", f"{r['ratio']:.3f}"]
+             + ([f"{r['compile_s']:.1f}"] if compiled else []) for r in rows]
+    return tabulate(table, headers=headers, tablefmt="github")
+
+
+def machine_line(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        what = torch.cuda.get_device_name(0)
+    else:
+        what = platform.processor() or platform.machine()
+    return (f"device {device} ({what}), {os.cpu_count()} CPUs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+
+
+def cli_perf(args) -> int:
+    sections = [f"# proxbench perf\n\n{machine_line(args.device)}\n"]
+    if args.what in ("step", "all"):
+        rows = measure_steps(args.model, args.batch, args.device, args.repeats, compile_model=args.compile)
+        worst = max(r["ratio"] for r in rows)
+        text = (f"## Training step: {args.model}, batch {args.batch}, {args.device}\n\n"
+                f"{format_step_table(rows, args.compile)}\n\nworst ratio {worst:.3f} "
+                f"(budget ≤ 1.10, goal ≤ 1.05)\n")
+        print(text)
+        sections.append(text)
+    if args.what in ("loaders", "all"):
+        from .perf_loaders import format_loader_table, run_loader_benchmark
+
+        rows = run_loader_benchmark(dataset=args.dataset, data_root=args.data_root, device=args.device)
+        text = (f"## Loaders: {args.dataset}, same augmentations, {args.device}\n\n{format_loader_table(rows)}\n"
+                f"\nbudget: memory ≥ 10×, ffcv ≥ 3× the torchvision DataLoader\n")
+        print(text)
+        sections.append(text)
+    if args.what == "all" or args.out:
+        out = Path(args.out or f"results/perf/{args.device.split(':')[0]}.md")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(sections))
+        print(f"wrote {out}")
+    return 0
