@@ -1,7 +1,7 @@
 """SLURM cluster profiles (``slurm/*.toml``): the sbatch resources of every job of a grid (DESIGN.md §7).
 
 Fields (all optional; see slurm/README.md): partition, gpus_per_node, cpus_per_task, mem_gb, time_min,
-constraint, array_parallelism, account, qos, signal_delay_s, setup (shell lines run before the job),
+constraint, array_parallelism, account, qos, signal_delay_s, max_num_timeout, setup (shell lines run before the job),
 additional_parameters (extra ``#SBATCH --key=value`` flags). Unknown keys are an error.
 """
 
@@ -26,12 +26,13 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
     "account": str,
     "qos": str,
     "signal_delay_s": int,
+    "max_num_timeout": int,
     "setup": list,
     "additional_parameters": dict,
     "description": str,
 }
 DEFAULT_PROFILE = {"cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 4, "time_min": 60, "array_parallelism": 32,
-                   "signal_delay_s": 60}
+                   "signal_delay_s": 60, "max_num_timeout": 3}
 
 
 def load_profile(path: str | Path) -> dict:

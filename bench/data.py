@@ -36,6 +36,7 @@ epoch by one, so forgetting ``set_epoch`` still gives a new order every epoch.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import gzip
 import hashlib
@@ -477,6 +478,26 @@ def epoch_plan(num_samples: int, seed: int, epoch: int, *, train: bool, pad: int
     return EpochPlan(epoch, order, dy, dx, fl)
 
 
+@contextlib.contextmanager
+def intra_op_threads(n: int | None, device: torch.device):
+    """Run a batch's small tensor ops with ``n`` intra-op threads (CPU only; per calling thread).
+
+    A batch is a few hundred thousand bytes: a second thread gains little, and on a busy CPU each
+    parallel op can wait a whole scheduler timeslice for it (measured 50-100x slower on a loaded 2-core
+    machine), so the loaders use 1 by default. Restored on exit, so the training step is unaffected."""
+    if n is None or device.type != "cpu":
+        yield
+        return
+    old = torch.get_num_threads()
+    if old != n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if old != n:
+            torch.set_num_threads(old)
+
+
 class Normalizer:
     """uint8 -> float32 ``(x / 255 - mean) / std`` per channel: the same float32 operations, in the
     same order, as torchvision's ``ToTensor`` + ``Normalize``, so every loader gives the same bits."""
@@ -578,6 +599,7 @@ class MemoryLoader(Loader):
         self.images = images.to(self.device).contiguous()
         self.labels = labels.to(self.device)
         self.normalize = Normalizer(info.mean, info.std, self.device)
+        self.threads = 1  # intra-op threads for a batch's ops (see intra_op_threads)
 
     def __iter__(self):
         epoch = self._next_epoch()
@@ -586,18 +608,19 @@ class MemoryLoader(Loader):
 
     def _batches(self, plan: EpochPlan):
         b = self.batch_size
-        n_batches = len(self)
-        for i in range(n_batches):
-            if not self.train:
-                x = self.images[i * b:(i + 1) * b]
-                y = self.labels[i * b:(i + 1) * b]
-            else:
-                idx = plan.order[i * b:(i + 1) * b]
-                x = crop_flip(self.images, idx, self.size,
-                              None if plan.dy is None else plan.dy[idx],
-                              None if plan.dx is None else plan.dx[idx], plan.flip[idx])
-                y = self.labels[idx]
-            yield self.normalize(x, self.channels_last), y
+        for i in range(len(self)):
+            with intra_op_threads(self.threads, self.device):
+                if not self.train:
+                    x = self.images[i * b:(i + 1) * b]
+                    y = self.labels[i * b:(i + 1) * b]
+                else:
+                    idx = plan.order[i * b:(i + 1) * b]
+                    x = crop_flip(self.images, idx, self.size,
+                                  None if plan.dy is None else plan.dy[idx],
+                                  None if plan.dx is None else plan.dx[idx], plan.flip[idx])
+                    y = self.labels[idx]
+                x = self.normalize(x, self.channels_last)
+            yield x, y
 
 
 class _TorchArrayDataset(torch.utils.data.Dataset):

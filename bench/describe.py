@@ -32,8 +32,9 @@ def cli_models(args) -> int:
     rows = []
     for name in models.list_models(args.pattern):
         info = models.model_info(name)
-        rows.append([name, info.get("family", ""), info.get("description", "")])
-    print(tabulate(rows, headers=["model", "family", "description"], tablefmt="github"))
+        shape = "×".join(str(d) for d in info.default_input)
+        rows.append([name, info.family, shape, "yes" if info.has_pretrained else "", info.description])
+    print(tabulate(rows, headers=["model", "family", "default input", "pretrained", "description"], tablefmt="github"))
     return 0
 
 

@@ -114,7 +114,9 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
         return {}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     folder = Path(workdir) / "submitit" / grid.name / stamp
-    args = (grid.name, str(workdir), str(results), data_root, device)
+    # absolute paths: a job may start in another directory (sbatch) or on another node with the same mounts
+    data_root = str(Path(data_root).resolve()) if data_root else None
+    args = (grid.name, str(Path(workdir).resolve()), str(Path(results).resolve()), data_root, device)
     submitted: dict[str, str] = {}
     if executor == "slurm":
         submitted = _submit_slurm(grid, todo, jobs, folder, args, profile or cluster.load_profile("slurm/local.toml"), log)
@@ -176,7 +178,7 @@ def _is_active(job_id: str, states: dict[str, str]) -> bool:
 
 def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: tuple, profile: dict, log) -> dict:
     """One job array per stage; a fine-tune array per parent, with afterok on the parent's job."""
-    ex = submitit.SlurmExecutor(folder=folder)
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile["max_num_timeout"])
     base = cluster.executor_parameters(profile, job_name=f"proxbench-{grid.name}")
     device = "cuda" if profile.get("gpus_per_node") else "cpu"
     args = (*args[:-1], device)

@@ -73,6 +73,22 @@ def _binarized(model: nn.Module) -> dict[str, str]:
     return out
 
 
+def _plain_order(state: dict, latents: dict[str, str]) -> dict:
+    """The state dict in the order of the unparametrized model: a binarized weight goes back in front of its
+    layer's other direct entries (parametrize moves it behind the bias)."""
+    by_prefix = {plain[: -len("weight")]: latent for latent, plain in latents.items()}
+    keys, placed = [], set()
+    for key in state:
+        prefix, _, leaf = key.rpartition(".")
+        latent = key if key in latents else by_prefix.get(f"{prefix}." if prefix else "")
+        if latent is not None and latent not in placed and (key == latent or "." not in leaf):
+            keys.append(latent)
+            placed.add(latent)
+        if key not in placed:
+            keys.append(key)
+    return {k: state[k] for k in keys}
+
+
 def deployed_entries(model: nn.Module):
     """Yield (plain key, kind, tensor, alpha) for every state-dict entry of the deployed model.
 
@@ -81,7 +97,7 @@ def deployed_entries(model: nn.Module):
     """
     method = methods.get_method(model)
     latents = _binarized(model)
-    for key, value in model.state_dict().items():
+    for key, value in _plain_order(model.state_dict(), latents).items():
         value = value.detach().cpu()
         if key in latents:
             w = value.float()
@@ -95,8 +111,8 @@ def deployed_entries(model: nn.Module):
                     alpha = torch.tensor(float(alpha))
                 else:
                     alpha = None
-            rebuilt = _rebuild(w >= 0, alpha)
-            if not torch.equal(rebuilt, method.export(w).float()):
+            # Method.export is α·sign(w) by definition; a subclass that overrides export (or alpha) is checked.
+            if _custom_export(method) and not torch.equal(_rebuild(w >= 0, alpha), method.export(w).float()):
                 raise PackingError(
                     f"{key}: method {method.name!r} does not export α·sign(w), so it cannot be stored as 1 bit per weight"
                 )
@@ -105,6 +121,10 @@ def deployed_entries(model: nn.Module):
             yield key, "f32", value, None
         else:
             yield key, "i64", value, None
+
+
+def _custom_export(method) -> bool:
+    return type(method).export is not methods.Method.export
 
 
 def _rebuild(bits: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
@@ -129,8 +149,8 @@ def payload_bytes(model: nn.Module) -> int:
 def fp32_bytes(model: nn.Module) -> int:
     """4 bytes per floating-point parameter/buffer element + 8 per integer buffer element (full-precision model)."""
     total = 0
-    for _key, kind, tensor, _alpha in deployed_entries(model):
-        total += 8 * tensor.numel() if kind == "i64" else 4 * tensor.numel()
+    for value in model.state_dict().values():
+        total += 4 * value.numel() if value.is_floating_point() or value.is_complex() else 8 * value.numel()
     return total
 
 

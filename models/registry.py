@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
@@ -46,7 +46,7 @@ class ModelInfo:
     default_img_size: int
     has_pretrained: bool
     kwargs: tuple[str, ...]  # extra keyword arguments the builder accepts
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., nn.Module] = field(repr=False)
 
     @property
     def default_input(self) -> tuple[int, int, int]:

@@ -51,21 +51,29 @@ def slurm_cluster():
         if "SLURM_CONF" not in os.environ and not Path("/etc/slurm/slurm.conf").exists() and conf.exists():
             os.environ["SLURM_CONF"] = str(conf)
 
-    def node_up() -> bool:
-        try:
-            out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        return out.returncode == 0 and any(s in out.stdout for s in ("idle", "mix", "alloc"))
+    def sinfo(timeout: float) -> tuple[bool, str]:
+        """(a node is up, sinfo's output or error)"""
+        try:  # `scontrol ping` fails at once on a dead controller; sinfo would retry for ~10 s
+            ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout)
+            if ping.returncode != 0:
+                return False, (ping.stdout.splitlines() or [ping.stderr])[0].strip()
+            out = subprocess.run(["sinfo", "-h", "-o", "%P %a %t"], capture_output=True, text=True,
+                                 timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return False, str(e)
+        up = out.returncode == 0 and any(s in out.stdout for s in ("idle", "mix", "alloc"))
+        return up, (out.stdout if out.returncode == 0 else (out.stderr or out.stdout)).strip()
 
     use_state_conf()
-    was_up = node_up()
+    was_up, _ = sinfo(timeout=10)
     started_here = False
     if os.geteuid() == 0:
         try:  # generous timeout: a bare machine first apt-get installs the packages
-            proc = subprocess.run(["bash", str(start)], capture_output=True, text=True, timeout=900)
+            proc = subprocess.run(["/bin/bash", str(start)], capture_output=True, text=True, timeout=900)
         except subprocess.TimeoutExpired:
             unavailable(f"{start} did not finish within 900 s")
+        except OSError as e:
+            unavailable(f"cannot run {start}: {e}")
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
             unavailable(f"{start} failed (exit {proc.returncode}):\n{tail}")
@@ -73,23 +81,22 @@ def slurm_cluster():
     if shutil.which("sbatch") is None:
         unavailable("`sbatch` is not on PATH (install slurm-wlm, or run the tests as root so "
                     "slurm/local/start.sh can install and start a local cluster)")
+    if not was_up and os.geteuid() != 0:
+        unavailable("no SLURM controller answers `sinfo` and only root can start the local cluster "
+                    "(sudo slurm/local/start.sh)")
 
     use_state_conf()
-    try:
-        info = subprocess.run(["sinfo", "-h", "-o", "%P %a"], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        unavailable("`sinfo` did not answer within 30 s")
-    if info.returncode != 0 or not info.stdout.strip():
-        unavailable(f"`sinfo` cannot reach a controller: {(info.stderr or info.stdout).strip()[-500:]}"
-                    + ("" if os.geteuid() == 0 else " (run as root to start slurm/local/start.sh)"))
-    partitions = {p.rstrip("*") for p in info.stdout.split()[::2]}
-    partition = "debug" if "debug" in partitions else info.stdout.split()[0].rstrip("*")
+    up, info = sinfo(timeout=30)
+    if not up:
+        unavailable(f"`sinfo` shows no usable node: {info[-500:] or 'no output'}")
+    partitions = [line.split()[0].rstrip("*") for line in info.splitlines()]
+    partition = "debug" if "debug" in partitions else partitions[0]
 
     yield SlurmCluster(partition=partition, state_dir=state, conf=Path(os.environ.get("SLURM_CONF", conf)),
                        started_here=started_here)
 
     if started_here and os.environ.get("PROXBENCH_SLURM_KEEP") != "1":
-        subprocess.run(["bash", str(stop)], capture_output=True, text=True, timeout=300)
+        subprocess.run(["/bin/bash", str(stop)], capture_output=True, text=True, timeout=300)
 
 
 # --------------------------------------------------------------------------- helpers

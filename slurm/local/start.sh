@@ -3,8 +3,9 @@
 #
 #   sudo slurm/local/start.sh            # idempotent: does nothing when already up
 #   PROXBENCH_SLURM_DIR=/some/dir slurm/local/start.sh
+#   sudo slurm/local/start.sh --force    # skip the "already up" shortcut (re-checks every daemon)
 #
-# Installs (when missing) slurm-wlm slurmdbd munge mariadb-server, generates
+# Installs (when missing) slurm-wlm slurmdbd munge mariadb-server procps, generates
 # slurm.conf / slurmdbd.conf / cgroup.conf in the state dir, and starts munged,
 # mariadb, slurmdbd, slurmctld and slurmd (each only when not already running).
 # PIDs of what THIS script started are recorded in $STATE/pids/ so that
@@ -68,7 +69,8 @@ node_idle() {
     st=$(sinfo -h -N -n "$NODE" -o '%t' 2>/dev/null | head -n1) || return 1
     case "$st" in idle|mix|alloc|comp) return 0 ;; *) return 1 ;; esac
 }
-if [ -f "$CONF" ] && alive slurmctld && alive slurmd && alive slurmdbd && node_idle \
+db_ok() { mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -u root ping 2>/dev/null | grep -q alive; }
+if [ -f "$CONF" ] && alive slurmctld && alive slurmd && alive slurmdbd && munge_ok && db_ok && node_idle \
    && [ "${1:-}" != "--force" ]; then
     # everything up; only regenerate the config below if it would change
     QUICK=1
@@ -76,26 +78,56 @@ else
     QUICK=0
 fi
 
+if [ "$(id -u)" != 0 ]; then
+    if [ "$QUICK" = 1 ]; then
+        log "already running (node $NODE idle); nothing to do ($(elapsed) s)"; exit 0
+    fi
+    die "the cluster is not up, and starting it needs root (it installs packages and starts daemons); run: sudo $0"
+fi
+
 # --------------------------------------------------------------------------- 1. packages
 if [ "$QUICK" = 0 ]; then
-    [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts daemons); run: sudo $0"
     missing=()
-    for pkg in slurm-wlm slurmdbd munge mariadb-server; do
+    for pkg in slurm-wlm slurmdbd munge mariadb-server procps; do  # procps: pgrep, ps
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
     done
     if [ ${#missing[@]} -gt 0 ]; then
+        mkdir -p "$STATE"
         command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
         log "installing ${missing[*]} ..."
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq || die "apt-get update failed"
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-            || die "apt-get install ${missing[*]} failed"
-        # Debian's postinst may have started services (with systemd); we manage our own.
+        # Keep the packages' maintainer scripts from starting services (there is no systemd,
+        # and the slurm ones would fail without a config): we start our own daemons below.
+        policy=0
+        if [ ! -e /usr/sbin/policy-rc.d ]; then
+            printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; policy=1
+        fi
+        rc=0
+        { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+            >"$STATE/apt.log" 2>&1 || rc=$?
+        if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+        [ "$rc" = 0 ] || fail "apt-get install ${missing[*]} failed (exit $rc)" "$STATE/apt.log"
     fi
 fi
 
+foreign() {  # foreign NAME: a NAME process runs that is not ours
+    local p
+    for p in $(pgrep -x "$1" || true); do
+        [ -s "$PIDS/$1.pid" ] && [ "$(cat "$PIDS/$1.pid")" = "$p" ] && continue
+        case "$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | cut -d' ' -f1)" in ''|Z|X) continue ;; esac
+        echo "$p"; return 0
+    done
+    return 1
+}
+# Another slurm cluster on this machine would clash on ports (and on the accounting database).
+for d in slurmdbd slurmctld slurmd; do
+    if other=$(foreign "$d"); then
+        die "a $d not started by this script (state dir $STATE) is running (pid $other); stop it first"
+    fi
+done
+
 # --------------------------------------------------------------------------- 2. config
-mkdir -p "$STATE"/etc "$STATE"/log "$STATE"/ctld "$STATE"/spool "$PIDS" 2>/dev/null || true
+mkdir -p "$STATE"/etc "$STATE"/log "$STATE"/ctld "$STATE"/spool "$PIDS"
 chmod 755 "$STATE"
 
 realmem=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)
@@ -132,7 +164,7 @@ SlurmctldPort=6817
 SlurmdPort=6818
 # scheduling: fast enough for tests
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=1,sched_interval=2,sched_min_interval=100000,bf_interval=2
+SchedulerParameters=batch_sched_delay=1,sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 MinJobAge=30
@@ -182,17 +214,14 @@ write_if_changed() {  # write_if_changed FILE MODE CONTENT
         conf_changed=1
     fi
 }
-if [ "$QUICK" = 0 ] || [ "$(id -u)" = 0 ]; then
-    write_if_changed "$CONF" 644 "$new_conf"
-    write_if_changed "$DBDCONF" 600 "$new_dbd"   # slurmdbd refuses a world-readable conf
-    write_if_changed "$STATE/etc/cgroup.conf" 644 "$new_cgroup"
-fi
+write_if_changed "$CONF" 644 "$new_conf"
+write_if_changed "$DBDCONF" 600 "$new_dbd"   # slurmdbd refuses a world-readable conf
+write_if_changed "$STATE/etc/cgroup.conf" 644 "$new_cgroup"
 if [ "$QUICK" = 1 ] && [ "$conf_changed" = 0 ]; then
     log "already running (node $NODE idle); nothing to do ($(elapsed) s)"
     log "SLURM_CONF=$CONF"
     exit 0
 fi
-[ "$(id -u)" = 0 ] || die "must run as root (it starts daemons); run: sudo $0"
 
 # Let clients (sbatch, sacct, submitit) find the config without SLURM_CONF.
 if [ ! -e /etc/slurm/slurm.conf ] || [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null)" = "$CONF" ]; then
@@ -235,7 +264,6 @@ fi
 
 # --------------------------------------------------------------------------- 4. mariadb
 sql() { mariadb --protocol=socket -S "$MYSQL_SOCK" -u root -N -B -e "$1"; }
-db_ok() { mariadb-admin --protocol=socket -S "$MYSQL_SOCK" -u root ping 2>/dev/null | grep -q alive; }
 if db_ok; then
     log "mariadb already running"
 else
@@ -255,6 +283,12 @@ else
     wait_for 30 db_ok || fail "mariadb did not come up" "$STATE/log/mariadb.log"
     log "started mariadbd (pid $(cat "$PIDS/mariadbd.pid"))"
 fi
+# A fresh controller state restarts job ids at 1; accounting records of an earlier cluster
+# would then shadow the new jobs in sacct (and in submitit), so start the database afresh too.
+if [ ! -e "$STATE/ctld/job_state" ] && ! alive slurmdbd && [ -n "$(sql "SHOW DATABASES LIKE '$DB_NAME'")" ]; then
+    sql "DROP DATABASE $DB_NAME" || die "could not drop stale database $DB_NAME"
+    log "dropped stale accounting database $DB_NAME (fresh controller state)"
+fi
 if [ "$(sql "SELECT COUNT(*) FROM mysql.user WHERE user='$DB_USER' AND host='localhost'")" = 0 ] \
    || [ -z "$(sql "SHOW DATABASES LIKE '$DB_NAME'")" ]; then
     sql "CREATE DATABASE IF NOT EXISTS $DB_NAME;
@@ -266,21 +300,9 @@ if [ "$(sql "SELECT COUNT(*) FROM mysql.user WHERE user='$DB_USER' AND host='loc
 fi
 
 # --------------------------------------------------------------------------- 5. slurm daemons
-foreign() {  # foreign NAME: a NAME process runs that is not ours
-    local p
-    for p in $(pgrep -x "$1" || true); do
-        [ -s "$PIDS/$1.pid" ] && [ "$(cat "$PIDS/$1.pid")" = "$p" ] && continue
-        echo "$p"; return 0
-    done
-    return 1
-}
 start_daemon() {  # start_daemon NAME LOG CMD...
     local name=$1 logf=$2; shift 2
     if alive "$name"; then log "$name already running"; return 0; fi
-    local other
-    if other=$(foreign "$name"); then
-        die "a $name not started by this script is running (pid $other); stop it first"
-    fi
     rm -f "$PIDS/$name.pid"
     "$@" >>"$STATE/log/$name.stdout" 2>&1 || fail "$name failed to start" "$logf" "$STATE/log/$name.stdout"
     wait_for 10 test -s "$PIDS/$name.pid" || fail "$name wrote no pid file" "$logf" "$STATE/log/$name.stdout"

@@ -1,0 +1,465 @@
+"""Leaderboards rebuilt from run records alone (DESIGN.md §8): ``python -m bench aggregate [GRID]``.
+
+Input: ``<results>/runs/<grid>/*.json`` (schema 1, see ``bench.records``). Output, under ``<results>/<grid>/``:
+
+* ``leaderboard.md`` (GitHub table), ``leaderboard.csv`` (the same numbers, one column each), ``leaderboard.tex``
+  (booktabs): rows dataset × model × mode, columns FP and each method (fp, bc, pc, rpc, pq, bnn, bnn+, bnn++,
+  then other methods alphabetically), cells ``mean ± std`` of the deployed top-1 accuracy over seeds (std with
+  ddof = 1; ``(n=k)`` shown when fewer than 3 seeds), the best binarized cell of each row in bold, then the drop
+  from FP (FP − best binarized) and the compression ratio of the best binarized method;
+* ``summary.csv``: one row per record (flattened config, ``final.*`` metrics), sorted by run id;
+* ``figures/*.png`` (``bench.figures``).
+
+Only ``status == "done"`` records enter a mean; a cell with no done seed shows ``div.`` if a seed diverged,
+``fail.`` if one failed, ``—`` if there is none. Same records -> same bytes: everything is sorted, floats are
+formatted with fixed precision and nothing depends on time or file order. Corrupt, partial or unknown-schema
+records are skipped with one warning on stderr that names them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabulate import tabulate
+
+from bench.errors import UserError
+from bench.records import read_record
+
+METHOD_ORDER = ("fp", "bc", "pc", "rpc", "pq", "bnn", "bnn+", "bnn++")
+METHOD_LABELS = {"fp": "FP", "bc": "BC", "pc": "PC", "rpc": "rPC", "pq": "PQ", "bnn": "BNN", "bnn+": "BNN+", "bnn++": "BNN++"}
+DEFAULT_ROWS = ("dataset", "model", "mode")
+DEFAULT_COLUMN = "method"
+CONFIG_REQUIRED = ("model", "method", "dataset", "mode", "seed")
+FP = "\x00fp"  # the column id of the full-precision baseline
+EMPTY = "—"
+
+# ------------------------------------------------------------------------------------------------------
+# loading
+
+
+def list_grids(results_dir: str | Path = "results") -> list[str]:
+    folder = Path(results_dir) / "runs"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+
+def _problem(record: dict) -> str | None:
+    """Beyond ``bench.records.validate``: what aggregation itself needs."""
+    cfg = record.get("config")
+    if not isinstance(cfg, dict):
+        return "partial: config is not an object"
+    missing = [k for k in CONFIG_REQUIRED if k not in cfg]
+    if missing:
+        return f"partial: config lacks {', '.join(missing)}"
+    if record["status"] == "done":
+        acc = record["final"].get("acc")
+        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
+            return "partial: a done record without a numeric final.acc"
+    return None
+
+
+def load_grid(grid: str, results_dir: str | Path = "results", warn=None) -> list[dict]:
+    """Valid records of ``grid`` sorted by (run id, file name); skipped files named in one warning."""
+    folder = Path(results_dir) / "runs" / grid
+    good, skipped = [], []
+    for path in sorted(folder.glob("*.json")):
+        record, why = read_record(path)
+        if record is not None:
+            why = _problem(record)
+        if why is None:
+            good.append((str(record["run_id"]), path.name, record))
+        else:
+            skipped.append(f"{path} ({why})")
+    if skipped:
+        message = f"warning: skipped {len(skipped)} record(s) of grid {grid!r}: " + "; ".join(skipped)
+        (warn or (lambda m: print(m, file=sys.stderr)))(message)
+    return [r for _, _, r in sorted(good, key=lambda t: (t[0], t[1]))]
+
+
+# ------------------------------------------------------------------------------------------------------
+# keys and values
+
+
+def value_of(record: dict, key: str):
+    """A grouping key: a config key, a method parameter (``scale``), a dotted path, a final metric or top-level."""
+    cfg = record["config"]
+    if key in cfg:
+        return cfg[key]
+    params = cfg.get("method_params") or {}
+    if isinstance(params, dict) and key in params:
+        return params[key]
+    if "." in key:
+        node = record
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                node = None
+                break
+            node = node[part]
+        if node is not None:
+            return node
+        node = cfg
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+    if key in record["final"]:
+        return record["final"][key]
+    return record.get(key)
+
+
+def _text(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+def _sort_key(value):
+    """Numbers numerically, then strings, None last; total and deterministic."""
+    if value is None:
+        return (2, 0.0, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, float(value), "")
+    return (1, 0.0, _text(value))
+
+
+def method_sort_key(method: str):
+    return (METHOD_ORDER.index(method), "") if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+
+
+def parse_by(by: str | None) -> tuple[tuple[str, ...], str]:
+    """'dataset,model:method' -> (('dataset', 'model'), 'method'); None -> the paper's layout."""
+    if by is None or not by.strip():
+        return DEFAULT_ROWS, DEFAULT_COLUMN
+    rows_text, _, column = by.partition(":")
+    rows = tuple(k.strip() for k in rows_text.split(",") if k.strip())
+    column = column.strip() or DEFAULT_COLUMN
+    if not rows:
+        raise UserError(f"--by {by!r}: give at least one row key, e.g. 'dataset,model:method'")
+    if column in rows:
+        raise UserError(f"--by {by!r}: {column!r} is both a row key and the column key")
+    return rows, column
+
+
+# ------------------------------------------------------------------------------------------------------
+# the table
+
+
+@dataclass
+class Cell:
+    accs: list[float] = field(default_factory=list)
+    compressions: list[float] = field(default_factory=list)
+    diverged: int = 0
+    failed: int = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.accs)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.accs) / self.n if self.accs else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (ddof = 1); None with fewer than 2 seeds."""
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(sum((a - m) ** 2 for a in self.accs) / (self.n - 1))
+
+    @property
+    def compression(self) -> float | None:
+        return sum(self.compressions) / len(self.compressions) if self.compressions else None
+
+
+@dataclass
+class Row:
+    key: tuple
+    cells: dict  # column id -> Cell
+    best: list  # column ids of the best binarized cell(s)
+    drop: float | None
+    compression: float | None
+
+
+@dataclass
+class Table:
+    row_keys: tuple[str, ...]
+    column_key: str
+    columns: list  # column ids, FP first
+    rows: list[Row]
+
+    def label(self, column) -> str:
+        if column == FP:
+            return "FP"
+        if self.column_key == "method":
+            return METHOD_LABELS.get(column, column)
+        return f"{self.column_key}={column}"
+
+
+def build_table(records: list[dict], by: str | None = None) -> Table:
+    row_keys, column_key = parse_by(by)
+    grouped: dict[tuple, dict] = {}
+    raw_rows: dict[tuple, tuple] = {}
+    for record in records:
+        method = record["config"]["method"]
+        column = FP if method == "fp" else _text(value_of(record, column_key))
+        values = tuple(value_of(record, k) for k in row_keys)
+        key = tuple(_text(v) for v in values)
+        raw_rows[key] = values
+        cell = grouped.setdefault(key, {}).setdefault(column, Cell())
+        if record["status"] == "done":
+            cell.accs.append(float(record["final"]["acc"]))
+            comp = record["final"].get("compression")
+            if isinstance(comp, (int, float)) and not isinstance(comp, bool) and math.isfinite(comp):
+                cell.compressions.append(float(comp))
+        elif record["status"] == "diverged":
+            cell.diverged += 1
+        else:
+            cell.failed += 1
+
+    present = {c for cells in grouped.values() for c in cells}
+    others = sorted((c for c in present if c != FP),
+                    key=method_sort_key if column_key == "method" else (lambda c: (_sort_key(_maybe_number(c)), c)))
+    columns = ([FP] if FP in present else []) + others
+
+    rows = []
+    for key in sorted(grouped, key=lambda k: tuple(_sort_key(v) for v in raw_rows[k]) + (k,)):
+        cells = grouped[key]
+        scored = [(round(cells[c].mean, 2), c) for c in others if c in cells and cells[c].n]
+        best_value = max((s for s, _ in scored), default=None)
+        best = [c for s, c in scored if s == best_value]
+        fp_cell = cells.get(FP)
+        drop = None
+        if best and fp_cell is not None and fp_cell.n:
+            drop = fp_cell.mean - cells[best[0]].mean
+        compression = cells[best[0]].compression if best else None
+        rows.append(Row(key, cells, best, drop, compression))
+    return Table(row_keys, column_key, columns, rows)
+
+
+def _maybe_number(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def cell_text(cell: Cell | None, style: str = "md") -> str:
+    pm, times, dash = ("$\\pm$", "$\\times$", "--") if style == "tex" else ("±", "×", EMPTY)
+    if cell is None:
+        return dash
+    if not cell.n:
+        return "div." if cell.diverged else ("fail." if cell.failed else dash)
+    text = f"{cell.mean:.2f}"
+    if cell.std is not None:
+        text += f" {pm} {cell.std:.2f}"
+    if cell.n < 3:
+        text += f" (n={cell.n})"
+    return text
+
+
+def _drop_text(drop: float | None, style: str) -> str:
+    if drop is None:
+        return "--" if style == "tex" else EMPTY
+    return f"{drop:.2f}"
+
+
+def _compression_text(value: float | None, style: str) -> str:
+    if value is None:
+        return "--" if style == "tex" else EMPTY
+    return f"{value:.1f}$\\times$" if style == "tex" else f"{value:.1f}×"
+
+
+def _header(table: Table) -> list[str]:
+    return [*table.row_keys, *(table.label(c) for c in table.columns), "drop (FP − best)", "compression (best)"]
+
+
+def to_markdown(table: Table) -> str:
+    body = []
+    for row in table.rows:
+        cells = []
+        for c in table.columns:
+            text = cell_text(row.cells.get(c), "md")
+            cells.append(f"**{text}**" if c in row.best else text)
+        body.append([*row.key, *cells, _drop_text(row.drop, "md"), _compression_text(row.compression, "md")])
+    align = ["left"] * len(table.row_keys) + ["right"] * (len(table.columns) + 2)
+    return tabulate(body, headers=_header(table), tablefmt="github", disable_numparse=True, colalign=align)
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "−": "$-$"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(table: Table) -> str:
+    spec = "l" * len(table.row_keys) + "r" * (len(table.columns) + 2)
+    header = [tex_escape(h) for h in _header(table)]
+    lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(header) + " \\\\", "\\midrule"]
+    for row in table.rows:
+        cells = []
+        for c in table.columns:
+            text = cell_text(row.cells.get(c), "tex")
+            cells.append(f"\\textbf{{{text}}}" if c in row.best else text)
+        parts = [tex_escape(k) for k in row.key] + cells
+        parts += [_drop_text(row.drop, "tex"), _compression_text(row.compression, "tex")]
+        lines.append(" & ".join(parts) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "% Requires \\usepackage{booktabs}. Generated by `python -m bench aggregate`; do not edit.\n" + "\n".join(lines) + "\n"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def to_csv(table: Table) -> str:
+    header = list(table.row_keys)
+    for c in table.columns:
+        label = table.label(c)
+        header += [f"{label} mean", f"{label} std", f"{label} n", f"{label} diverged"]
+    header += ["best", "drop", "compression"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in table.rows:
+        line = list(row.key)
+        for c in table.columns:
+            cell = row.cells.get(c)
+            if cell is None:
+                line += ["", "", "0", "0"]
+            else:
+                line += [_num(cell.mean), _num(cell.std), str(cell.n), str(cell.diverged)]
+        line += [";".join(table.label(c) for c in row.best), _num(row.drop), _num(row.compression)]
+        writer.writerow(line)
+    return out.getvalue()
+
+
+def _flatten(prefix: str, obj, out: dict) -> None:
+    if isinstance(obj, dict):  # an empty dict adds no column
+        for k, v in obj.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = obj
+
+
+def _csv_value(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return str(value)
+
+
+SUMMARY_HEAD = ("run_id", "grid", "status")
+SUMMARY_TAIL = ("device", "wall_seconds", "git_commit", "error")
+
+
+def summary_csv(records: list[dict]) -> str:
+    """One row per record: run_id, grid, status, the flattened config, final.* metrics, device, time, commit, error."""
+    rows = []
+    config_keys, final_keys = set(), set()
+    for record in records:
+        flat: dict = {}
+        _flatten("", record["config"], flat)
+        config_keys |= set(flat)
+        final: dict = {}
+        _flatten("final", record["final"], final)
+        final_keys |= set(final)
+        rows.append((record, flat, final))
+    header = [*SUMMARY_HEAD, *sorted(config_keys), *sorted(final_keys), *SUMMARY_TAIL]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for record, flat, final in rows:
+        merged = {**{k: record.get(k) for k in SUMMARY_HEAD + SUMMARY_TAIL}, **flat, **final}
+        writer.writerow([_csv_value(merged.get(k)) for k in header])
+    return out.getvalue()
+
+
+MD_NOTE = (
+    "Top-1 accuracy (%) of the deployed binary model (α·sign(w)), mean ± std over seeds (std with ddof = 1; "
+    "n shown when fewer than 3 seeds; div. = every seed diverged). Bold: best binarized method of the row. "
+    "drop = FP − best binarized. compression = fp32 bytes / bytes of the packed file of the best binarized "
+    "method. Built by `python -m bench aggregate` from results/runs/; see results/README.md."
+)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8", newline="\n")
+    tmp.replace(path)
+    return path
+
+
+def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = None, figures: bool = True,
+              warn=None) -> list[Path]:
+    """Rebuild ``<results_dir>/<grid>/`` (leaderboards, summary, figures) from the grid's records; the paths written."""
+    records = load_grid(grid, results_dir, warn=warn)
+    if not records:
+        folder = Path(results_dir) / "runs" / grid
+        raise UserError(f"no valid run records for grid {grid!r} (looked in {folder})")
+    table = build_table(records, by)
+    out = Path(results_dir) / grid
+    md = f"# Leaderboard: {grid}\n\n{to_markdown(table)}\n\n{MD_NOTE}\n"
+    written = [
+        _write(out / "leaderboard.md", md),
+        _write(out / "leaderboard.csv", to_csv(table)),
+        _write(out / "leaderboard.tex", to_latex(table)),
+        _write(out / "summary.csv", summary_csv(records)),
+    ]
+    if figures:
+        from bench import figures as figs
+
+        written += figs.render(records, out / "figures")
+    return sorted(written)
+
+
+def cli_aggregate(args) -> int:
+    """``python -m bench aggregate [NAME] [--by ROWS:COLUMN] [--no-figures]``: print each grid's leaderboard."""
+    results = getattr(args, "results", "results")
+    available = list_grids(results)
+    if args.name is not None:
+        if args.name not in available:
+            hint = f" (grids with records: {', '.join(available)})" if available else ""
+            raise UserError(f"no run records for grid {args.name!r} under {Path(results) / 'runs'}{hint}")
+        grids = [args.name]
+    else:
+        if not available:
+            raise UserError(f"no run records under {Path(results) / 'runs'}: run a grid first (make bench)")
+        grids = available
+    printed = 0
+    for grid in grids:
+        try:
+            aggregate(grid, results, by=args.by, figures=not args.no_figures)
+        except UserError:
+            if args.name is not None:
+                raise
+            print(f"warning: grid {grid!r} has no valid records; skipped", file=sys.stderr)
+            continue
+        text = (Path(results) / grid / "leaderboard.md").read_text(encoding="utf-8")
+        if printed:
+            print()
+        print(text, end="")
+        printed += 1
+    if not printed:
+        raise UserError(f"no valid run records under {Path(results) / 'runs'}")
+    return 0

@@ -1,0 +1,26 @@
+"""proxbench models: the registry of CNNs and vision transformers to binarize (DESIGN.md §4).
+
+    >>> import models
+    >>> models.list_models("resnet*")
+    ['resnet18', 'resnet20', 'resnet32', 'resnet44', 'resnet56']
+    >>> net = models.create_model("resnet20", num_classes=10, in_chans=3, img_size=32)
+
+Registered: ``fmnist-cnn``, ``fmnist-mlp`` (``models.small``); ``resnet20/32/44/56`` (``models.cifar_resnet``,
+He et al. 2016, option-A shortcuts); ``vgg-small`` (``models.vgg``, LQ-Nets); ``resnet18``
+(``models.imagenet``, torchvision); timm ViT/DeiT and ``vit-mini`` (``models.vit``). ``model_info(name).family``
+("cnn" or "vit") matches the binarization policy presets of ``methods``.
+"""
+
+from . import cifar_resnet as _cifar_resnet  # noqa: F401  (each module registers its models)
+from . import imagenet as _imagenet  # noqa: F401
+from . import small as _small  # noqa: F401
+from . import vgg as _vgg  # noqa: F401
+from . import vit as _vit  # noqa: F401
+from .registry import ModelError, ModelInfo, create_model, list_models, model_info, register_model
+from .vit import default_patch_size
+from .weights import load_state_dict_resampled, unwrap_checkpoint
+
+__all__ = [
+    "ModelError", "ModelInfo", "create_model", "list_models", "model_info", "register_model",
+    "default_patch_size", "load_state_dict_resampled", "unwrap_checkpoint",
+]

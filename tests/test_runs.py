@@ -1,0 +1,159 @@
+"""One run end to end on real Fashion-MNIST, kill/resume bit-exactness, local grids, and CLI bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import config as configs
+from bench import records, train
+from conftest import ROOT
+
+QUICK = {"model": "fmnist-cnn", "dataset": "fashion-mnist", "subset": 4096, "test_subset": 2000, "epochs": 2,
+         "batch_size": 128}
+
+
+def cli(*args, cwd, timeout=600, env=None):
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def test_two_epoch_run_on_fashion_mnist_learns_and_writes_a_valid_record(tmp_path):
+    cfg = configs.resolve({**QUICK, "method": "bnn++"})
+    record = train.execute(cfg, grid="t", workdir=tmp_path / "work", results=tmp_path / "results", log=lambda m: None)
+    assert records.validate(record) is None
+    on_disk, problem = records.read_record(records.record_path(tmp_path / "results", "t", record["run_id"]))
+    assert problem is None and on_disk["run_id"] == configs.run_id(cfg)
+    assert record["status"] == "done" and len(record["history"]) == 2
+    final = record["final"]
+    assert final["acc"] > 60 and final["acc_forward"] > 60  # chance is 10%
+    assert 0 < final["binarized_params"] < final["params"] and final["compression"] > 1
+    epoch = record["history"][-1]
+    assert epoch["method_params"]["mu"] == pytest.approx(30.0)
+    assert 0 <= epoch["flip_ratio"] < 0.5 and epoch["seconds"] > 0 and epoch["lr"] >= 0
+    assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"]
+
+
+def test_nan_loss_stops_the_run_as_diverged(tmp_path):
+    cfg = configs.resolve({**QUICK, "model": "fmnist-mlp", "method": "fp", "optimizer": "sgd", "lr": 1e25,
+                           "momentum": 0.0, "epochs": 1})
+    record = train.execute(cfg, grid="t", workdir=tmp_path / "w", results=tmp_path / "r", log=lambda m: None)
+    assert record["status"] == "diverged"
+
+
+def test_killed_run_resumes_bit_identical(tmp_path):
+    args = ["run", "--method", "bnn+", "--subset", "3072", "--test-subset", "1000", "--epochs", "3", "--grid", "k"]
+    # uninterrupted reference
+    ref = cli(*args, "--workdir", "w_ref", "--results", "r_ref", cwd=tmp_path)
+    assert ref.returncode == 0, ref.stderr
+    # interrupted: SIGKILL once the first epoch's checkpoint exists, then resume
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args, "--workdir", "w", "--results", "r"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    progress = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((tmp_path / "w" / "runs").glob("*/progress.json"))
+        if found and json.loads(found[0].read_text())["epoch"] >= 1:
+            progress = found[0]
+            break
+        time.sleep(0.05)
+    assert progress is not None, "the run never checkpointed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert json.loads(progress.read_text())["epoch"] < 3, "killed too late to test resume"
+    resumed = cli(*args, "--workdir", "w", "--results", "r", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at epoch" in resumed.stdout
+    (a,) = (tmp_path / "r_ref" / "runs" / "k").glob("*.json")
+    (b,) = (tmp_path / "r" / "runs" / "k").glob("*.json")
+    ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
+    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    assert strip(ra["history"]) == strip(rb["history"])
+    assert ra["final"]["acc"] == rb["final"]["acc"]
+    wa = torch.load(next((tmp_path / "w_ref" / "runs").glob("*/checkpoint.pt")), weights_only=True)["model"]
+    wb = torch.load(next((tmp_path / "w" / "runs").glob("*/checkpoint.pt")), weights_only=True)["model"]
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_local_executor_runs_a_two_cell_grid_and_skips_it_on_rerun(tmp_path):
+    grid = tmp_path / "two.toml"
+    grid.write_text('description = "two cells"\n[defaults]\nmodel = "fmnist-mlp"\nsubset = 2048\ntest_subset = 1000\n'
+                    'epochs = 1\n[axes]\nmethod = ["fp", "bnn"]\n')
+    out = cli("grid", "run", str(grid), "--executor", "local", "--parallel", "2", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = sorted((tmp_path / "results" / "runs" / "two").glob("*.json"))
+    assert len(recs) == 2
+    assert {json.loads(p.read_text())["status"] for p in recs} == {"done"}
+    again = cli("grid", "run", str(grid), "--executor", "local", cwd=tmp_path)
+    assert again.returncode == 0 and "0 to submit" in again.stdout
+    status = cli("grid", "status", str(grid), cwd=tmp_path)
+    assert status.returncode == 0 and status.stdout.count("| done") == 2
+
+
+def test_debug_executor_and_finetune_from_parent(tmp_path):
+    grid = tmp_path / "ft.toml"
+    grid.write_text('description = "fine-tune"\n[defaults]\nmodel = "fmnist-mlp"\nsubset = 2048\ntest_subset = 1000\n'
+                    'epochs = 1\n[axes]\nmethod = ["fp", "bc"]\nmode = ["e2e", "finetune"]\n'
+                    '[mode.finetune]\ninit = "parent"\n[[exclude]]\nmethod = "bc"\nmode = "e2e"\n')
+    out = cli("grid", "run", str(grid), "--executor", "debug", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    recs = {json.loads(p.read_text())["config"]["method"] + "/" + json.loads(p.read_text())["config"]["mode"]:
+            json.loads(p.read_text()) for p in (tmp_path / "results" / "runs" / "ft").glob("*.json")}
+    assert set(recs) == {"fp/e2e", "fp/finetune", "bc/finetune"}
+    parent = recs["fp/e2e"]
+    assert recs["fp/finetune"]["config"]["init"] == f"run:{parent['run_id']}"
+    # the fp fine-tune's first evaluation is the parent's final accuracy
+    assert recs["fp/finetune"]["history"][0]["epoch"] == 0
+    assert recs["fp/finetune"]["history"][0]["test_acc"] == parent["final"]["acc"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run", "--model", "resnet2"], "unknown model 'resnet2'"),
+    (["run", "--dataset", "fashionmnist"], "fashion-mnist"),
+    (["run", "--loader", "turbo"], "loader must be one of"),
+    (["run", "--method", "bnn+++"], "did you mean 'bnn++'"),
+    (["run", "--epochs", "0"], "epochs must be a positive integer"),
+    (["run", "--batch-size", "-1"], "batch_size must be a positive integer"),
+    (["run", "--param", "mu_ned=3", "--method", "bnn++"], "no parameter 'mu_ned'"),
+    (["run", "--mode", "finetune", "--init", "missing.pt", "--epochs", "1"], "fine-tune checkpoint not found: missing.pt"),
+    (["grid", "run", "nosuchgrid"], "unknown grid 'nosuchgrid'"),
+    (["grid", "run", "default", "--executor", "slurm", "--cluster", "slurm/nope.toml"], "cluster profile not found"),
+    (["run", "--config", "broken.toml"], "broken.toml: line 1: malformed TOML"),
+])
+def test_cli_bad_input_is_one_clear_line(tmp_path, argv, message):
+    (tmp_path / "broken.toml").write_text("model = \n")
+    (tmp_path / "results" / "runs" / "adhoc").mkdir(parents=True)
+    keep = tmp_path / "results" / "runs" / "adhoc" / "keep.json"
+    keep.write_text("{}")
+    out = cli(*argv, cwd=tmp_path, timeout=120)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert keep.read_text() == "{}"
+
+
+def test_finetune_from_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    cfg = configs.resolve({**QUICK, "model": "fmnist-mlp", "epochs": 1, "subset": 1024, "test_subset": 500})
+    train.execute(cfg, grid="t", workdir=tmp_path / "work", results=tmp_path / "results", log=lambda m: None)
+    ckpt = train.checkpoint_path(tmp_path / "work", configs.run_id(cfg))
+    out = cli("run", "--model", "fmnist-cnn", "--mode", "finetune", "--init", str(ckpt), "--epochs", "1",
+              cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "checkpoint" in out.stderr
+
+
+def test_missing_dataset_says_how_to_get_it(tmp_path):
+    out = cli("run", "--dataset", "cifar10", "--data-root", str(tmp_path / "empty"), cwd=tmp_path, timeout=120,
+              env={"PROXBENCH_NO_DOWNLOAD": "1"})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "cifar" in out.stderr.lower()
