@@ -7,6 +7,8 @@ additional_parameters (extra ``#SBATCH --key=value`` flags). Unknown keys are an
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,14 +34,20 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
     "description": str,
 }
 DEFAULT_PROFILE = {"cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 4, "time_min": 60, "array_parallelism": 32,
-                   "signal_delay_s": 60, "max_num_timeout": 3}
+                   "signal_delay_s": 90, "max_num_timeout": 3}
+# SLURM states of a job that is not over yet (squeue's and sacct's names)
+ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING", "REQUEUE_HOLD",
+                 "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED", "PREEMPTED"}
 
 
 def load_profile(path: str | Path) -> dict:
     """Parse and check a profile; returns the profile with defaults filled in."""
     path = Path(path)
-    if not path.is_file() and (PROFILE_DIR / f"{path}.toml").is_file():
-        path = PROFILE_DIR / f"{path}.toml"
+    if not path.is_file():  # a shipped name ('local'), or 'slurm/local.toml' from outside the repository
+        for candidate in (PROFILE_DIR / f"{path}.toml", PROFILE_DIR.parent / path):
+            if not path.is_absolute() and candidate.is_file():
+                path = candidate
+                break
     if not path.is_file():
         shipped = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
         raise UserError(f"cluster profile not found: {path} (shipped: {', '.join(f'slurm/{s}.toml' for s in shipped)})")
@@ -49,9 +57,20 @@ def load_profile(path: str | Path) -> dict:
             raise UserError(f"{path}: unknown profile key {key!r} (valid: {', '.join(FIELDS)})")
         if isinstance(value, bool) or not isinstance(value, FIELDS[key]):
             raise UserError(f"{path}: {key} has the wrong type ({type(value).__name__})")
-    for key in ("cpus_per_task", "time_min", "array_parallelism"):
+    for key in ("cpus_per_task", "time_min", "array_parallelism", "mem_gb"):
         if key in spec and spec[key] <= 0:
-            raise UserError(f"{path}: {key} must be positive")
+            raise UserError(f"{path}: {key} must be positive, got {spec[key]}")
+    for key in ("gpus_per_node", "signal_delay_s", "max_num_timeout"):
+        if key in spec and spec[key] < 0:
+            raise UserError(f"{path}: {key} must be ≥ 0, got {spec[key]}")
+    if not spec.get("partition"):
+        raise UserError(f"{path}: partition is required (sinfo -s lists the partitions)")
+    if not all(isinstance(line, str) for line in spec.get("setup", [])):
+        raise UserError(f"{path}: setup must be a list of strings (shell lines)")
+    for key, value in spec.get("additional_parameters", {}).items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", key) or isinstance(value, (dict, list)):
+            raise UserError(f"{path}: additional_parameters.{key}: expected key = value with a lower-case sbatch "
+                            f"flag name using underscores and a string, number or boolean value")
     return {**DEFAULT_PROFILE, **spec, "path": str(path)}
 
 
@@ -78,35 +97,94 @@ def executor_parameters(profile: dict, job_name: str) -> dict:
 
 
 def check_reachable() -> None:
-    """Raise a UserError unless sbatch exists and the controller answers."""
-    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
-        raise UserError("SLURM is not reachable: sbatch/squeue not found on PATH "
-                        "(for a local test cluster: make slurm-up)")
+    """Raise a UserError unless sbatch exists and the controller answers (fast: `scontrol ping`)."""
+    hint = "(for a local test cluster: make slurm-up)"
+    missing = [c for c in ("sbatch", "squeue", "sacct", "scontrol") if shutil.which(c) is None]
+    if missing:
+        raise UserError(f"SLURM is not reachable: {', '.join(missing)} not found on PATH {hint}")
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not Path(conf).is_file():  # the clients would retry for a minute before failing
+        raise UserError(f"SLURM is not reachable: SLURM_CONF={conf} does not exist")
     try:
-        out = subprocess.run(["squeue", "--noheader", "--me"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
-        raise UserError("SLURM is not reachable: squeue timed out") from None
-    if out.returncode != 0:
-        reason = (out.stderr.strip().splitlines() or ["no answer"])[-1]
-        raise UserError(f"SLURM is not reachable: {reason} (for a local test cluster: make slurm-up)")
+        raise UserError("SLURM is not reachable: `scontrol ping` timed out") from None
+    except OSError as exc:
+        raise UserError(f"SLURM is not reachable: {exc}") from None
+    if out.returncode != 0 or " is UP" not in out.stdout:
+        lines = [ln.strip() for ln in (out.stdout + "\n" + out.stderr).splitlines() if ln.strip() and "*" not in ln]
+        reason = lines[0] if lines else "no answer from `scontrol ping`"
+        raise UserError(f"SLURM is not reachable: {reason} {hint}")
+
+
+def _run(cmd: list[str]) -> str | None:
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+_ARRAY_META = re.compile(r"^(\d+)_\[(.+)\]$")
+
+
+def _in_array_range(index: int, spec: str) -> bool:
+    """'0-3%2' / '1,3-4' (sacct's pending array rows) contains index?"""
+    for part in spec.split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            if int(lo) <= index <= int(hi or lo):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def job_table(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """{job id: (SLURM state, reason)} for ids '123' or '123_4'; ids SLURM does not know (yet) are left out.
+
+    Live jobs come from squeue (up to date, one line per array task with -r); jobs that are over from sacct
+    (which needs slurmdbd, lags a few seconds, and shows not-yet-started array tasks as one row '123_[2-5%2]').
+    """
+    wanted = {str(j) for j in job_ids if j}
+    if not wanted or shutil.which("sacct") is None and shutil.which("squeue") is None:
+        return {}
+    table: dict[str, tuple[str, str]] = {}
+    live = _run(["squeue", "--me", "-h", "-r", "-o", "%i|%T|%r"]) if shutil.which("squeue") else None
+    for line in (live or "").splitlines():
+        jid, _, rest = line.strip().partition("|")
+        state, _, reason = rest.partition("|")
+        if jid in wanted and state:
+            table[jid] = (state.split()[0], "" if reason in ("None", "(null)") else reason)
+    rest = wanted - table.keys()
+    if rest and shutil.which("sacct"):
+        bases = sorted({j.split("_")[0] for j in rest})
+        out = _run(["sacct", "-n", "-P", "-X", "-o", "JobID,State,Reason", "-j", ",".join(bases)]) or ""
+        rows: dict[str, tuple[str, str]] = {}
+        for line in out.splitlines():
+            parts = line.strip().split("|")
+            if len(parts) >= 2 and parts[1].strip():
+                reason = parts[2] if len(parts) > 2 and parts[2] != "None" else ""
+                rows[parts[0]] = (parts[1].split()[0], reason)  # "CANCELLED by 0" -> CANCELLED
+        for jid in rest:
+            if jid in rows:
+                table[jid] = rows[jid]
+            elif "_" in jid:
+                base, _, index = jid.partition("_")
+                for rid, value in rows.items():
+                    meta = _ARRAY_META.match(rid)
+                    if meta and meta.group(1) == base and index.isdigit() and _in_array_range(int(index), meta.group(2)):
+                        table[jid] = value
+                        break
+    return table
 
 
 def job_states(job_ids: list[str]) -> dict[str, str]:
-    """SLURM state of each job id ('123' or '123_4'), from sacct (needs slurmdbd) then squeue."""
-    if not job_ids or shutil.which("sacct") is None:
-        return {}
-    states: dict[str, str] = {}
-    try:
-        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(sorted(set(job_ids)))],
-                             capture_output=True, text=True, timeout=30)
-        for line in out.stdout.splitlines():
-            jid, _, state = line.partition("|")
-            states[jid.strip()] = state.split()[0] if state.strip() else "UNKNOWN"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return states
+    """{job id: SLURM state} (see job_table)."""
+    return {jid: state for jid, (state, _) in job_table(job_ids).items()}
 
 
 def cancel(job_ids: list[str]) -> None:
     if job_ids and shutil.which("scancel"):
-        subprocess.run(["scancel", *sorted(set(job_ids))], capture_output=True, timeout=30)
+        # a job that ended meanwhile makes scancel complain ("already completing"): harmless
+        subprocess.run(["scancel", *sorted(set(job_ids))], capture_output=True, text=True, timeout=30)

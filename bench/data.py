@@ -500,17 +500,21 @@ def intra_op_threads(n: int | None, device: torch.device):
 
 class Normalizer:
     """uint8 -> float32 ``(x / 255 - mean) / std`` per channel: the same float32 operations, in the
-    same order, as torchvision's ``ToTensor`` + ``Normalize``, so every loader gives the same bits."""
+    same order, as torchvision's ``ToTensor`` + ``Normalize``, so every loader gives the same bits,
+    on the CPU and on CUDA alike."""
 
     def __init__(self, mean, std, device):
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        # a tensor, not the number 255: CUDA divides by a Python scalar as a multiplication by its
+        # reciprocal (1 ulp off); a tensor divisor is a true IEEE division on every device
+        self.k255 = torch.tensor(255.0, dtype=torch.float32, device=device)
 
     def __call__(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         out = torch.empty(x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
         out.copy_(x)
-        return out.div_(255).sub_(self.mean).div_(self.std)
+        return out.div_(self.k255).sub_(self.mean).div_(self.std)
 
 
 def crop_flip(padded: torch.Tensor, rows: torch.Tensor | None, size: tuple[int, int],

@@ -17,7 +17,6 @@ import json
 import os
 import sys
 import time
-import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,8 +27,16 @@ from . import cluster, records
 from .errors import UserError
 from .grid import Cell, Grid, load_grid
 
-ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING", "REQUEUE_HOLD",
-                 "REQUEUE_FED"}
+ACTIVE_STATES = cluster.ACTIVE_STATES
+POLL_SECONDS = float(os.environ.get("PROXBENCH_POLL_S", "2"))
+# SLURM state of a cell's job (when it has no record) -> the state `grid status` shows
+SLURM_TO_CELL = {"PENDING": "queued", "REQUEUED": "queued", "REQUEUE_HOLD": "queued", "REQUEUE_FED": "queued",
+                 "PREEMPTED": "queued", "SUSPENDED": "queued", "STOPPED": "queued", "CONFIGURING": "running",
+                 "RUNNING": "running", "COMPLETING": "running", "SIGNALING": "running", "STAGE_OUT": "running",
+                 "RESIZING": "running", "TIMEOUT": "timed-out", "CANCELLED": "cancelled", "FAILED": "failed",
+                 "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed", "DEADLINE": "failed",
+                 "COMPLETED": "failed"}  # COMPLETED without a record: the job ended without writing one
+FINAL_CELL_STATES = ("done", "diverged", "failed", "timed-out", "cancelled")
 
 
 class CellJob(submitit.helpers.Checkpointable):
@@ -65,7 +72,8 @@ def _is_signal_exit(exc: BaseException) -> bool:
 def _write_failed(cfg: dict, grid: str, results: str, exc: BaseException) -> None:
     from . import config as configs
 
-    last = (traceback.format_exception_only(type(exc), exc)[-1]).strip()
+    message = " ".join(str(exc).split())
+    last = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     record = records.make_record(configs.run_id(cfg), grid, cfg, status="failed", history=[], final={},
                                  device="?", wall_seconds=0.0, error=last)
     records.write_record(record, results)
@@ -102,8 +110,10 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
     jobs = load_jobs(workdir, grid.name)
     if executor == "slurm":
         cluster.check_reachable()
-        states = cluster.job_states([jobs[c.run_id]["job_id"] for c in todo if c.run_id in jobs])
-        queued = {c.run_id for c in todo if c.run_id in jobs and _is_active(jobs[c.run_id]["job_id"], states)}
+        states = cluster.job_states([jobs[c.run_id]["job_id"] for c in todo
+                                     if jobs.get(c.run_id, {}).get("executor") == "slurm"])
+        queued = {c.run_id for c in todo if jobs.get(c.run_id, {}).get("executor") == "slurm"
+                  and states.get(jobs[c.run_id]["job_id"]) in ACTIVE_STATES}
         if queued:
             log(f"{len(queued)} cell(s) already queued or running: not resubmitted")
         todo = [c for c in todo if c.run_id not in queued]
@@ -119,7 +129,8 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
     args = (grid.name, str(Path(workdir).resolve()), str(Path(results).resolve()), data_root, device)
     submitted: dict[str, str] = {}
     if executor == "slurm":
-        submitted = _submit_slurm(grid, todo, jobs, folder, args, profile or cluster.load_profile("slurm/local.toml"), log)
+        submitted = _submit_slurm(grid, todo, jobs, folder, args, profile or cluster.load_profile("slurm/local.toml"),
+                                  log, save=lambda: _save_jobs(workdir, grid.name, jobs))
     elif executor == "debug":
         ex = submitit.DebugExecutor(folder=folder)
         for cell in sorted(todo, key=lambda c: c.stage):
@@ -149,7 +160,8 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
 
 
 def _remember(jobs: dict, cell: Cell, job_id: str, executor: str, folder: Path) -> None:
-    jobs[cell.run_id] = {"job_id": str(job_id), "executor": executor, "folder": str(folder), "label": cell.label}
+    jobs[cell.run_id] = {"job_id": str(job_id), "executor": executor, "folder": str(Path(folder).resolve()),
+                         "label": cell.label, "submitted_at": time.time()}
 
 
 def _wait_one(job, cell: Cell, log) -> None:
@@ -168,30 +180,40 @@ def _last_error_line(lines: list[str]) -> str:
     return lines[-1].strip() if lines else "?"
 
 
-def _is_active(job_id: str, states: dict[str, str]) -> bool:
-    state = states.get(job_id)
-    if state is None and "_" in job_id:  # array element not yet expanded: 123_[0-3] PENDING
-        base = job_id.split("_")[0]
-        state = next((s for j, s in states.items() if j.startswith(base + "_[")), None)
-    return state in ACTIVE_STATES
+def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: tuple, profile: dict, log,
+                  save=lambda: None) -> dict:
+    """One job array per stage; a fine-tune array per parent, with afterok on the parent's job.
 
-
-def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: tuple, profile: dict, log) -> dict:
-    """One job array per stage; a fine-tune array per parent, with afterok on the parent's job."""
+    ``args`` are CellJob's arguments after the config (grid, workdir, results, data_root, device); the
+    torch threads of a job are the profile's cpus_per_task. A dependent array is cancelled by SLURM when
+    its parent fails (--kill-on-invalid-dep=yes), so nothing waits forever.
+    """
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=profile["max_num_timeout"])
     base = cluster.executor_parameters(profile, job_name=f"proxbench-{grid.name}")
     device = "cuda" if profile.get("gpus_per_node") else "cpu"
     args = (*args[:-1], device)
+    threads = profile["cpus_per_task"]
     submitted: dict[str, str] = {}
-    stage0 = [c for c in todo if c.stage == 0]
-    if stage0:
-        ex.update_parameters(**base)
-        with ex.batch():
-            handles = [ex.submit(CellJob(), c.config, *args, profile["cpus_per_task"]) for c in stage0]
-        for cell, job in zip(stage0, handles):
+
+    def submit(cells: list[Cell], params: dict) -> str:
+        ex.update_parameters(**params)
+        try:
+            with ex.batch():
+                handles = [ex.submit(CellJob(), c.config, *args, threads) for c in cells]
+        except Exception as exc:  # noqa: BLE001 - sbatch's refusal, as one line
+            lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+            raise UserError(f"sbatch refused the job array of {len(cells)} cell(s): "
+                            f"{_last_error_line(lines) if lines else type(exc).__name__}") from None
+        for cell, job in zip(cells, handles):
             submitted[cell.run_id] = job.job_id
             _remember(jobs, cell, job.job_id, "slurm", folder)
-        log(f"stage 0: job array {handles[0].job_id.split('_')[0]} with {len(handles)} task(s)")
+        save()
+        return handles[0].job_id.split("_")[0]
+
+    stage0 = [c for c in todo if c.stage == 0]
+    if stage0:
+        array = submit(stage0, base)
+        log(f"stage 0: job array {array} with {len(stage0)} task(s)")
     children: dict[str, list[Cell]] = {}
     for cell in todo:
         if cell.stage > 0:
@@ -202,26 +224,30 @@ def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: 
         parent_job = submitted.get(parent) or (jobs.get(parent, {}).get("job_id") if parent not in finished else None)
         if parent_job:
             params["dependency"] = f"afterok:{parent_job}"
-        ex.update_parameters(**params)
-        with ex.batch():
-            handles = [ex.submit(CellJob(), c.config, *args, profile["cpus_per_task"]) for c in cells]
-        for cell, job in zip(cells, handles):
-            submitted[cell.run_id] = job.job_id
-            _remember(jobs, cell, job.job_id, "slurm", folder)
+            params["additional_parameters"] = {**params.get("additional_parameters", {}), "kill_on_invalid_dep": "yes"}
+        array = submit(cells, params)
         after = f" after {parent_job}" if parent_job else ""
-        log(f"stage 1: job array {handles[0].job_id.split('_')[0]} with {len(handles)} fine-tune task(s){after}")
+        log(f"stage 1: job array {array} with {len(cells)} fine-tune task(s){after}")
     return submitted
 
 
 def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> list[dict]:
-    """One row per cell: state (pending/queued/running/done/failed/diverged/timed-out/cancelled), job, epochs."""
+    """One row per cell: state (pending/queued/running/done/failed/diverged/timed-out/cancelled), job, epochs.
+
+    A cell's record decides, unless it is a failed record older than the cell's latest submission (a
+    resubmitted cell shows its new job's state). Without a record, the SLURM job's state decides; a failed
+    or cancelled job shows why (its log's last error line, or the parent it waited for).
+    """
     jobs = load_jobs(workdir, grid.name)
     slurm_ids = [j["job_id"] for j in jobs.values() if j.get("executor") == "slurm"]
-    states = cluster.job_states(slurm_ids) if slurm_ids else {}
+    table = cluster.job_table(slurm_ids) if slurm_ids else {}
     rows = []
     for cell in grid.cells:
-        record, _ = records.read_record(records.record_path(results, grid.name, cell.run_id))
+        path = records.record_path(results, grid.name, cell.run_id)
+        record, _ = records.read_record(path)
         job = jobs.get(cell.run_id, {})
+        if record is not None and record["status"] == "failed" and job.get("submitted_at", 0) > _mtime(path):
+            record = None  # resubmitted since it failed
         progress = _progress(workdir, cell.run_id)
         row = {"run_id": cell.run_id, "cell": cell.label, "state": "pending", "job": job.get("job_id", ""),
                "epochs": f"{progress}/{cell.config['epochs']}", "acc": "", "error": ""}
@@ -229,18 +255,25 @@ def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> 
             row["state"] = record["status"]
             row["acc"] = "" if record["final"].get("acc") is None else f"{record['final']['acc']:.2f}"
             row["error"] = record.get("error") or ""
-        elif job:
-            state = states.get(job["job_id"], "")
-            if not state and _is_active(job["job_id"], states):
-                state = "PENDING"
-            row["state"] = {"PENDING": "queued", "RUNNING": "running", "REQUEUED": "queued", "COMPLETING": "running",
-                            "TIMEOUT": "timed-out", "CANCELLED": "cancelled", "FAILED": "failed",
-                            "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "PREEMPTED": "queued"}.get(
-                                state, "submitted" if job.get("executor") == "slurm" else "pending")
-            if row["state"] == "failed":
-                row["error"] = _job_error(job)
+        elif job.get("executor") == "slurm":
+            state, reason = table.get(job["job_id"], ("", ""))
+            # "submitted": sbatch accepted it but neither squeue nor sacct shows it yet
+            row["state"] = SLURM_TO_CELL.get(state, "submitted")
+            if row["state"] == "queued" and reason:
+                row["error"] = f"waiting: {reason}"
+            elif row["state"] == "failed":
+                row["error"] = _job_error(job) or ("job ended without a record" if state == "COMPLETED" else state)
+            elif row["state"] == "cancelled" and reason.startswith("Dependency") and cell.parent:
+                row["error"] = f"fp parent {cell.parent} did not finish"
         rows.append(row)
     return rows
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _progress(workdir: str | Path, run_id: str) -> int:
@@ -252,8 +285,8 @@ def _progress(workdir: str | Path, run_id: str) -> int:
 
 
 def _job_error(job: dict) -> str:
-    """Last non-blank line of a failed job's stderr log (submitit's <folder>/<id>_0_log.err)."""
-    for path in sorted(Path(job["folder"]).glob(f"{job['job_id']}*_log.err")):
+    """Last error line of a failed job's stderr log (submitit's <folder>/<id>_0_log.err)."""
+    for path in sorted(Path(job["folder"]).glob(f"{job['job_id']}_*_log.err")):
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
         if lines:
             return _last_error_line(lines)
@@ -280,12 +313,22 @@ def cli_grid_run(args) -> int:
 
 
 def _wait_slurm(grid: Grid, args) -> int:
+    """Poll until every cell is final (done/diverged/failed/timed-out/cancelled or never submitted)."""
+    last = None
+    started = time.monotonic()
     while True:
         rows = grid_status(grid, args.workdir, args.results)
-        if all(r["state"] not in ("queued", "running", "submitted", "pending") for r in rows):
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        if summary != last:
+            print(f"[{time.monotonic() - started:6.0f}s] {summary}", file=sys.stderr, flush=True)
+            last = summary
+        if all(r["state"] in FINAL_CELL_STATES or (r["state"] == "pending" and not r["job"]) for r in rows):
             _print_table(rows)
             return 0 if all(r["state"] in ("done", "diverged") for r in rows) else 1
-        time.sleep(5)
+        time.sleep(POLL_SECONDS)
 
 
 def _print_plan(grid: Grid, args, profile) -> int:
@@ -315,12 +358,25 @@ def cli_grid_status(args) -> int:
 
 
 def cli_grid_cancel(args) -> int:
+    """scancel every queued or running job of the grid, then wait (up to 60 s) until squeue no longer shows them."""
     grid = load_grid(args.name)
     jobs = load_jobs(args.workdir, grid.name)
     done = records.finished_ids(args.results, grid.name)
     ids = [j["job_id"] for rid, j in jobs.items() if j.get("executor") == "slurm" and rid not in done]
+    live: list[str] = []
     if ids:
         cluster.check_reachable()
-        cluster.cancel(ids)
-    print(f"cancelled {len(ids)} job(s) of grid {grid.name}", file=sys.stderr)
+        states = cluster.job_states(ids)  # cancel what is live or not yet shown by SLURM
+        live = [j for j in ids if states.get(j, "PENDING") in ACTIVE_STATES]
+        if live:
+            cluster.cancel(live)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                left = [j for j, st in cluster.job_states(live).items() if st in ACTIVE_STATES]
+                if not left:
+                    break
+                time.sleep(1)
+            else:
+                print(f"warning: still shown by SLURM after 60 s: {', '.join(left)}", file=sys.stderr)
+    print(f"cancelled {len(live)} job(s) of grid {grid.name}", file=sys.stderr)
     return 0

@@ -20,7 +20,6 @@ TIMM_VITS = {
     # name: description
     "vit_tiny_patch16_224": "ViT-Ti/16 (Dosovitskiy et al. 2021; AugReg weights), 192-d, 12 blocks, 3 heads, ~5.7M params",
     "vit_small_patch16_224": "ViT-S/16 (Dosovitskiy et al. 2021; AugReg weights), 384-d, 12 blocks, 6 heads, ~22M params",
-    "vit_base_patch16_224": "ViT-B/16 (Dosovitskiy et al. 2021; AugReg weights), 768-d, 12 blocks, 12 heads, ~86M params",
     "deit_tiny_patch16_224": "DeiT-Ti (Touvron et al. 2021), 192-d, 12 blocks, 3 heads, ~5.7M params",
     "deit_small_patch16_224": "DeiT-S (Touvron et al. 2021), 384-d, 12 blocks, 6 heads, ~22M params",
     "deit_base_patch16_224": "DeiT-B (Touvron et al. 2021), 768-d, 12 blocks, 12 heads, ~86M params",

@@ -12,7 +12,7 @@ import torch
 from bench import data as D
 from bench.errors import UserError
 
-DEBIAN = Path(D.DEBIAN_FMNIST)
+DEBIAN = D.debian_fmnist_dir()  # $PROXBENCH_DEBIAN_FMNIST or Debian's path
 needs_debian = pytest.mark.skipif(not (DEBIAN / "t10k-images-idx3-ubyte.gz").is_file(),
                                   reason="apt-get install dataset-fashion-mnist")
 
@@ -226,7 +226,7 @@ def test_memory_loader_is_much_faster_than_the_dataloader():
     """A smoke check of the §11 budget (the real measurement is `python -m bench perf loaders`)."""
     import time
 
-    opts = {"train_size": 2048, "test_size": 64, "in_chans": 1, "img_size": 28}
+    opts = {"train_size": 1024, "test_size": 64, "in_chans": 1, "img_size": 28}
 
     def rate(kind):
         loader = D.build_loader("synthetic", "train", loader=kind, batch_size=256, train=True, options=opts,
@@ -246,3 +246,32 @@ def test_channels_last_and_math_helpers():
     assert D.default_padding(32) == 4 and D.default_padding(28) == 2 and D.default_padding(224) == 4
     assert D.epoch_seed(0, 1) != D.epoch_seed(1, 0) and D.epoch_seed(3, 4) == D.epoch_seed(3, 4)
     assert len(D.build_loader("synthetic", "test", batch_size=16, train=False, options=SMALL)) == math.ceil(40 / 16)
+
+
+def make_image_folder(root: Path, per_class: int = 4, classes=("n01", "n02", "n03")) -> Path:
+    """A tiny ImageNet-layout tree (<root>/imagenet/{train,val}/<class>/*.JPEG) of random JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in classes:
+            d = root / "imagenet" / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                h, w = rng.integers(120, 300, 2)
+                Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(d / f"{i}.JPEG")
+    return root
+
+
+def test_imagenet_folder_with_the_torch_loader(tmp_path):
+    root = make_image_folder(tmp_path)
+    train = D.build_loader("imagenet", "train", loader="torch", batch_size=4, train=True, data_root=root,
+                           num_workers=0)
+    assert len(train) == 3 and train.num_samples == 12
+    x, y = next(iter(train))
+    assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32 and y.max() <= 2
+    val = D.build_loader("imagenet", "val", loader="torch", batch_size=5, train=False, data_root=root, num_workers=0)
+    ys = torch.cat([b[1] for b in val])
+    assert ys.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # sequential, ImageFolder order
+    with pytest.raises(UserError, match="use loader 'torch' or 'ffcv'"):
+        D.load_split("imagenet", "train", data_root=root)

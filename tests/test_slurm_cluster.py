@@ -4,99 +4,23 @@ Skips (with the reason) when no cluster can be had -- no `sbatch` on PATH, not r
 start.sh cannot run, or start.sh fails -- unless the environment variable CI is "true":
 in CI every such case is a failure, never a skip.
 
-The `slurm_cluster` fixture is self-contained so that it can move to tests/conftest.py
-as is.  It starts the cluster when run as root (start.sh is idempotent and returns in
-well under a second when the cluster is already up), and stops it at the end of the
-session only if it was the one that started it (set PROXBENCH_SLURM_KEEP=1 to keep it).
+The `slurm_cluster` fixture lives in tests/conftest.py (shared with test_slurm_dispatch.py).
+It starts the cluster when run as root (start.sh is idempotent and returns in well under a
+second when the cluster is already up), and stops it at the end of the session only if it
+was the one that started it (set PROXBENCH_SLURM_KEEP=1 to keep it).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import SlurmCluster  # noqa: F401 - the fixture's type (helpers below)
 
 pytestmark = pytest.mark.slurm
-
-
-# --------------------------------------------------------------------------- fixture
-@dataclasses.dataclass(frozen=True)
-class SlurmCluster:
-    partition: str  # partition to submit to ("debug")
-    state_dir: Path  # PROXBENCH_SLURM_DIR: config, logs, pid files
-    conf: Path  # the slurm.conf clients use (also exported as SLURM_CONF when needed)
-    started_here: bool  # True when this session started it (and will stop it)
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    repo = Path(__file__).resolve().parents[1]
-    start, stop = repo / "slurm/local/start.sh", repo / "slurm/local/stop.sh"
-    state = Path(os.environ.get("PROXBENCH_SLURM_DIR", "/var/lib/proxbench-slurm"))
-    in_ci = os.environ.get("CI", "").lower() == "true"
-
-    def unavailable(reason: str):
-        if in_ci:
-            pytest.fail(f"SLURM cluster required in CI (CI=true) but unavailable: {reason}", pytrace=False)
-        pytest.skip(f"no SLURM cluster: {reason}")
-
-    conf = state / "etc" / "slurm.conf"
-
-    def use_state_conf():  # clients find start.sh's config via /etc/slurm/slurm.conf or SLURM_CONF
-        if "SLURM_CONF" not in os.environ and not Path("/etc/slurm/slurm.conf").exists() and conf.exists():
-            os.environ["SLURM_CONF"] = str(conf)
-
-    def sinfo(timeout: float) -> tuple[bool, str]:
-        """(a node is up, sinfo's output or error)"""
-        try:  # `scontrol ping` fails at once on a dead controller; sinfo would retry for ~10 s
-            ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout)
-            if ping.returncode != 0:
-                return False, (ping.stdout.splitlines() or [ping.stderr])[0].strip()
-            out = subprocess.run(["sinfo", "-h", "-o", "%P %a %t"], capture_output=True, text=True,
-                                 timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return False, str(e)
-        up = out.returncode == 0 and any(s in out.stdout for s in ("idle", "mix", "alloc"))
-        return up, (out.stdout if out.returncode == 0 else (out.stderr or out.stdout)).strip()
-
-    use_state_conf()
-    was_up, _ = sinfo(timeout=10)
-    started_here = False
-    if os.geteuid() == 0:
-        try:  # generous timeout: a bare machine first apt-get installs the packages
-            proc = subprocess.run(["/bin/bash", str(start)], capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired:
-            unavailable(f"{start} did not finish within 900 s")
-        except OSError as e:
-            unavailable(f"cannot run {start}: {e}")
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-            unavailable(f"{start} failed (exit {proc.returncode}):\n{tail}")
-        started_here = not was_up
-    if shutil.which("sbatch") is None:
-        unavailable("`sbatch` is not on PATH (install slurm-wlm, or run the tests as root so "
-                    "slurm/local/start.sh can install and start a local cluster)")
-    if not was_up and os.geteuid() != 0:
-        unavailable("no SLURM controller answers `sinfo` and only root can start the local cluster "
-                    "(sudo slurm/local/start.sh)")
-
-    use_state_conf()
-    up, info = sinfo(timeout=30)
-    if not up:
-        unavailable(f"`sinfo` shows no usable node: {info[-500:] or 'no output'}")
-    partitions = [line.split()[0].rstrip("*") for line in info.splitlines()]
-    partition = "debug" if "debug" in partitions else partitions[0]
-
-    yield SlurmCluster(partition=partition, state_dir=state, conf=Path(os.environ.get("SLURM_CONF", conf)),
-                       started_here=started_here)
-
-    if started_here and os.environ.get("PROXBENCH_SLURM_KEEP") != "1":
-        subprocess.run(["/bin/bash", str(stop)], capture_output=True, text=True, timeout=300)
 
 
 # --------------------------------------------------------------------------- helpers
