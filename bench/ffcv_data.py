@@ -26,7 +26,9 @@ decoder, numba RNG). Note: FFCV sets ``torch.set_num_threads(num_workers)`` when
 
 from __future__ import annotations
 
+import atexit
 import os
+import weakref
 from dataclasses import replace
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -271,12 +273,38 @@ def _ffcv_loader_class():
             threads = torch.get_num_threads()
             iterator = iter(self._loader)
             torch.set_num_threads(threads)  # FFCV's __iter__ sets the caller's torch threads to num_workers
-            for x, y in iterator:
-                # y lives in FFCV's reused buffers: copy it (x is freshly made by CropFlipNormalize)
-                yield x, y.to(torch.int64, copy=True)
+            _LIVE.add(iterator)
+            try:
+                for x, y in iterator:
+                    # y lives in FFCV's reused buffers: copy it (x is freshly made by CropFlipNormalize)
+                    yield x, y.to(torch.int64, copy=True)
+            finally:
+                _stop_iterator(iterator)
 
     _CLASS_CACHE["loader"] = _FFCVLoader
     return _FFCVLoader
+
+
+# FFCV's epoch iterator is a daemon thread that runs numba code. Left running when an epoch is abandoned
+# (a `break`, an exception), it makes the interpreter abort at exit ("terminate called without an active
+# exception", status 134). So every abandoned epoch is stopped, and whatever is still alive at exit.
+_LIVE: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _stop_iterator(iterator, timeout: float = 60.0) -> None:
+    """Stop an FFCV epoch thread: it checks its terminate flag when its output queue is full, so set
+    the flag, do not drain, and wait for it (about half a second)."""
+    if iterator.is_alive():
+        iterator.terminate_event.set()
+        iterator.join(timeout)
+    iterator.close()
+    _LIVE.discard(iterator)
+
+
+@atexit.register
+def _stop_all_iterators() -> None:
+    for iterator in list(_LIVE):
+        _stop_iterator(iterator, timeout=10.0)
 
 
 def read_beton(path: Path | str, *, num_workers: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -263,3 +262,28 @@ def test_imagenet_folder_beton_jpg_and_loader(tmp_path):
     with pytest.raises(UserError, match="could not be read.*broken.JPEG"):
         P.prepare_dataset("imagenet", "train", data_root=root)
     assert results[0].path.read_bytes() == before and not list(results[0].path.parent.glob("*.tmp"))
+
+
+def test_abandoned_ffcv_epochs_stop_their_thread(mini_root):
+    """FFCV's epoch thread left running (a `break`, an exception) made the interpreter abort at exit
+    (status 134, "terminate called without an active exception"): abandoned epochs are stopped, and
+    whatever is still live is stopped at exit."""
+    import threading
+
+    from bench import ffcv_data
+
+    def live():
+        return [t for t in threading.enumerate() if type(t).__name__ == "EpochIterator" and t.is_alive()]
+
+    loader = D.build_loader("fashion-mnist", "test", loader="ffcv", batch_size=16, train=True,
+                            data_root=mini_root, num_workers=1)
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break
+    assert not live()
+    it = iter(loader)
+    next(it)
+    assert live()
+    ffcv_data._stop_all_iterators()  # what atexit runs
+    assert not live()
+    assert sum(len(y) for _, y in loader) == 192  # the loader still works
