@@ -54,7 +54,10 @@ def require_ffcv():
         import ffcv.transforms  # noqa: F401
         import ffcv.writer  # noqa: F401
     except ImportError as exc:
-        raise UserError(f"{FFCV_MISSING} [{exc}]") from None
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "ffcv":
+            raise UserError(FFCV_MISSING) from None
+        # installed but broken, e.g. libturbojpeg or OpenCV missing at run time: say which
+        raise UserError(f"{FFCV_MISSING} [{type(exc).__name__}: {exc}]") from None
     return ffcv
 
 
@@ -275,7 +278,10 @@ def _ffcv_loader_class():
             torch.set_num_threads(threads)  # FFCV's __iter__ sets the caller's torch threads to num_workers
             _LIVE.add(iterator)
             try:
+                cuda = self.device.type == "cuda"
                 for x, y in iterator:
+                    if cuda:  # made on FFCV's side stream, used on ours: keep the allocator off it
+                        x.record_stream(torch.cuda.current_stream(self.device))
                     # y lives in FFCV's reused buffers: copy it (x is freshly made by CropFlipNormalize)
                     yield x, y.to(torch.int64, copy=True)
             finally:

@@ -233,7 +233,9 @@ def test_missing_ffcv_is_a_user_error_and_bench_runs_without_it(monkeypatch, tmp
     monkeypatch.setitem(sys.modules, "ffcv", None)  # `import ffcv` now fails as if not installed
     with pytest.raises(UserError) as err:
         D.build_loader("synthetic", "test", loader="ffcv", batch_size=8, train=False, options=SYN)
-    assert str(err.value).startswith(FFCV_MISSING)
+    assert str(err.value) == FFCV_MISSING == (
+        "loader 'ffcv' needs FFCV: pip install ffcv==1.0.2 "
+        "(after apt-get install pkg-config libturbojpeg0-dev libopencv-dev)")
     with pytest.raises(UserError, match="pip install ffcv==1.0.2"):
         P.prepare_dataset("synthetic", "test", options=SYN, out=tmp_path / "out")
     assert not (tmp_path / "out").exists()

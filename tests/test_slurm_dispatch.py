@@ -234,7 +234,10 @@ mode = "e2e"
 
 # --------------------------------------------------------------------------- requeue resumes
 @pytest.mark.slurm
-def test_requeued_job_resumes_from_its_checkpoint_with_the_same_metrics(slurm_cluster, tmp_path):
+def test_requeued_and_preempted_job_resumes_from_its_checkpoint_with_the_same_metrics(slurm_cluster, tmp_path):
+    """`scontrol requeue` after epoch 1 (SLURM kills and requeues the job), then SIGUSR2 after epoch 2
+    (submitit's timeout/preemption path: CellJob.checkpoint, then submitit requeues the job itself): each
+    restart resumes from the last epoch checkpoint, and the record equals an uninterrupted run's."""
     cell = f'''model = "fmnist-mlp"
 method = "bnn"
 dataset = "synthetic"
@@ -250,43 +253,58 @@ batch_size = 32
         [sys.executable, "-m", "bench", "run", "--config", "cell.toml", "--workdir", "wref", "--results", "rref",
          "--grid", "ref"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    timeline: list[tuple[str, float]] = []
     try:
         t0 = time.monotonic()
-        ok(grid_run(tmp_path, grid, slurm_cluster, "--no-wait"))
+        mark = lambda what: timeline.append((what, time.monotonic() - t0))  # noqa: E731
+        ok(grid_run(tmp_path, grid, slurm_cluster, "--no-wait", here=True))
+        mark("submitted")
         ((rid, job),) = jobs_of(tmp_path, grid).items()
         job_id = job["job_id"]
         progress = tmp_path / "w" / "runs" / rid / "progress.json"
-        wait_until(lambda: progress.is_file() and json.loads(progress.read_text())["epoch"] >= 1, 120,
-                   "the job's first epoch")
-        t_epoch1 = time.monotonic()
-        sh("scontrol", "requeue", job_id)
-        t_requeue = time.monotonic()
         log = Path(job["folder"]) / f"{job_id}_0_log.out"
-        wait_until(lambda: squeue(job_id).get(job_id, ("",))[0] != "RUNNING", 30, "the requeue to stop the job")
-        t_stopped = time.monotonic()
-        wait_until(lambda: squeue(job_id).get(job_id, ("",))[0] == "RUNNING", 60, "the requeued job to run again")
-        t_restart = time.monotonic()
-        resumed = wait_until(lambda: re.search(r"resuming at epoch (\d)/3", log.read_text()), 60,
-                             "the 'resuming at epoch' line")
-        t_resumed = time.monotonic()
-        ok(grid_run(tmp_path, grid, slurm_cluster, "--wait"))
-        t_done = time.monotonic()
+        state = lambda: squeue(job_id).get(job_id, ("",))[0]  # noqa: E731
+        epoch = lambda: progress.is_file() and json.loads(progress.read_text())["epoch"]  # noqa: E731
+        resumes = lambda: re.findall(r"resuming at epoch (\d)/3", log.read_text())  # noqa: E731
+
+        wait_until(lambda: state() == "RUNNING", 60, "the job to start")
+        mark("running")
+        wait_until(lambda: epoch() >= 1, 120, "the job's first epoch")
+        mark("epoch 1 checkpoint")
+        sh("scontrol", "requeue", job_id)
+        mark("scontrol requeue")
+        wait_until(lambda: state() != "RUNNING", 30, "the requeue to stop the job")
+        mark(f"stopped ({state() or 'gone'})")
+        wait_until(lambda: state() == "RUNNING", 60, "the requeued job to run again")
+        mark("running again")
+        wait_until(lambda: len(resumes()) == 1, 60, "the 'resuming at epoch' line")
+        mark(f"resuming at epoch {resumes()[0]}/3")
+        wait_until(lambda: epoch() >= 2, 120, "the job's second epoch")
+        mark("epoch 2 checkpoint")
+        sh("scancel", "--signal=USR2", job_id)  # what SLURM sends signal_delay_s before the time limit
+        mark("SIGUSR2")
+        wait_until(lambda: "Requeued job" in log.read_text(), 30, "submitit to checkpoint and requeue the job")
+        mark("submitit requeued it")
+        wait_until(lambda: len(resumes()) == 2, 90, "the second 'resuming at epoch' line")
+        mark(f"resuming at epoch {resumes()[1]}/3")
+        ok(grid_run(tmp_path, grid, slurm_cluster, "--wait", here=True))
+        mark("done")
         ref_out, _ = reference.communicate(timeout=180)
         assert reference.returncode == 0, ref_out
     finally:
         if reference.poll() is None:
             reference.kill()
+        print("\nrequeue timeline (s after submit): " + ", ".join(f"{what} {t:.1f}" for what, t in timeline))
 
-    assert int(resumed.group(1)) >= 2  # resumed from a checkpoint, not from scratch
+    first, second = (int(e) for e in resumes())
+    assert first >= 2 and second >= 3  # resumed from the checkpoints, not from scratch
+    assert "Calling checkpoint method." in log.read_text()  # CellJob.checkpoint (submitit.helpers.Checkpointable)
     rec = record(tmp_path, grid, rid)
     (ref,) = [json.loads(p.read_text()) for p in (tmp_path / "rref" / "runs" / "ref").glob("*.json")]
     assert ref["run_id"] == rid and rec["status"] == ref["status"] == "done"
     strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]  # noqa: E731
     assert strip(rec["history"]) == strip(ref["history"])
     assert rec["final"]["acc"] == ref["final"]["acc"] and rec["final"]["acc_forward"] == ref["final"]["acc_forward"]
-    print(f"\nrequeue timeline (s after submit): epoch 1 checkpoint {t_epoch1 - t0:.1f}, scontrol requeue "
-          f"{t_requeue - t0:.1f}, job stopped {t_stopped - t0:.1f}, running again {t_restart - t0:.1f}, "
-          f"'resuming at epoch {resumed.group(1)}/3' {t_resumed - t0:.1f}, done {t_done - t0:.1f}")
 
 
 # --------------------------------------------------------------------------- failure and cancel
@@ -370,6 +388,7 @@ def test_bad_slurm_input_is_one_line_exit_2_and_submits_nothing(case, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], proc.stderr
     assert time.monotonic() - t0 < 30
     assert not (tmp_path / "w").exists()  # no jobs.json, no submitit folder
+    monkeypatch.undo()  # the real PATH / SLURM_CONF again
     if shutil.which("squeue") and case != "no-sbatch":
         names = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, timeout=30).stdout
         assert f"proxbench-{grid.stem}" not in names.split()
