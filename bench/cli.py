@@ -126,13 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_handler("bench.packing:cli_export"))
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
-    p.add_argument("what", choices=["step", "loaders", "all"])
+    p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
+                   help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md")
     p.add_argument("--model", default="resnet20")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (one-time cost reported apart)")
+    p.add_argument("--methods", default="*", help="fnmatch pattern or comma list of methods for perf step")
     p.add_argument("--data-root", default=None)
     p.add_argument("--out", default=None)
     p.set_defaults(func=_handler("bench.perf:cli_perf"))

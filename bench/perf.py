@@ -33,10 +33,12 @@ def _sync(device: torch.device) -> None:
 class _Stepper:
     """One model + optimizer + fixed batch for one method; ``step()`` is one full training step."""
 
-    def __init__(self, method: str, model_name: str, batch: int, device: torch.device, compile_model: bool):
+    def __init__(self, method: str, model_name: str, batch: int, device: torch.device, compile_model: bool,
+                 img_size: int | None = None):
         torch.manual_seed(0)
-        shape = {"fmnist-cnn": (1, 28), "fmnist-mlp": (1, 28)}.get(model_name, (3, 32))
-        model = models.create_model(model_name, num_classes=10, in_chans=shape[0], img_size=shape[1])
+        shape = {"fmnist-cnn": (1, 28), "fmnist-mlp": (1, 28)}.get(model_name, (3, img_size or 32))
+        classes = 1000 if shape[1] >= 224 else 10
+        model = models.create_model(model_name, num_classes=classes, in_chans=shape[0], img_size=shape[1])
         methods.binarize(model, method)
         self.model = model.to(device)
         self.device = device
@@ -46,7 +48,7 @@ class _Stepper:
         self.x = torch.randn(batch, shape[0], shape[1], shape[1], device=device)
         if device.type == "cuda":
             self.x = self.x.contiguous(memory_format=torch.channels_last)
-        self.y = torch.randint(0, 10, (batch,), device=device)
+        self.y = torch.randint(0, classes, (batch,), device=device)
         self.loss = nn.CrossEntropyLoss()
         self.forward = torch.compile(self.model) if compile_model else self.model
         self.steps, self.total = 0, 10_000
@@ -70,7 +72,7 @@ class _Stepper:
 
 def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu", repeats: int | None = None,
                   warmup: int = 3, compile_model: bool = False, method_keys: list[str] | None = None,
-                  log=print) -> list[dict]:
+                  img_size: int | None = None) -> list[dict]:
     """Per-method step times (seconds), measured interleaved; the first row is ``fp``."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -78,7 +80,7 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
     keys = method_keys or methods.list_methods()
     keys = ["fp"] + [k for k in keys if k != "fp"]
     repeats = repeats or (20 if dev.type == "cpu" else 100)
-    steppers = {k: _Stepper(k, model, batch, dev, compile_model) for k in keys}
+    steppers = {k: _Stepper(k, model, batch, dev, compile_model, img_size) for k in keys}
     for _ in range(warmup):
         for s in steppers.values():
             s.step()
@@ -118,10 +120,54 @@ def machine_line(device: str) -> str:
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
 
+SYNTHETIC_CIFAR = {"img_size": 32, "in_chans": 3, "num_classes": 10, "train_size": 50000, "test_size": 10000}
+
+
+def end_to_end_epochs(device: str, method_keys=("fp", "bnn++"), log=print) -> list[dict]:
+    """One ResNet-20 epoch on synthetic CIFAR-shaped data (50k/10k) per method, through ``train.execute``."""
+    import tempfile
+
+    from . import config as configs
+    from . import train
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in method_keys:
+            cfg = configs.resolve({"model": "resnet20", "dataset": "synthetic", "data_options": SYNTHETIC_CIFAR,
+                                   "method": key, "epochs": 1, "batch_size": 128, "optimizer": "sgd", "lr": 0.05})
+            t0 = time.perf_counter()
+            record = train.execute(cfg, grid="perf", workdir=f"{tmp}/work", results=f"{tmp}/results", device=device,
+                                   log=lambda m: None)
+            epoch = record["history"][-1]
+            rows.append({"method": key, "epoch_s": epoch["seconds"], "images_per_s": SYNTHETIC_CIFAR["train_size"] / epoch["seconds"],
+                         "wall_s": time.perf_counter() - t0, "acc": record["final"]["acc"],
+                         "peak_mb": record["final"]["peak_memory_mb"]})
+            log(f"  e2e {key}: epoch {epoch['seconds']:.2f}s")
+    return rows
+
+
+def format_e2e_table(rows: list[dict]) -> str:
+    base = rows[0]["epoch_s"]
+    return tabulate([[r["method"], f"{r['epoch_s']:.2f}", f"{r['images_per_s']:.0f}", f"{r['epoch_s'] / base:.3f}",
+                      f"{r['peak_mb']:.0f}", f"{r['acc']:.2f}"] for r in rows],
+                    headers=["method", "epoch (s)", "train images/s", "ratio to fp", "peak memory (MB)",
+                             "test acc (synthetic)"], tablefmt="github")
+
+
+def _method_keys(spec: str) -> list[str]:
+    keys = sorted({k for part in spec.split(",") for k in methods.list_methods(part.strip())})
+    if not keys:
+        raise UserError(f"no method matches {spec!r} (valid: {', '.join(methods.list_methods())})")
+    return keys
+
+
 def cli_perf(args) -> int:
+    if args.what == "gpu":
+        return _gpu_report(args)
     sections = [f"# proxbench perf\n\n{machine_line(args.device)}\n"]
     if args.what in ("step", "all"):
-        rows = measure_steps(args.model, args.batch, args.device, args.repeats, compile_model=args.compile)
+        rows = measure_steps(args.model, args.batch, args.device, args.repeats, compile_model=args.compile,
+                             method_keys=_method_keys(args.methods))
         worst = max(r["ratio"] for r in rows)
         text = (f"## Training step: {args.model}, batch {args.batch}, {args.device}\n\n"
                 f"{format_step_table(rows, args.compile)}\n\nworst ratio {worst:.3f} "
@@ -136,9 +182,55 @@ def cli_perf(args) -> int:
                 f"\nbudget: memory ≥ 10×, ffcv ≥ 3× the torchvision DataLoader\n")
         print(text)
         sections.append(text)
-    if args.what == "all" or args.out:
+    return _write_report(args, sections)
+
+
+def _write_report(args, sections: list[str]) -> int:
+    if args.what in ("all", "gpu") or args.out:
         out = Path(args.out or f"results/perf/{args.device.split(':')[0]}.md")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(sections))
         print(f"wrote {out}")
     return 0
+
+
+def _gpu_report(args) -> int:
+    """The CUDA check: step ratios (bf16 autocast, channels-last), the GPU loaders, two e2e ResNet-20 epochs."""
+    if not torch.cuda.is_available():
+        raise UserError("perf gpu needs a CUDA device")
+    args.device = "cuda"
+    sections = [f"# proxbench perf (CUDA)\n\n{machine_line('cuda')}\n"]
+    rows = measure_steps(args.model, args.batch, "cuda", args.repeats)
+    text = (f"## Training step: {args.model}, batch {args.batch}, cuda, bf16 autocast, channels-last\n\n"
+            f"{format_step_table(rows, False)}\n")
+    print(text, flush=True)
+    sections.append(text)
+    from .perf_loaders import format_loader_table, run_loader_benchmark
+
+    rows = run_loader_benchmark(dataset="synthetic", options=SYNTHETIC_CIFAR, device="cuda", seconds=3.0)
+    text = (f"## Loaders: synthetic CIFAR-shaped (50k × 3×32×32), crop+flip, to cuda\n\n"
+            f"{format_loader_table(rows)}\n")
+    print(text, flush=True)
+    sections.append(text)
+    text = f"## One end-to-end epoch, ResNet-20, synthetic CIFAR-shaped data\n\n{format_e2e_table(end_to_end_epochs('cuda'))}\n"
+    print(text, flush=True)
+    sections.append(text)
+    text = f"## Training throughput of the paper's models (for the grids' GPU-hour estimates)\n\n{throughput_table()}\n"
+    print(text, flush=True)
+    sections.append(text)
+    return _write_report(args, sections)
+
+
+PAPER_MODELS = (("resnet20", 128, 32), ("resnet56", 128, 32), ("vgg-small", 128, 32), ("resnet18", 256, 224),
+                ("deit_small_patch16_224", 128, 224))
+
+
+def throughput_table(device: str = "cuda", repeats: int = 10) -> str:
+    """Training images/s of fp and bnn++ for each model of the paper's grids (interleaved, median step)."""
+    rows = []
+    for name, batch, size in PAPER_MODELS:
+        steps = measure_steps(name, batch, device, repeats, warmup=2, method_keys=["fp", "bnn++"], img_size=size)
+        for r in steps:
+            rows.append([name, size, batch, r["method"], f"{batch / (r['median_ms'] / 1e3):.0f}", f"{r['ratio']:.3f}"])
+    return tabulate(rows, headers=["model", "px", "batch", "method", "train images/s", "step ratio to fp"],
+                    tablefmt="github")

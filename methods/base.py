@@ -46,9 +46,9 @@ def channel_scale(w: Tensor, scale: str) -> Tensor | float:
         return 1.0
     with torch.no_grad():
         if scale == "tensor" or w.dim() < 2:
-            alpha = w.abs().mean()
+            alpha = torch.linalg.vector_norm(w, ord=1) / w.numel()
         else:
-            alpha = w.abs().mean(dim=tuple(range(1, w.dim())), keepdim=True)
+            alpha = torch.linalg.vector_norm(w, ord=1, dim=tuple(range(1, w.dim())), keepdim=True) / w[0].numel()
         return alpha.clamp_min(1e-12)
 
 

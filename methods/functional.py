@@ -35,22 +35,22 @@ def clamp_quantizer(x: Tensor, rho: float) -> Tensor:
 def sign_swish(x: Tensor, mu: float) -> Tensor:
     """SS_μ(x) = 2σ(μx)·[1 + μx·(1 − σ(μx))] − 1, evaluated as sign(x)·SS_μ(|x|).
 
-    With z = μ|x| ≥ 0: σ(z) ∈ [½, 1] and z·σ(−z) ≤ 0.279, so nothing overflows for any finite x, μ.
+    With z = μ|x| ≥ 0: σ(z) ∈ [½, 1] and z·(1 − σ(z)) ≤ 0.279, so nothing overflows for any finite x, μ.
     SS_μ(0) = 0.
     """
-    z = mu * x.abs()
+    z = x.abs() * mu
     s = torch.sigmoid(z)
-    magnitude = 2.0 * s * (1.0 + z * torch.sigmoid(-z)) - 1.0
-    return torch.where(x < 0, -magnitude, magnitude)
+    magnitude = s * (1.0 + z * (1.0 - s)) * 2.0 - 1.0
+    return torch.copysign(magnitude, x)
 
 
 def sign_swish_grad(x: Tensor, mu: float) -> Tensor:
     """SS'_μ(x) = μ·(2 − μx·tanh(μx/2)) / (1 + cosh(μx)), evaluated stably.
 
-    Uses 1/(1 + cosh z) = 2σ(z)σ(−z) and tanh(z/2) = 2σ(z) − 1 with z = μ|x| (SS' is even), so large |μx|
-    gives 0, never inf/inf. SS'_μ(0) = μ; it is negative for |x| > 2.3994/μ.
+    Uses 1/(1 + cosh z) = 2σ(z)(1 − σ(z)) and tanh(z/2) = 2σ(z) − 1 with z = μ|x| (SS' is even), so large
+    |μx| gives 0, never inf/inf. SS'_μ(0) = μ; it is negative for |x| > 2.3994/μ.
     """
-    z = mu * x.abs()
-    s_pos = torch.sigmoid(z)
-    s_neg = torch.sigmoid(-z)
-    return 2.0 * mu * s_pos * s_neg * (2.0 - z * (s_pos - s_neg))
+    z = x.abs() * mu
+    s = torch.sigmoid(z)
+    one_minus_s = 1.0 - s
+    return (s * one_minus_s) * (2.0 - z * (s - one_minus_s)) * (2.0 * mu)
