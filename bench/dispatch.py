@@ -42,18 +42,27 @@ FINAL_CELL_STATES = ("done", "diverged", "failed", "timed-out", "cancelled")
 class CellJob(submitit.helpers.Checkpointable):
     """The callable a job runs: train one cell (resuming from its checkpoint if there is one).
 
-    ``checkpoint`` (called by submitit on timeout/preemption) resubmits the same call; the arguments carry
-    only the config and paths, and the training state is read from the work directory at start.
+    ``checkpoint`` (called by submitit on timeout/preemption, SIGUSR2) resubmits the same call; the arguments
+    carry only the config and paths, and the training state is read from the work directory at start.
+
+    Under SLURM, SIGTERM stops the run at once (submitit itself ignores it): SLURM sends it when it cancels,
+    requeues or preempts the job, and would otherwise let the run go on training and writing checkpoints for
+    KillWait seconds. Nothing is lost: the next start resumes from the last epoch checkpoint.
     """
 
     def __call__(self, cfg: dict, grid: str, workdir: str, results: str, data_root: str | None, device: str,
                  threads: int | None = None) -> str:
+        import signal
+
         import torch
 
         from . import train
 
         if threads:
             torch.set_num_threads(threads)
+        previous = None
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
         try:
             record = train.execute(cfg, grid=grid, workdir=workdir, results=results, device=device,
                                    data_root=data_root)
@@ -62,7 +71,16 @@ class CellJob(submitit.helpers.Checkpointable):
                 raise
             _write_failed(cfg, grid, results, exc)
             raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         return record["status"]
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    print("SIGTERM: SLURM cancels, requeues or preempts this job; stopping (a restart resumes from the last "
+          "epoch checkpoint)", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
 
 
 def _is_signal_exit(exc: BaseException) -> bool:
@@ -213,7 +231,7 @@ def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: 
     stage0 = [c for c in todo if c.stage == 0]
     if stage0:
         array = submit(stage0, base)
-        log(f"stage 0: job array {array} with {len(stage0)} task(s)")
+        log(f"stage 0: {_what(array, len(stage0))}")
     children: dict[str, list[Cell]] = {}
     for cell in todo:
         if cell.stage > 0:
@@ -227,8 +245,12 @@ def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: 
             params["additional_parameters"] = {**params.get("additional_parameters", {}), "kill_on_invalid_dep": "yes"}
         array = submit(cells, params)
         after = f" after {parent_job}" if parent_job else ""
-        log(f"stage 1: job array {array} with {len(cells)} fine-tune task(s){after}")
+        log(f"stage 1: {_what(array, len(cells), 'fine-tune ')}{after}")
     return submitted
+
+
+def _what(job: str, n: int, kind: str = "") -> str:
+    return f"job {job} (1 {kind}cell)" if n == 1 else f"job array {job} with {n} {kind}task(s)"
 
 
 def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> list[dict]:
@@ -358,7 +380,7 @@ def cli_grid_status(args) -> int:
 
 
 def cli_grid_cancel(args) -> int:
-    """scancel every queued or running job of the grid, then wait (up to 60 s) until squeue no longer shows them."""
+    """scancel every queued or running job of the grid, then wait (up to 60 s) until SLURM shows them ended."""
     grid = load_grid(args.name)
     jobs = load_jobs(args.workdir, grid.name)
     done = records.finished_ids(args.results, grid.name)
@@ -366,13 +388,17 @@ def cli_grid_cancel(args) -> int:
     live: list[str] = []
     if ids:
         cluster.check_reachable()
-        states = cluster.job_states(ids)  # cancel what is live or not yet shown by SLURM
-        live = [j for j in ids if states.get(j, "PENDING") in ACTIVE_STATES]
+        states = cluster.job_states(ids)
+        recent = {j["job_id"] for j in jobs.values() if time.time() - j.get("submitted_at", 0) < 600}
+        # cancel what is queued or running, or just submitted and not shown by SLURM yet
+        live = [j for j in ids if states.get(j) in ACTIVE_STATES or (j not in states and j in recent)]
         if live:
             cluster.cancel(live)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                left = [j for j, st in cluster.job_states(live).items() if st in ACTIVE_STATES]
+                # over once SLURM's accounting shows each one ended (sacct lags squeue by a few seconds)
+                states = cluster.job_states(live)
+                left = [j for j in live if states.get(j, "PENDING") in ACTIVE_STATES]
                 if not left:
                     break
                 time.sleep(1)

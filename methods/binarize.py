@@ -156,6 +156,7 @@ def binarize(model: nn.Module, method: str | Method, policy=None, **params) -> n
     modules = dict(model.named_modules())
     for name in names:
         parametrize.register_parametrization(modules[name], "weight", BinarizedWeight(method), unsafe=True)
+    model._proxbench_layers = [(name, modules[name]) for name in names]  # hooks run every step: no tree walk
     return model
 
 
@@ -166,6 +167,10 @@ def get_method(model: nn.Module) -> Method | None:
 
 def binarized_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """(module name, module) of every layer whose weight is binarized."""
+    cached = getattr(model, "_proxbench_layers", None)
+    if cached is not None:
+        yield from cached
+        return
     for name, module in model.named_modules():
         if parametrize.is_parametrized(module, "weight") and any(
             isinstance(p, BinarizedWeight) for p in module.parametrizations.weight

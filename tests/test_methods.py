@@ -299,3 +299,35 @@ def test_binarize_timm_vit_tiny():
         "bc", policy="vit-all-linear")
     names = [n for n, _ in methods.binarized_layers(all_linear)]
     assert names[0] == "patch_embed.proj" and names[-1] == "head" and len(names) == 12 * 4 + 2
+
+
+# B itself, written with plain differentiable torch ops (autograd gives B' for the reference gradient).
+REFERENCE_B = {
+    "fp": lambda x, t: x, "bc": lambda x, t: x, "pc": lambda x, t: x, "rpc": lambda x, t: x, "pq": lambda x, t: x,
+    "bnn": lambda x, t: torch.clamp(x, -1.0, 1.0),
+    "bnn+": lambda x, t: ss(x, 5.0),
+    "bnn++": lambda x, t: ss(x, 5 + 25 * t),
+    "tanh-ste": lambda x, t: torch.tanh((1 + 9 * t) * x),
+}
+
+
+@pytest.mark.parametrize("key", ALL)
+@pytest.mark.parametrize("scale", ["channel", "none"])
+def test_fused_function_gradient_equals_plain_autograd_reference(key, scale):
+    """θ_ref = α·[F(x) − B(x)].detach() + α·B(x), x = w/α (α detached): autograd of θ_ref is the PC++ gradient."""
+    torch.manual_seed(4)
+    t = 0.4
+    m = methods.create_method(key, scale=scale)
+    m.set_progress(t)
+    w = (torch.randn(8, 3, 3, 3, dtype=torch.float64) * 0.2).requires_grad_()
+    w_ref = w.detach().clone().requires_grad_()
+    upstream = torch.randn_like(w)
+    (m.forward(w) * upstream).sum().backward()
+    alpha = w_ref.detach().abs().mean(dim=(1, 2, 3), keepdim=True) if scale == "channel" else 1.0
+    x = w_ref / alpha
+    f_ref, _ = REFERENCE[key]
+    b = REFERENCE_B[key](x, t)
+    theta_ref = alpha * (f_ref(x.detach(), t).to(x.dtype) - b.detach()) + alpha * b
+    (theta_ref * upstream).sum().backward()
+    torch.testing.assert_close(m.forward(w.detach()), theta_ref.detach())
+    torch.testing.assert_close(w.grad, w_ref.grad)

@@ -369,11 +369,11 @@ def test_bad_slurm_input_is_one_line_exit_2_and_submits_nothing(case, tmp_path, 
     elif case == "no-sbatch":
         (tmp_path / "bin").mkdir()
         env, expect = {"PATH": str(tmp_path / "bin")}, "SLURM is not reachable: sbatch, squeue, sacct, scontrol not found"
+    elif shutil.which("sbatch") is None or shutil.which("scontrol") is None:
+        pytest.skip("no SLURM client tools (sbatch, scontrol) to point at a missing config or a dead controller")
     elif case == "missing-slurm-conf":
         env, expect = {"SLURM_CONF": str(tmp_path / "nope.conf")}, "does not exist"
     else:
-        if shutil.which("scontrol") is None:
-            pytest.skip("no SLURM client tools (scontrol) to run against a dead controller")
         env, expect = {"SLURM_CONF": str(_bogus_conf(tmp_path))}, "SLURM is not reachable: Slurmctld(primary) at nohost is DOWN"
     t0 = time.monotonic()
     args = ("grid", "run", str(grid), "--executor", "slurm", "--cluster", profile, "--workdir", "w", "--results", "r")
