@@ -44,6 +44,8 @@ def plot_method(key: str, out: Path) -> Path:
     cls = methods.get_method_class(key)
     ax_f.set_title(f"{key}: F(x) = {cls.forward_formula}")
     ax_b.set_title(f"B'(x) = {cls.backward_formula}")
+    low, high = ax_b.get_ylim()
+    ax_b.set_ylim(min(low, -0.1), max(high, 1.1))
     for ax in (ax_f, ax_b):
         ax.axhline(0, color="grey", lw=0.5)
         ax.axvline(0, color="grey", lw=0.5)
@@ -67,6 +69,9 @@ def plot_overview(keys: list[str], out: Path) -> Path:
             axes[1][i].plot(X, b, style, lw=1)
         axes[0][i].set_title(key)
         axes[1][i].set_xlabel("x")
+    for ax in axes[1]:
+        low, high = ax.get_ylim()
+        ax.set_ylim(min(low, -0.1), max(high, 1.1))  # a constant B' = 1 is drawn against 0, not zoomed in
     axes[0][0].set_ylabel("F(x)")
     axes[1][0].set_ylabel("B'(x)")
     fig.suptitle("Forward (top) and backward-derivative (bottom) quantizers; dashed t=0, solid t=1", fontsize=9)

@@ -6,6 +6,8 @@ import textwrap
 
 import pytest
 
+import models
+
 from bench import config as configs
 from bench.errors import UserError
 from bench.grid import list_grids, load_grid
@@ -69,10 +71,15 @@ def test_run_ids_are_stable_and_distinct(tmp_path):
 
 @pytest.mark.parametrize("name", list_grids())
 def test_every_shipped_grid_expands_and_validates(name):
+    from bench import data
+
     grid = load_grid(name)
     assert grid.cells and grid.description
     for cell in grid.cells:
         assert configs.resolve({k: v for k, v in cell.config.items()}) == cell.config
+        info = data.dataset_info(cell.config["dataset"], cell.config["data_options"])  # options valid
+        assert cell.config["model"] in models.list_models()
+        assert info.num_classes > 1
 
 
 @pytest.mark.parametrize("text, message", [
