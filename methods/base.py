@@ -75,6 +75,13 @@ class _ForwardBackwardQuantizer(torch.autograd.Function):
         return grad * ctx.method.dB(x), None
 
 
+@torch.compiler.disable
+def _quantize(w: Tensor, method: "Method") -> Tensor:
+    """Apply the Function eagerly: ``torch.compile`` of a model graph-breaks here (dynamo cannot yet lift the
+    method's changing μ/ρ into an autograd.Function's subgraph), and compiles everything around it."""
+    return _ForwardBackwardQuantizer.apply(w, method)
+
+
 class Method:
     """Base class of every binarization method (register subclasses with ``@register_method``).
 
@@ -183,7 +190,7 @@ class Method:
 
     def forward(self, w: Tensor) -> Tensor:
         """θ = α·F(w/α), differentiable with gradient grad_θ · B'(w/α)."""
-        return _ForwardBackwardQuantizer.apply(w, self)
+        return _quantize(w, self)
 
     def backward_factor(self, w: Tensor) -> Tensor:
         """B'(w/α), the factor the gradient reaching F(w) is multiplied by."""
