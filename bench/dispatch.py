@@ -1,7 +1,7 @@
 """Send a grid's cells to an executor through submitit, and report or cancel them (DESIGN.md §7).
 
 * ``local``: one subprocess per cell (submitit's LocalExecutor), ``--parallel`` cells at a time, each with
-  ``cores // parallel`` torch threads; waits for the end.
+  ``cores // cells in the wave`` torch threads; waits for the end.
 * ``debug``: every cell in this process, one after the other (submitit's DebugExecutor).
 * ``slurm``: one job array per stage; fine-tune cells depend (``afterok``) on their fp parent's job. Jobs
   are checkpointable: on timeout or preemption submitit requeues them, and a requeued job resumes from its
@@ -159,13 +159,13 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
             _wait_one(job, cell, log)
     else:
         parallel = max(1, parallel or 1)
-        threads = max(1, (os.cpu_count() or 1) // parallel)
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=24 * 60)
         for stage in sorted({c.stage for c in todo}):
             cells = [c for c in todo if c.stage == stage]
             for start in range(0, len(cells), parallel):
                 wave = cells[start:start + parallel]
+                threads = max(1, (os.cpu_count() or 1) // len(wave))  # a lone cell gets every core
                 wave_jobs = [ex.submit(CellJob(), c.config, *args, threads) for c in wave]
                 for cell, job in zip(wave, wave_jobs):
                     submitted[cell.run_id] = job.job_id

@@ -31,7 +31,7 @@ from .errors import UserError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours")
-PARENT_KEYS = ("model", "dataset", "seed", "data_options", "model_kwargs", "subset", "test_subset", "loader")
+PARENT_KEYS = ("model", "dataset", "seed", "data_options", "model_kwargs")  # same network, data and seed
 
 
 @dataclass
