@@ -44,7 +44,6 @@ import math
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -54,6 +53,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from bench.atomic import atomic_write
 from bench.errors import UserError
 
 DEFAULT_DATASET = "fashion-mnist"
@@ -217,25 +217,13 @@ def download_allowed() -> bool:
 
 
 def _atomic_copy_stream(src_open, dst: Path) -> None:
-    """Write what ``src_open()`` yields to ``dst`` via a temp file + fsync + rename."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as out, src_open() as src:
+    """Write what ``src_open()`` yields to ``dst`` atomically (bench.atomic)."""
+
+    def copy(out):
+        with src_open() as src:
             shutil.copyfileobj(src, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(dst, copy)
 
 
 def _fmnist_missing(root: Path, why: str = "") -> UserError:

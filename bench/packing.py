@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 import methods
+from bench.atomic import atomic_write
 
 MAGIC = b"PXBPACK1"
 VERSION = 1
@@ -218,18 +219,7 @@ def save_packed(model: nn.Module, path: str | os.PathLike, meta: dict | None = N
     ``meta`` is any JSON-serialisable dict (the run config, for instance), returned by ``load_packed``.
     """
     blob = _encode(model, meta)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: fh.write(blob))
     return len(blob)
 
 

@@ -7,13 +7,14 @@ sees a half-written record. ``SCHEMA`` is bumped on any incompatible change; rea
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+from .atomic import atomic_write
 
 SCHEMA = 1
 REQUIRED = ("schema", "run_id", "grid", "status", "config", "history", "final")
@@ -65,15 +66,9 @@ def make_record(run_id: str, grid: str, cfg: dict, *, status: str, history: list
 
 
 def write_json_atomic(obj, path: Path) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=1, sort_keys=True, allow_nan=False, default=_jsonable)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Write JSON to ``path`` atomically (bench.atomic)."""
+    text = json.dumps(obj, indent=1, sort_keys=True, allow_nan=False, default=_jsonable) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
 def _jsonable(value):

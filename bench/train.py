@@ -11,7 +11,6 @@ are functions of (seed, epoch), and the RNG states are checkpointed.
 from __future__ import annotations
 
 import math
-import os
 import resource
 import sys
 import time
@@ -25,6 +24,7 @@ import models
 
 from . import config as configs
 from . import data, records
+from .atomic import atomic_write
 from .errors import UserError
 
 
@@ -143,13 +143,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 class _Progress:
