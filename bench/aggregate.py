@@ -229,6 +229,7 @@ def build_table(records: list[dict], by: str | None = None) -> Table:
         else:
             cell.failed += 1
 
+    _borrow_parent_fp(grouped, row_keys)
     present = {c for cells in grouped.values() for c in cells}
     others = sorted((c for c in present if c != FP),
                     key=method_sort_key if column_key == "method" else (lambda c: (_sort_key(_maybe_number(c)), c)))
@@ -247,6 +248,18 @@ def build_table(records: list[dict], by: str | None = None) -> Table:
         compression = cells[best[0]].compression if best else None
         rows.append(Row(key, cells, best, drop, compression))
     return Table(row_keys, column_key, columns, rows)
+
+
+def _borrow_parent_fp(grouped: dict[tuple, dict], row_keys: list[str]) -> None:
+    """A fine-tune row without an FP cell shows the FP of its e2e row (the runs it was fine-tuned from)."""
+    if "mode" not in row_keys:
+        return
+    at = row_keys.index("mode")
+    for key, cells in grouped.items():
+        if key[at] == "finetune" and FP not in cells:
+            parent = grouped.get(key[:at] + ("e2e",) + key[at + 1:], {}).get(FP)
+            if parent is not None:
+                cells[FP] = parent
 
 
 def _maybe_number(text: str):

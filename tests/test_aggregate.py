@@ -181,3 +181,18 @@ def test_cli_end_to_end(results):
     bad = subprocess.run([*cmd[:3], "aggregate", "missing", "--results", str(results)],
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_finetune_row_compares_with_the_fp_run_it_started_from():
+    src = json.loads(next((FIXTURES / "fixture").glob("0*.json")).read_text())
+    records = []
+    for i, (method, mode, acc) in enumerate([("fp", "e2e", 90.0), ("bc", "finetune", 87.5), ("bnn", "finetune", 88.0)]):
+        r = copy.deepcopy(src)
+        r.update(status="done", run_id=f"f{i:02d}")
+        r["config"].update(method=method, mode=mode)
+        r["final"]["acc"] = acc
+        records.append(r)
+    table = agg.build_table(records)
+    finetune = next(row for row in table.rows if "finetune" in row.key)
+    assert finetune.cells[agg.FP].mean == 90.0 and finetune.drop == pytest.approx(2.0)
+    assert [table.label(c) for c in finetune.best] == ["BNN"]
