@@ -12,6 +12,21 @@ sys.path.insert(0, str(TESTS))
 IN_CI = os.environ.get("CI") == "true"
 
 
+def wait_until(pred, timeout: float, what: str, step: float = 0.2):
+    """Poll ``pred()`` until it returns something truthy (returned), or fail the test after ``timeout`` s."""
+    import time
+
+    import pytest
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 # --------------------------------------------------------------------------- SLURM
 # The `slurm_cluster` session fixture: the local single-node cluster of slurm/local/ (tests marked `slurm`).
 # Skips (with the reason) when no cluster can be had -- no `sbatch` on PATH, not root so start.sh cannot run,

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SlurmCluster  # noqa: F401 - the fixture's type (helpers below)
+from conftest import SlurmCluster, wait_until  # noqa: F401 - the fixture's type (helpers below)
 
 pytestmark = pytest.mark.slurm
 
@@ -65,14 +65,6 @@ def wait_sacct(job: str, expect_ids: set[str], timeout: float = 60) -> dict[str,
                 f"squeue: {run('squeue', '-h', '-j', job, '-o', '%i %T %r').strip() or '-'}")
 
 
-def wait_until(pred, timeout: float, what: str, step: float = 0.25):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def squeue_state(job: str) -> str:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 
 # small, quick, learnable cells: ~1 s of training each; a job's start (python + torch import) dominates
 SMALL = '''
@@ -126,14 +126,6 @@ def squeue(*ids: str) -> dict[str, tuple[str, str]]:
     return rows
 
 
-def wait_until(pred, timeout: float, what: str, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 # --------------------------------------------------------------------------- a grid end to end
