@@ -370,15 +370,8 @@ def _flatten(prefix: str, obj, out: dict) -> None:
 
 
 def _csv_value(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
-    return str(value)
+    """Like ``_text``, but an undefined value is an empty CSV field."""
+    return "" if value is None else _text(value)
 
 
 SUMMARY_HEAD = ("run_id", "grid", "status")

@@ -329,8 +329,9 @@ def cli_grid_run(args) -> int:
     if args.executor == "slurm" and args.wait:
         return _wait_slurm(grid, args)
     if args.executor != "slurm":
-        _print_table(grid_status(grid, args.workdir, args.results))
-        return 0 if all(r["state"] in ("done", "diverged") for r in grid_status(grid, args.workdir, args.results)) else 1
+        rows = grid_status(grid, args.workdir, args.results)
+        _print_table(rows)
+        return 0 if all(r["state"] in ("done", "diverged") for r in rows) else 1
     return 0
 
 
