@@ -28,6 +28,7 @@ DEFAULTS: dict = {
     "dataset": "fashion-mnist",  # registry key (python -m bench datasets)
     "data_options": {},          # dataset options (synthetic: img_size, in_chans, num_classes, ...)
     "loader": "memory",          # memory | torch | ffcv
+    "augment": True,             # training-set augmentation: random crop (zero padding) + horizontal flip
     "subset": None,              # train on the first N training samples (None: all)
     "test_subset": None,         # evaluate on the first N test samples (None: all)
     "mode": "e2e",               # e2e (from scratch) | finetune (from `init`)
@@ -88,6 +89,8 @@ def resolve(raw: dict, where: str = "config") -> dict:
         cfg[key] = float(cfg[key])
     if cfg["lr"] <= 0:
         raise UserError(f"{where}: lr must be > 0, got {cfg['lr']}")
+    if not isinstance(cfg["augment"], bool):
+        raise UserError(f"{where}: augment must be true or false, got {cfg['augment']!r}")
     if not isinstance(cfg["seed"], int):
         raise UserError(f"{where}: seed must be an integer, got {cfg['seed']!r}")
     for key in DICTS:
@@ -109,9 +112,15 @@ def resolve(raw: dict, where: str = "config") -> dict:
     return cfg
 
 
+# Keys added after the first release, with the value every earlier run implicitly used: left out of the
+# hash while at that value, so the run ids of existing records stay valid.
+LATER_KEYS = {"augment": True}
+
+
 def run_id(cfg: dict) -> str:
-    """A 10-hex-digit hash of the resolved config with sorted keys."""
-    text = json.dumps(cfg, sort_keys=True, separators=(",", ":"), default=str)
+    """A 10-hex-digit hash of the resolved config with sorted keys (``LATER_KEYS`` at their value omitted)."""
+    hashed = {k: v for k, v in cfg.items() if not (k in LATER_KEYS and v == LATER_KEYS[k])}
+    text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 

@@ -21,6 +21,9 @@ Loaders (``build_loader``), all yielding ``(x float32 N×C×H×W normalised, y i
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` — the reference.
 * ``ffcv``: ``.beton`` files read by FFCV (``bench/ffcv_data.py``), prepared on first use.
 
+``augment=False`` (the run config's ``augment = false``) keeps the per-epoch shuffle and drops crop and
+flip (ImageNet: the validation centre crop instead of the random resized crop) in all three.
+
 Determinism: epoch ``e`` of a loader built with ``seed`` is a pure function of ``(seed, e)``: the
 ``memory`` and ``ffcv`` loaders draw the order and every sample's crop offset and flip from a
 ``torch.Generator`` seeded with ``epoch_seed(seed, e)`` (:func:`epoch_plan`), indexed by sample, so
@@ -577,12 +580,13 @@ class MemoryLoader(Loader):
     kind = "memory"
 
     def __init__(self, info, split, *, batch_size, train, device, seed, data_root, subset, options,
-                 channels_last=False, pad=None):
+                 channels_last=False, pad=None, augment=True):
         images, labels = load_split(info.name, split, data_root, options, subset)
         super().__init__(info, split, batch_size=batch_size, train=train, device=device, seed=seed,
                          num_samples=len(labels))
         self.size = tuple(images.shape[2:])
-        self.pad = default_padding(info.img_size) if pad is None else int(pad)
+        self.flip = bool(augment)
+        self.pad = 0 if not augment else default_padding(info.img_size) if pad is None else int(pad)
         self.channels_last = bool(channels_last)
         if self.train and self.pad:
             p = self.pad
@@ -595,7 +599,8 @@ class MemoryLoader(Loader):
 
     def __iter__(self):
         epoch = self._next_epoch()
-        plan = epoch_plan(self.num_samples, self.seed, epoch, train=self.train, pad=self.pad).to(self.device)
+        plan = epoch_plan(self.num_samples, self.seed, epoch, train=self.train, pad=self.pad,
+                          flip=self.flip).to(self.device)
         return self._batches(plan)
 
     def _batches(self, plan: EpochPlan):
@@ -609,7 +614,8 @@ class MemoryLoader(Loader):
                     idx = plan.order[i * b:(i + 1) * b]
                     x = crop_flip(self.images, idx, self.size,
                                   None if plan.dy is None else plan.dy[idx],
-                                  None if plan.dx is None else plan.dx[idx], plan.flip[idx])
+                                  None if plan.dx is None else plan.dx[idx],
+                                  None if plan.flip is None else plan.flip[idx])
                     y = self.labels[idx]
                 x = self.normalize(x, self.channels_last)
             yield x, y
@@ -670,14 +676,14 @@ class TorchLoader(Loader):
     kind = "torch"
 
     def __init__(self, info, split, *, batch_size, train, device, seed, data_root, subset, options,
-                 num_workers=2, channels_last=False, pad=None):
+                 num_workers=2, channels_last=False, pad=None, augment=True):
         import torchvision
         import torchvision.transforms as T
 
         norm = [T.ToTensor(), T.Normalize(info.mean, info.std)]
         if info.name == "imagenet":
             root = imagenet_dir(resolve_data_root(data_root), split)
-            ops = ([T.RandomResizedCrop(info.img_size), T.RandomHorizontalFlip()] if train
+            ops = ([T.RandomResizedCrop(info.img_size), T.RandomHorizontalFlip()] if train and augment
                    else [T.Resize(int(round(info.img_size * 256 / 224))), T.CenterCrop(info.img_size)])
             ds = torchvision.datasets.ImageFolder(str(root), transform=_Transform(ops + norm, train))
             if subset is not None:
@@ -688,9 +694,9 @@ class TorchLoader(Loader):
         else:
             images, labels = load_split(info.name, split, data_root, options, subset)
             p = default_padding(info.img_size) if pad is None else int(pad)
-            ops = ([T.RandomCrop(info.img_size, padding=p), T.RandomHorizontalFlip()] if train and p
-                   else [T.RandomHorizontalFlip()] if train else [])
-            self.dataset = _TorchArrayDataset(images, labels, _Transform(ops + norm, train), seed)
+            ops = ([T.RandomCrop(info.img_size, padding=p), T.RandomHorizontalFlip()] if train and augment and p
+                   else [T.RandomHorizontalFlip()] if train and augment else [])
+            self.dataset = _TorchArrayDataset(images, labels, _Transform(ops + norm, bool(ops)), seed)
             self._epoch_target = self.dataset
             n = len(labels)
         super().__init__(info, split, batch_size=batch_size, train=train, device=device, seed=seed,
@@ -725,12 +731,14 @@ class TorchLoader(Loader):
 
 def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: int, train: bool,
                  device="cpu", seed: int = 0, data_root=None, subset: int | None = None, num_workers: int = 2,
-                 options: dict | None = None, channels_last: bool = False, pad: int | None = None) -> Loader:
+                 options: dict | None = None, channels_last: bool = False, pad: int | None = None,
+                 augment: bool = True) -> Loader:
     """A loader over ``name``/``split`` (see the module doc for the three kinds and their guarantees).
 
     ``train=True``: shuffled, augmented (random crop with ``pad`` px zero padding, default
     :func:`default_padding`, + horizontal flip; ImageNet: random resized crop + flip), last partial batch
-    dropped. ``train=False``: sequential, un-augmented, last partial batch kept.
+    dropped; ``augment=False`` keeps the shuffle and drops the augmentation (ImageNet: the val centre crop).
+    ``train=False``: sequential, un-augmented, last partial batch kept.
     ``channels_last``: yield channels-last tensors (for CUDA + channels-last models)."""
     info = dataset_info(name, options)
     split = _check_split(name, split)
@@ -746,7 +754,7 @@ def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: i
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("device 'cuda' requested but no CUDA device is available")
     kw = dict(batch_size=batch_size, train=train, device=device, seed=seed, data_root=data_root,
-              subset=subset, options=options, channels_last=channels_last, pad=pad)
+              subset=subset, options=options, channels_last=channels_last, pad=pad, augment=augment)
     if loader == "memory":
         if name == "imagenet":
             raise UserError("loader 'memory' cannot hold 'imagenet' (too large): use loader 'ffcv' or 'torch'")

@@ -164,13 +164,14 @@ def _crop_flip_normalize_class():
                     torch.set_num_threads(1)  # FFCV's thread only (per-thread setting): see intra_op_threads
                 x = images[:, : owner.info.in_chans]
                 plan = owner._plan
-                if owner.train and plan is not None and plan.flip is not None:
+                if owner.train and plan is not None and (plan.flip is not None or plan.dy is not None):
                     ids = torch.from_numpy(np.asarray(batch_indices, dtype=np.int64)).to(x.device)
                     dy = None if plan.dy is None else plan.dy[ids]
                     dx = None if plan.dx is None else plan.dx[ids]
+                    flip = None if plan.flip is None else plan.flip[ids]
                     p = owner.pad if dy is not None else 0
                     src = torch.nn.functional.pad(x, (p, p, p, p)) if p else x
-                    x = crop_flip(src, None, tuple(x.shape[2:]), dy, dx, plan.flip[ids])
+                    x = crop_flip(src, None, tuple(x.shape[2:]), dy, dx, flip)
                 return owner.normalize(x, owner.channels_last)
 
             crop_flip_normalize.with_indices = True
@@ -221,7 +222,7 @@ def _ffcv_loader_class():
         kind = "ffcv"
 
         def __init__(self, info, split, *, batch_size, train, device, seed, data_root, subset, options,
-                     num_workers=2, channels_last=False, pad=None):
+                     num_workers=2, channels_last=False, pad=None, augment=True):
             from ffcv.fields.basics import IntDecoder
             from ffcv.fields.rgb_image import (CenterCropRGBImageDecoder, RandomResizedCropRGBImageDecoder,
                                                SimpleRGBImageDecoder)
@@ -237,7 +238,9 @@ def _ffcv_loader_class():
             super().__init__(info, split, batch_size=batch_size, train=train, device=device, seed=seed,
                              num_samples=n)
             self.imagenet = info.name == "imagenet"
-            self.pad = 0 if self.imagenet else (default_padding(info.img_size) if pad is None else int(pad))
+            self.flip = bool(augment)
+            self.pad = (0 if self.imagenet or not augment
+                        else default_padding(info.img_size) if pad is None else int(pad))
             self.channels_last = bool(channels_last)
             self.normalize = Normalizer(info.mean, info.std, self.device)
             self._plan: EpochPlan | None = None
@@ -245,7 +248,7 @@ def _ffcv_loader_class():
             cuda = self.device.type == "cuda"
             if self.imagenet:
                 size = (info.img_size, info.img_size)
-                decoder = (RandomResizedCropRGBImageDecoder(size) if train
+                decoder = (RandomResizedCropRGBImageDecoder(size) if train and augment
                            else CenterCropRGBImageDecoder(size, ratio=224 / 256))
             else:
                 decoder = SimpleRGBImageDecoder()
@@ -268,7 +271,8 @@ def _ffcv_loader_class():
             return self._batches(epoch)
 
         def _batches(self, epoch):
-            plan = self._epoch_plan(self.num_samples, self.seed, epoch, train=self.train, pad=self.pad)
+            plan = self._epoch_plan(self.num_samples, self.seed, epoch, train=self.train, pad=self.pad,
+                                    flip=self.flip)
             self._plan = plan.to(self.device)
             if self.device.type == "cuda":
                 torch.cuda.current_stream(self.device).synchronize()

@@ -112,11 +112,15 @@ def _schedule(group: dict[str, list[dict]], title: str, path: Path) -> Path:
             for name in names:
                 epochs, values = _mean_curve(histories, lambda e, n=name: (e.get("method_params") or {}).get(n))
                 if epochs:
-                    left.plot(epochs, values, marker=_MARKERS[i % len(_MARKERS)], markersize=3,
+                    left.plot(epochs, values, marker=_MARKERS[i % len(_MARKERS)], markersize=3, color=f"C{i % 10}",
                               label=f"{_label(method)} {_GREEK.get(name, name)}")
             epochs, flips = _mean_curve(histories, lambda e: e.get("flip_ratio"))
             if epochs:
-                right.plot(epochs, flips, marker=_MARKERS[i % len(_MARKERS)], markersize=3, label=_label(method))
+                right.plot(epochs, flips, marker=_MARKERS[i % len(_MARKERS)], markersize=3, color=f"C{i % 10}",
+                           label=_label(method))  # one colour per method in both panels
+        plotted = [v for line in left.lines for v in line.get_ydata()]
+        if plotted and min(plotted) > 0 and max(plotted) / min(plotted) > 100:
+            left.set_yscale("log")  # e.g. ρ from 1e-4 next to μ = 10: a linear axis flattens the small ones
         left.set_xlabel("epoch")
         left.set_ylabel("μ / ρ at the end of the epoch")
         left.set_title(f"{title}: schedule")

@@ -187,7 +187,7 @@ def execute(
     loader_args = dict(loader=cfg["loader"], device=device, seed=cfg["seed"], data_root=data_root,
                        options=cfg["data_options"])
     train_loader = data.build_loader(cfg["dataset"], "train", batch_size=cfg["batch_size"], train=True,
-                                     subset=cfg["subset"], **loader_args)
+                                     subset=cfg["subset"], augment=cfg["augment"], **loader_args)
     test_loader = data.build_loader(cfg["dataset"], "test", batch_size=max(cfg["batch_size"], 256), train=False,
                                     subset=cfg["test_subset"], **loader_args)
     if len(train_loader) == 0:
@@ -294,7 +294,8 @@ def _epoch_metrics(epoch, model, test_loader, dev, train, before, after, optimiz
     method = methods.get_method(model)
     with methods.deployed(model):
         acc = evaluate(model, test_loader, dev)
-    acc_forward = evaluate(model, test_loader, dev) if method.binarizes else acc
+    separate = method.binarizes and not method.forward_is_export  # else the F(w) model is the deployed one
+    acc_forward = evaluate(model, test_loader, dev) if separate else acc
     params = {k: v for k, v in method.params().items() if isinstance(v, float) and k != "progress"}
     return {
         "epoch": epoch,

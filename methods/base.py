@@ -86,7 +86,9 @@ class Method:
     """Base class of every binarization method (register subclasses with ``@register_method``).
 
     Override ``F`` and ``dB`` (B') on the normalised weight; set ``identity_backward = True`` when B' ≡ 1
-    so the backward saves nothing. ``before_step``/``after_step`` are in-place hooks on the latent.
+    so the backward saves nothing, and ``forward_is_export = True`` when F = sign (then α·F(w/α) is
+    exactly ``export(w)`` and the F(w) model need not be evaluated apart from the deployed one).
+    ``before_step``/``after_step`` are in-place hooks on the latent.
     """
 
     name: ClassVar[str] = ""
@@ -94,6 +96,7 @@ class Method:
     constants: ClassVar[dict[str, float | str]] = {}
     identity_backward: ClassVar[bool] = False
     binarizes: ClassVar[bool] = True
+    forward_is_export: ClassVar[bool] = False
     # Human-readable formulas for `python -m bench methods`.
     forward_formula: ClassVar[str] = "F(x)"
     backward_formula: ClassVar[str] = "B'(x)"

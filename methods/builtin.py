@@ -68,6 +68,7 @@ class BinaryConnect(Method):
     """
 
     identity_backward = True
+    forward_is_export = True
     forward_formula, backward_formula = "sign(x)", "1"
 
     def F(self, x: Tensor) -> Tensor:
@@ -137,6 +138,7 @@ class BNN(Method):
     At |x| = 1 the factor is 1. No parameters.
     """
 
+    forward_is_export = True
     forward_formula, backward_formula = "sign(x)", "1[|x| ≤ 1]"
 
     def F(self, x: Tensor) -> Tensor:
@@ -157,6 +159,7 @@ class BNNPlus(Method):
     """
 
     constants = {"mu": 5.0}
+    forward_is_export = True
     forward_formula, backward_formula = "sign(x)", "SS'_μ(x)"
 
     def F(self, x: Tensor) -> Tensor:

@@ -194,6 +194,32 @@ def test_memory_augmentation_is_exactly_crop_with_padding_and_flip():
         assert torch.equal(x[k], ref) and y[k] == labels[i]
 
 
+@pytest.mark.parametrize("kind", ["memory", "torch"])
+def test_augment_false_serves_shuffled_unmodified_images(kind):
+    """``augment=False`` (config key ``augment``): still shuffled per (seed, epoch), but every image is the
+    stored one, normalised: no crop shift, no flip."""
+    opts = {**SMALL, "in_chans": 3, "img_size": 32}
+    loader = D.build_loader("synthetic", "train", loader=kind, batch_size=16, train=True, options=opts, seed=5,
+                            augment=False, num_workers=0)
+    src, labels = D.load_split("synthetic", "train", options=opts)
+    info = D.dataset_info("synthetic", opts)
+    mean, std = torch.tensor(info.mean).view(3, 1, 1), torch.tensor(info.std).view(3, 1, 1)
+    by_label_and_image = {}
+    for i in range(len(labels)):
+        by_label_and_image.setdefault(int(labels[i]), []).append((src[i].float() / 255 - mean) / std)
+    orders = []
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        x, y = next(iter(loader))
+        for k in range(16):
+            assert any(torch.allclose(x[k], ref, atol=1e-6) for ref in by_label_and_image[int(y[k])])
+        orders.append(y)
+    if kind == "memory":
+        plan = D.epoch_plan(96, 5, 1, train=True, pad=0, flip=False)
+        assert plan.dy is None and plan.flip is None
+        assert torch.equal(orders[1], labels[plan.order[:16]])
+
+
 @pytest.mark.parametrize("kind, workers", [("memory", 0), ("torch", 0), ("torch", 2)])
 def test_epochs_are_a_pure_function_of_seed_and_epoch(kind, workers):
     opts = {**SMALL, "img_size": 16}

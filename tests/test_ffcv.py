@@ -131,6 +131,10 @@ def test_synthetic_cifar_shaped_beton_and_loaders(tmp_path):
     assert len(f) == 300 // 64
     assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(f, m))
     assert f[0][0].shape == (64, 3, 32, 32)
+    kw["augment"] = False  # no crop or flip: the same shuffled, unmodified batches from both
+    f = list(D.build_loader("synthetic", "train", loader="ffcv", **kw))
+    m = list(D.build_loader("synthetic", "train", loader="memory", **kw))
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(f, m))
 
 
 # ------------------------------------------------------------------------------ rebuild rules

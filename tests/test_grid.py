@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import textwrap
 
 import pytest
@@ -67,6 +69,11 @@ def test_run_ids_are_stable_and_distinct(tmp_path):
     cfg = configs.resolve({"method": "bnn++"})
     assert configs.run_id(cfg) == configs.run_id(configs.resolve({"method": "bnn++", "method_params": {"mu_start": 5}}))
     assert configs.run_id(cfg) != configs.run_id(configs.resolve({"method": "bnn++", "seed": 1}))
+    # a key added later (augment) is hashed only away from the value every earlier run used
+    legacy = {k: v for k, v in cfg.items() if k not in configs.LATER_KEYS}
+    text = json.dumps(legacy, sort_keys=True, separators=(",", ":"), default=str)
+    assert configs.run_id(cfg) == hashlib.sha1(text.encode()).hexdigest()[:10]
+    assert configs.run_id(configs.resolve({"method": "bnn++", "augment": False})) != configs.run_id(cfg)
 
 
 @pytest.mark.parametrize("name", list_grids())

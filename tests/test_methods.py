@@ -134,6 +134,22 @@ def test_export_gives_exactly_plus_minus_alpha_per_channel(key, scale):
 
 
 @pytest.mark.parametrize("key", ALL)
+@pytest.mark.parametrize("t", [0.0, 1.0])
+def test_forward_is_export_claim_holds_exactly(key, t):
+    """A method that says forward_is_export (the run then skips the separate F(w) evaluation) must
+    compute exactly export(w); the SS- and LQ-forward methods must not claim it."""
+    torch.manual_seed(4)
+    m = methods.create_method(key)
+    m.set_progress(t)
+    w = torch.randn(8, 3, 3, 3)
+    w[1, 0, 0, 0] = 0.0
+    if m.forward_is_export:
+        assert torch.equal(m.forward(w), m.export(w))
+    if key in REFERENCE and key != "tanh-ste":  # the built-ins: exactly the three sign-forward methods claim it
+        assert m.forward_is_export == (key in {"bc", "bnn", "bnn+"})
+
+
+@pytest.mark.parametrize("key", ALL)
 def test_hooks_change_latent_only_for_proximal_methods(key):
     torch.manual_seed(3)
     m = methods.create_method(key)

@@ -122,6 +122,7 @@ def test_debug_executor_and_finetune_from_parent(tmp_path):
     (["run", "--loader", "turbo"], "loader must be one of"),
     (["run", "--method", "bnn+++"], "did you mean 'bnn++'"),
     (["run", "--epochs", "0"], "epochs must be a positive integer"),
+    (["run", "--set", "augment=1"], "augment must be true or false"),
     (["run", "--batch-size", "-1"], "batch_size must be a positive integer"),
     (["run", "--param", "mu_ned=3", "--method", "bnn++"], "no parameter 'mu_ned'"),
     (["run", "--mode", "finetune", "--init", "missing.pt", "--epochs", "1"], "fine-tune checkpoint not found: missing.pt"),
