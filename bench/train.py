@@ -215,7 +215,11 @@ def execute(
         state = torch.load(ckpt_path, map_location=dev, weights_only=True)
         if state.get("config") != cfg:
             raise UserError(f"checkpoint {ckpt_path} belongs to another config; use --fresh to start over")
-        model.load_state_dict(state["model"])
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError:  # same config, other code: the model's definition changed since it was written
+            raise UserError(f"checkpoint {ckpt_path} does not fit model {cfg['model']!r} as defined now (changed "
+                            f"since the checkpoint was written?): delete it or run with --fresh") from None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_torch"])

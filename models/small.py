@@ -12,19 +12,21 @@ from torch import nn
 from .registry import register_model
 
 
-def conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
-    """3×3 convolution (no bias, the BN follows), BatchNorm, ReLU."""
-    return [nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def conv_bn_relu(cin: int, cout: int, stride: int = 1, kernel: int = 3) -> list[nn.Module]:
+    """k×k convolution ("same" padding, no bias: the BN follows), BatchNorm, ReLU."""
+    return [nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
 
 
 class SmallCNN(nn.Module):
     """A stride-2 conv stem, then conv blocks (2×2 max-pooling between them), then one linear classifier.
 
-    Layers: conv3×3/2(in→16)-BN-ReLU, conv3×3(16→32)-BN-ReLU-maxpool, conv3×3(32→64)-BN-ReLU,
+    Layers: conv5×5/2(in→16)-BN-ReLU, conv3×3(16→32)-BN-ReLU-maxpool, conv3×3(32→64)-BN-ReLU,
     linear(64·7·7→classes) for a 28×28 input (``widths`` sets the channels). The stride-2 stem replaces a
     full-resolution conv + pool: a 1-channel 28×28 convolution is the slowest layer on a CPU, and the stem
-    keeps one-epoch accuracy at about half the time. The last block is not pooled: the classifier sees the
-    whole 7×7 map (pooling it to 3×3 cost 1.4 points after three epochs at the same speed). Any
+    keeps one-epoch accuracy at about half the time; 5×5 rather than 3×3 costs nothing measurable and made
+    three seeds agree (FP after 3 epochs: 91.21–91.29% against 90.93–91.31%). The last block is not pooled:
+    the classifier sees the whole 7×7 map (pooling it to 3×3 cost 1.1 points at the same speed). Any
     ``img_size`` ≥ 8 works (the classifier is sized from it). The stem is registered first and the
     classifier last, so the default binarization policy keeps exactly those two in full precision.
     """
@@ -33,7 +35,7 @@ class SmallCNN(nn.Module):
         super().__init__()
         if img_size < 8:
             raise ValueError(f"SmallCNN needs img_size >= 8, got {img_size}")
-        layers = conv_bn_relu(in_chans, widths[0], stride=2)
+        layers = conv_bn_relu(in_chans, widths[0], stride=2, kernel=5)
         side = (img_size + 1) // 2
         for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
             if i > 0:
@@ -65,7 +67,7 @@ class MLP(nn.Module):
 
 @register_model("fmnist-cnn", default_img_size=28, default_in_chans=1, family="cnn")
 def fmnist_cnn(num_classes, in_chans, img_size, pretrained, widths=(16, 32, 64)):
-    """Small CNN for Fashion-MNIST: stride-2 conv stem, conv-BN-ReLU, maxpool, conv-BN-ReLU (16-32-64), linear;
+    """Small CNN for Fashion-MNIST: 5×5 stride-2 conv stem, conv-BN-ReLU, maxpool, conv-BN-ReLU (16-32-64), linear;
     about 55k parameters (23k of them in the binarized middle convolutions)."""
     return SmallCNN(num_classes, in_chans, img_size, tuple(widths))
 

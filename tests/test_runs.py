@@ -152,6 +152,24 @@ def test_finetune_from_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     assert len(out.stderr.strip().splitlines()) == 1 and "checkpoint" in out.stderr
 
 
+def test_checkpoint_that_no_longer_fits_the_model_is_a_clear_error(tmp_path):
+    """Same config, changed model code (here: a layer's shape edited in the checkpoint): one line, exit 2,
+    the existing record untouched."""
+    args = ["run", "--model", "fmnist-mlp", "--subset", "1024", "--test-subset", "500", "--epochs", "1",
+            "--workdir", "w", "--results", "r", "--grid", "g"]
+    assert cli(*args, cwd=tmp_path, timeout=120).returncode == 0
+    (ckpt,) = (tmp_path / "w").glob("runs/*/checkpoint.pt")
+    (rec,) = (tmp_path / "r" / "runs" / "g").glob("*.json")
+    before = rec.read_bytes()
+    state = torch.load(ckpt, weights_only=True)
+    state["model"]["classifier.weight"] = torch.zeros(10, 7)
+    torch.save(state, ckpt)
+    out = cli(*args, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "does not fit model 'fmnist-mlp'" in out.stderr
+    assert rec.read_bytes() == before
+
+
 def test_missing_dataset_says_how_to_get_it(tmp_path):
     out = cli("run", "--dataset", "cifar10", "--data-root", str(tmp_path / "empty"), cwd=tmp_path, timeout=120,
               env={"PROXBENCH_NO_DOWNLOAD": "1"})
