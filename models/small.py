@@ -2,7 +2,7 @@
 
 Both are sized for a 2-core CPU (DESIGN.md §11, §13): ``fmnist-cnn`` trains one Fashion-MNIST epoch
 (60k images of 1×28×28) in about 35 s on one core and reaches about 89% test accuracy after it, 91% after
-three (Adam, lr 2e-3, cosine, no augmentation: the default grid).
+three (Adam, lr 3e-3, cosine, no augmentation: the default grid).
 """
 
 from __future__ import annotations
