@@ -28,8 +28,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from bench.atomic import atomic_write
 from bench.errors import UserError
-from bench.records import read_record
+from bench.records import load_records
 
 METHOD_ORDER = ("fp", "bc", "pc", "rpc", "pq", "bnn", "bnn+", "bnn++")
 METHOD_LABELS = {"fp": "FP", "bc": "BC", "pc": "PC", "rpc": "rPC", "pq": "PQ", "bnn": "BNN", "bnn+": "BNN+", "bnn++": "BNN++"}
@@ -48,6 +49,13 @@ def list_grids(results_dir: str | Path = "results") -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
+def finite_number(value) -> float | None:
+    """``value`` as a float if it is a finite int/float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def _problem(record: dict) -> str | None:
     """Beyond ``bench.records.validate``: what aggregation itself needs."""
     cfg = record.get("config")
@@ -57,28 +65,14 @@ def _problem(record: dict) -> str | None:
     if missing:
         return f"partial: config lacks {', '.join(missing)}"
     if record["status"] == "done":
-        acc = record["final"].get("acc")
-        if isinstance(acc, bool) or not isinstance(acc, (int, float)) or not math.isfinite(acc):
+        if finite_number(record["final"].get("acc")) is None:
             return "partial: a done record without a numeric final.acc"
     return None
 
 
 def load_grid(grid: str, results_dir: str | Path = "results", warn=None) -> list[dict]:
-    """Valid records of ``grid`` sorted by (run id, file name); skipped files named in one warning."""
-    folder = Path(results_dir) / "runs" / grid
-    good, skipped = [], []
-    for path in sorted(folder.glob("*.json")):
-        record, why = read_record(path)
-        if record is not None:
-            why = _problem(record)
-        if why is None:
-            good.append((str(record["run_id"]), path.name, record))
-        else:
-            skipped.append(f"{path} ({why})")
-    if skipped:
-        message = f"warning: skipped {len(skipped)} record(s) of grid {grid!r}: " + "; ".join(skipped)
-        (warn or (lambda m: print(m, file=sys.stderr)))(message)
-    return [r for _, _, r in sorted(good, key=lambda t: (t[0], t[1]))]
+    """Valid, aggregatable records of ``grid`` sorted by (run id, file name); skipped files in one warning."""
+    return load_records(results_dir, grid, warn, check=_problem)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -221,9 +215,9 @@ def build_table(records: list[dict], by: str | None = None) -> Table:
         cell = grouped.setdefault(key, {}).setdefault(column, Cell())
         if record["status"] == "done":
             cell.accs.append(float(record["final"]["acc"]))
-            comp = record["final"].get("compression")
-            if isinstance(comp, (int, float)) and not isinstance(comp, bool) and math.isfinite(comp):
-                cell.compressions.append(float(comp))
+            comp = finite_number(record["final"].get("compression"))
+            if comp is not None:
+                cell.compressions.append(comp)
         elif record["status"] == "diverged":
             cell.diverged += 1
         else:
@@ -409,10 +403,7 @@ MD_NOTE = (
 
 
 def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    tmp.replace(path)
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
     return path
 
 
@@ -441,7 +432,7 @@ def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = N
 
 def cli_aggregate(args) -> int:
     """``python -m bench aggregate [NAME] [--by ROWS:COLUMN] [--no-figures]``: print each grid's leaderboard."""
-    results = getattr(args, "results", "results")
+    results = args.results
     available = list_grids(results)
     if args.name is not None:
         if args.name not in available:

@@ -6,6 +6,7 @@ leaves only a hidden ``.NAME.*.tmp`` behind, which nothing reads.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,16 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def fsync_dir(d: str | Path) -> None:
+    """fsync folder ``d`` so that a rename into it survives a crash (best effort: errors are ignored)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(d, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _umask() -> int:

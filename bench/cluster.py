@@ -35,9 +35,6 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 DEFAULT_PROFILE = {"cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 4, "time_min": 60, "array_parallelism": 32,
                    "signal_delay_s": 90, "max_num_timeout": 3}
-# SLURM states of a job that is not over yet (squeue's and sacct's names)
-ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED", "CONFIGURING", "COMPLETING", "REQUEUE_HOLD",
-                 "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED", "PREEMPTED"}
 
 
 def load_profile(path: str | Path) -> dict:

@@ -197,6 +197,13 @@ def default_padding(img_size: int) -> int:
     return 2 if img_size >= 16 else 1
 
 
+def augment_padding(info: DatasetInfo, pad: int | None, augment: bool) -> int:
+    """The loaders' random-crop padding: 0 without augmentation, else ``pad`` (default :func:`default_padding`)."""
+    if not augment:
+        return 0
+    return default_padding(info.img_size) if pad is None else int(pad)
+
+
 # --------------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------------
@@ -285,10 +292,14 @@ class _socket_timeout:
 _CIFAR_DIRS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
 
-def _cifar_dataset(name: str, root: Path, split: str):
+def _cifar_class(name: str):
     import torchvision
 
-    cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+    return torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+
+
+def _cifar_dataset(name: str, root: Path, split: str):
+    cls = _cifar_class(name)
     train = split == "train"
     try:
         return cls(str(root), train=train, download=False)
@@ -326,9 +337,12 @@ def source_files(name: str, split: str, data_root=None) -> list[Path]:
         d = _fmnist_dir(root)
         return [d / (n if (d / n).is_file() else f"{n}.gz") for n in FMNIST_FILES[split]]
     if name in _CIFAR_DIRS:
-        ds = _cifar_dataset(name, root, split)
-        base = Path(ds.root) / ds.base_folder
-        return [base / f for f, _ in (ds.train_list if split == "train" else ds.test_list)]
+        # from torchvision's class attributes: constructing the dataset md5-checks and unpickles the split
+        cls = _cifar_class(name)
+        files = [root / cls.base_folder / f for f, _ in (cls.train_list if split == "train" else cls.test_list)]
+        if not all(p.is_file() for p in files):
+            _cifar_dataset(name, root, split)  # downloads them, or raises the error saying where to put them
+        return files
     if name == "imagenet":
         return [imagenet_dir(root, split)]
     return []
@@ -586,7 +600,7 @@ class MemoryLoader(Loader):
                          num_samples=len(labels))
         self.size = tuple(images.shape[2:])
         self.flip = bool(augment)
-        self.pad = 0 if not augment else default_padding(info.img_size) if pad is None else int(pad)
+        self.pad = augment_padding(info, pad, augment)
         self.channels_last = bool(channels_last)
         if self.train and self.pad:
             p = self.pad
@@ -693,7 +707,7 @@ class TorchLoader(Loader):
             n = len(ds)
         else:
             images, labels = load_split(info.name, split, data_root, options, subset)
-            p = default_padding(info.img_size) if pad is None else int(pad)
+            p = augment_padding(info, pad, augment)
             ops = ([T.RandomCrop(info.img_size, padding=p), T.RandomHorizontalFlip()] if train and augment and p
                    else [T.RandomHorizontalFlip()] if train and augment else [])
             self.dataset = _TorchArrayDataset(images, labels, _Transform(ops + norm, bool(ops)), seed)

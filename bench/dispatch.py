@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from . import cluster, records
 from .errors import UserError
 from .grid import Cell, Grid, load_grid
 
-ACTIVE_STATES = cluster.ACTIVE_STATES
 POLL_SECONDS = float(os.environ.get("PROXBENCH_POLL_S", "2"))
 # SLURM state of a cell's job (when it has no record) -> the state `grid status` shows
 SLURM_TO_CELL = {"PENDING": "queued", "REQUEUED": "queued", "REQUEUE_HOLD": "queued", "REQUEUE_FED": "queued",
@@ -36,6 +36,8 @@ SLURM_TO_CELL = {"PENDING": "queued", "REQUEUED": "queued", "REQUEUE_HOLD": "que
                  "RESIZING": "running", "TIMEOUT": "timed-out", "CANCELLED": "cancelled", "FAILED": "failed",
                  "NODE_FAIL": "failed", "OUT_OF_MEMORY": "failed", "BOOT_FAIL": "failed", "DEADLINE": "failed",
                  "COMPLETED": "failed"}  # COMPLETED without a record: the job ended without writing one
+# SLURM states of a job that is not over yet (squeue's and sacct's names)
+ACTIVE_STATES = {state for state, cell in SLURM_TO_CELL.items() if cell in ("queued", "running")}
 FINAL_CELL_STATES = ("done", "diverged", "failed", "timed-out", "cancelled")
 
 
@@ -341,10 +343,7 @@ def _wait_slurm(grid: Grid, args) -> int:
     started = time.monotonic()
     while True:
         rows = grid_status(grid, args.workdir, args.results)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["state"]] = counts.get(r["state"], 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        summary = _state_summary(rows)
         if summary != last:
             print(f"[{time.monotonic() - started:6.0f}s] {summary}", file=sys.stderr, flush=True)
             last = summary
@@ -373,11 +372,13 @@ def cli_grid_status(args) -> int:
     grid = load_grid(args.name)
     rows = grid_status(grid, args.workdir, args.results)
     _print_table(rows)
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    print("\n" + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    print("\n" + _state_summary(rows))
     return 0
+
+
+def _state_summary(rows: list[dict]) -> str:
+    """'2 done, 1 running': how many cells are in each state."""
+    return ", ".join(f"{n} {s}" for s, n in sorted(Counter(r["state"] for r in rows).items()))
 
 
 def cli_grid_cancel(args) -> int:

@@ -27,6 +27,7 @@ decoder, numba RNG). Note: FFCV sets ``torch.set_num_threads(num_workers)`` when
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import weakref
 from dataclasses import replace
@@ -77,10 +78,9 @@ def ffcv_version() -> str:
 class _ArraySource:
     """Indexable (HWC uint8 RGB image, label) samples from a uint8 N×C×H×W array (C = 1 or 3)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, errors_path: str):
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
         self.images = images
         self.labels = labels
-        self.errors_path = errors_path
 
     def __len__(self):
         return len(self.labels)
@@ -117,8 +117,7 @@ class _FolderSource:
             return np.zeros((8, 8, 3), np.uint8), int(label)
 
 
-def write_beton(path: Path, source, *, fmt: str, max_res: int | None, quality: int | None,
-                num_workers: int | None = None) -> None:
+def write_beton(path: Path, source, *, fmt: str, max_res: int | None, quality: int | None) -> None:
     """Write ``source`` (indexable of (HWC uint8 RGB, int)) to ``path`` with FFCV's DatasetWriter."""
     require_ffcv()
     from ffcv.fields import IntField, RGBImageField
@@ -126,7 +125,7 @@ def write_beton(path: Path, source, *, fmt: str, max_res: int | None, quality: i
 
     image_field = RGBImageField(write_mode=fmt, max_resolution=max_res,
                                 jpeg_quality=quality if quality is not None else 90)
-    workers = num_workers or max(1, min(8, os.cpu_count() or 1))
+    workers = max(1, min(8, os.cpu_count() or 1))
     writer = DatasetWriter(str(path), {"image": image_field, "label": IntField()}, num_workers=workers)
     writer.from_indexed_dataset(source, chunksize=256)
     errors = Path(getattr(source, "errors_path", "") or "/nonexistent")
@@ -154,13 +153,13 @@ def _crop_flip_normalize_class():
             self.owner = owner
 
         def generate_code(self):
+            from bench.data import crop_flip
+
             owner = self.owner
             x_device_is_cpu = owner.device.type == "cpu"
 
             def crop_flip_normalize(images, _dst, batch_indices):
-                from bench.data import crop_flip
-
-                if x_device_is_cpu:
+                if x_device_is_cpu and torch.get_num_threads() != 1:
                     torch.set_num_threads(1)  # FFCV's thread only (per-thread setting): see intra_op_threads
                 x = images[:, : owner.info.in_chans]
                 plan = owner._plan
@@ -210,13 +209,9 @@ def FFCVLoader(info, split, **kw):  # noqa: N802 - a factory that reads like a c
     return _ffcv_loader_class()(info, split, **kw)
 
 
-_CLASS_CACHE: dict[str, type] = {}
-
-
+@functools.cache
 def _ffcv_loader_class():
-    if "loader" in _CLASS_CACHE:
-        return _CLASS_CACHE["loader"]
-    from bench.data import EpochPlan, Loader, Normalizer, default_padding, epoch_plan
+    from bench.data import EpochPlan, Loader, Normalizer, augment_padding, epoch_plan
 
     class _FFCVLoader(Loader):
         kind = "ffcv"
@@ -239,12 +234,10 @@ def _ffcv_loader_class():
                              num_samples=n)
             self.imagenet = info.name == "imagenet"
             self.flip = bool(augment)
-            self.pad = (0 if self.imagenet or not augment
-                        else default_padding(info.img_size) if pad is None else int(pad))
+            self.pad = 0 if self.imagenet else augment_padding(info, pad, augment)
             self.channels_last = bool(channels_last)
             self.normalize = Normalizer(info.mean, info.std, self.device)
             self._plan: EpochPlan | None = None
-            self._epoch_plan = epoch_plan
             cuda = self.device.type == "cuda"
             if self.imagenet:
                 size = (info.img_size, info.img_size)
@@ -271,8 +264,7 @@ def _ffcv_loader_class():
             return self._batches(epoch)
 
         def _batches(self, epoch):
-            plan = self._epoch_plan(self.num_samples, self.seed, epoch, train=self.train, pad=self.pad,
-                                    flip=self.flip)
+            plan = epoch_plan(self.num_samples, self.seed, epoch, train=self.train, pad=self.pad, flip=self.flip)
             self._plan = plan.to(self.device)
             if self.device.type == "cuda":
                 torch.cuda.current_stream(self.device).synchronize()
@@ -291,7 +283,6 @@ def _ffcv_loader_class():
             finally:
                 _stop_iterator(iterator)
 
-    _CLASS_CACHE["loader"] = _FFCVLoader
     return _FFCVLoader
 
 

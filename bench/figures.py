@@ -16,7 +16,6 @@ Reproducibility: the Agg backend, matplotlib's default style (not the user's mat
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -29,7 +28,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.aggregate import METHOD_LABELS, method_sort_key  # noqa: E402
+from bench.aggregate import METHOD_LABELS, finite_number, method_sort_key  # noqa: E402
+from bench.atomic import atomic_write  # noqa: E402
 
 PREFIXES = ("accuracy_", "schedule_", "acc_vs_compression_")
 _SAVE = {"dpi": 100, "format": "png", "metadata": {"Software": None}}
@@ -45,13 +45,6 @@ def _label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def _number(value) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 def _mean_curve(histories: list[list[dict]], key) -> tuple[list[int], list[float]]:
     """Epochs and the mean over seeds of ``key(entry)`` at each epoch (entries without a value ignored)."""
     values: dict[int, list[float]] = defaultdict(list)
@@ -59,7 +52,7 @@ def _mean_curve(histories: list[list[dict]], key) -> tuple[list[int], list[float
         for entry in history:
             if not isinstance(entry, dict) or not isinstance(entry.get("epoch"), int):
                 continue
-            v = _number(key(entry))
+            v = finite_number(key(entry))
             if v is not None:
                 values[entry["epoch"]].append(v)
     epochs = sorted(values)
@@ -67,20 +60,14 @@ def _mean_curve(histories: list[list[dict]], key) -> tuple[list[int], list[float
 
 
 def _new_figure(width: float = 6.0, height: float = 4.0, ncols: int = 1):
-    with matplotlib.rc_context(matplotlib.rcParamsDefault):
-        fig = Figure(figsize=(width, height), dpi=100)
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(1, ncols, squeeze=False)[0]
-    return fig, list(axes)
+    """A figure with ``ncols`` axes; callers hold ``rc_context(rcParamsDefault)`` around building and saving."""
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with matplotlib.rc_context(matplotlib.rcParamsDefault):
-        fig.savefig(tmp, **_SAVE)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda fh: fig.savefig(fh, **_SAVE))
 
 
 def _accuracy(group: dict[str, list[dict]], title: str, path: Path) -> Path:
@@ -107,7 +94,7 @@ def _schedule(group: dict[str, list[dict]], title: str, path: Path) -> Path:
         for i, method in enumerate(sorted(group, key=method_sort_key)):
             histories = [r["history"] for r in group[method]]
             names = sorted({k for h in histories for e in h if isinstance(e, dict)
-                            for k, v in (e.get("method_params") or {}).items() if _number(v) is not None
+                            for k, v in (e.get("method_params") or {}).items() if finite_number(v) is not None
                             and k != "progress"})
             for name in names:
                 epochs, values = _mean_curve(histories, lambda e, n=name: (e.get("method_params") or {}).get(n))
@@ -180,8 +167,8 @@ def render(records: list[dict], out_dir: str | Path) -> list[Path]:
     tradeoffs: dict[tuple, list] = defaultdict(list)
     for (dataset, model, mode), by_method in sorted(groups.items()):
         for method, runs in sorted(by_method.items()):
-            accs = [_number(r["final"].get("acc")) for r in runs]
-            comps = [_number(r["final"].get("compression")) for r in runs]
+            accs = [finite_number(r["final"].get("acc")) for r in runs]
+            comps = [finite_number(r["final"].get("compression")) for r in runs]
             accs, comps = [a for a in accs if a is not None], [c for c in comps if c is not None]
             if accs and comps:
                 tradeoffs[(dataset, mode)].append((method, model, sum(comps) / len(comps), sum(accs) / len(accs)))

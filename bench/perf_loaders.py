@@ -12,6 +12,7 @@ Budgets: ``memory`` >= 10x ``torch`` (2 workers), ``ffcv`` >= 3x.
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Iterable
 
@@ -84,7 +85,7 @@ def run_loader_benchmark(dataset: str = "fashion-mnist", data_root=None, batch_s
             row["first_epoch_s"] = round(t_first, 3)
             row["compile_s"] = round(max(0.0, t_first - t_warm * n_first / max(n_warm, 1)), 3)
         else:  # nothing to compile: a few batches fault the data in
-            for i, _ in zip(range(5), loader):
+            for _ in itertools.islice(loader, 5):
                 pass
             row["compile_s"] = 0.0
         built[kind] = loader
@@ -103,7 +104,6 @@ def run_loader_benchmark(dataset: str = "fashion-mnist", data_root=None, batch_s
             floor = FLOORS.get(row["loader"])
             row["floor"] = floor
             row["meets_floor"] = None if floor is None else row["ratio_to_torch"] >= floor
-    built.clear()
     return list(rows.values())
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench import data as D
+from bench.atomic import atomic_write, fsync_dir
 from bench.errors import UserError
 
 MANIFEST_VERSION = 1
@@ -163,7 +164,8 @@ def sampled_sha256(path: Path) -> str:
 def _source_entries(dataset: str, split: str, data_root, info: D.DatasetInfo, old: dict | None):
     """(fingerprint dict, samples-provider) for a split; raises UserError when the source is missing."""
     if dataset == "synthetic":
-        x, y = D.synthetic_arrays(info.options, split)
+        xt, yt = D.load_split("synthetic", split, options=info.options)  # cached: generated once
+        x, y = xt.numpy(), yt.numpy()
         h = hashlib.sha256(x.tobytes())
         h.update(y.tobytes())
         fp = {"kind": "generated", "generator": "bench.data.synthetic_arrays", "options": info.options,
@@ -224,32 +226,8 @@ def check_beton(beton: Path, manifest: dict) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Atomic writes, locking
+# Locking
 # --------------------------------------------------------------------------------------------
-
-def _fsync_dir(d: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
 
 @contextlib.contextmanager
 def _locked(out: Path, split: str):
@@ -336,7 +314,7 @@ def _build(beton: Path, mpath: Path, dataset, split, info, opts, fingerprint, pr
                 xt, yt = D.load_split(dataset, split, data_root)
                 x, y = xt.numpy(), yt.numpy()
             labels = y
-            source = ffcv_data._ArraySource(x, y, str(errors))
+            source = ffcv_data._ArraySource(x, y)
             image_shape = [int(x.shape[2]), int(x.shape[3]), 3]
         if len(labels) == 0:
             raise UserError(f"{dataset}/{split} has no samples")
@@ -350,7 +328,7 @@ def _build(beton: Path, mpath: Path, dataset, split, info, opts, fingerprint, pr
         # the old manifest goes first: a .beton never sits beside a manifest that is not its own
         mpath.unlink(missing_ok=True)
         os.replace(tmp, beton)
-        _fsync_dir(out)
+        fsync_dir(out)
         st = beton.stat()
         manifest = {
             "manifest_version": MANIFEST_VERSION,
@@ -375,7 +353,9 @@ def _build(beton: Path, mpath: Path, dataset, split, info, opts, fingerprint, pr
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "write_seconds": round(time.time() - t0, 3),
         }
-        _atomic_write_text(mpath, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        atomic_write(mpath, lambda fh: fh.write(text.encode()))
+        fsync_dir(out)
         return manifest
     finally:
         tmp.unlink(missing_ok=True)

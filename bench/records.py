@@ -120,21 +120,24 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
     return (None, problem) if problem else (record, None)
 
 
-def load_records(results: str | Path, grid: str, warn=None) -> list[dict]:
-    """Every valid record of ``grid``, sorted by run id; skipped files reported once through ``warn``."""
+def load_records(results: str | Path, grid: str, warn=None, check=None) -> list[dict]:
+    """Every valid record of ``grid``, sorted by (run id, file name); skipped files reported once through
+    ``warn``. ``check(record)`` may name a further reason to skip a valid record (None: keep it)."""
     folder = Path(results) / "runs" / grid
     good, skipped = [], []
     for path in sorted(folder.glob("*.json")):
         record, why = read_record(path)
-        if record is None:
-            skipped.append(f"{path} ({why})")
+        if record is not None and check is not None:
+            why = check(record)
+        if why is None:
+            good.append((str(record["run_id"]), path.name, record))
         else:
-            good.append(record)
+            skipped.append(f"{path} ({why})")
     if skipped:
         (warn or (lambda m: print(m, file=sys.stderr)))(
-            f"warning: skipped {len(skipped)} record(s): " + "; ".join(skipped)
+            f"warning: skipped {len(skipped)} record(s) of grid {grid!r}: " + "; ".join(skipped)
         )
-    return good
+    return [record for _, _, record in sorted(good, key=lambda t: t[:2])]
 
 
 def finished_ids(results: str | Path, grid: str) -> set[str]:

@@ -81,8 +81,19 @@ def load_run_model(source: str, workdir: str | Path = "work") -> tuple[nn.Module
         raise UserError(f"{path} is not a proxbench run checkpoint")
     cfg = state["config"]
     model = build_model(cfg, load_init=False)
-    model.load_state_dict(state["model"])
+    load_model_state(model, state["model"], path, cfg["model"])
     return model.eval(), cfg
+
+
+def load_model_state(model: nn.Module, state: dict, path: Path, name: str) -> None:
+    """``model.load_state_dict(state)``; a checkpoint that no longer fits the model's code is a UserError."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        if "Error(s) in loading state_dict" not in str(exc):
+            raise
+        raise UserError(f"checkpoint {path} does not fit model {name!r} as defined now (changed since the "
+                        f"checkpoint was written?): delete it or run with --fresh") from None
 
 
 def make_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
@@ -213,13 +224,9 @@ def execute(
     prev_signs = deployed_signs(model)
     if ckpt_path.is_file() and not fresh:
         state = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        if state.get("config") != cfg:
+        if configs.run_id(state.get("config") or {}) != rid:  # the run id's hash rule (LATER_KEYS) decides
             raise UserError(f"checkpoint {ckpt_path} belongs to another config; use --fresh to start over")
-        try:
-            model.load_state_dict(state["model"])
-        except RuntimeError:  # same config, other code: the model's definition changed since it was written
-            raise UserError(f"checkpoint {ckpt_path} does not fit model {cfg['model']!r} as defined now (changed "
-                            f"since the checkpoint was written?): delete it or run with --fresh") from None
+        load_model_state(model, state["model"], ckpt_path, cfg["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng_torch"])

@@ -42,6 +42,17 @@ class _LinearQuantizerMixin:
             w.copy_(alpha * self.linear_quantize(w / alpha))
 
 
+class _SignForward(Method):
+    """Methods that compute with the binary weights themselves: F(x) = sign(x), so α·F(w/α) is exactly
+    ``export(w)`` (``forward_is_export``) and only B' tells them apart."""
+
+    forward_is_export = True
+    forward_formula = "sign(x)"
+
+    def F(self, x: Tensor) -> Tensor:
+        return sign(x)
+
+
 @register_method("fp")
 class FullPrecision(Method):
     """Full-precision baseline: F(x) = x, B'(x) = 1, export is w itself (nothing is binarized)."""
@@ -61,18 +72,14 @@ class FullPrecision(Method):
 
 
 @register_method("bc")
-class BinaryConnect(Method):
+class BinaryConnect(_SignForward):
     """BinaryConnect (Courbariaux et al., 2015): F(x) = sign(x), B'(x) = 1 (straight-through).
 
     sign(0) = +1. No parameters.
     """
 
     identity_backward = True
-    forward_is_export = True
-    forward_formula, backward_formula = "sign(x)", "1"
-
-    def F(self, x: Tensor) -> Tensor:
-        return sign(x)
+    backward_formula = "1"
 
 
 @register_method("pc")
@@ -132,17 +139,13 @@ class ProxQuant(_LinearQuantizerMixin, Method):
 
 
 @register_method("bnn")
-class BNN(Method):
+class BNN(_SignForward):
     """BNN (Hubara et al., 2016): F(x) = sign(x), B'(x) = 1 if |x| ≤ 1 else 0 (B = hardtanh).
 
     At |x| = 1 the factor is 1. No parameters.
     """
 
-    forward_is_export = True
-    forward_formula, backward_formula = "sign(x)", "1[|x| ≤ 1]"
-
-    def F(self, x: Tensor) -> Tensor:
-        return sign(x)
+    backward_formula = "1[|x| ≤ 1]"
 
     def B(self, x: Tensor) -> Tensor:
         return torch.clamp(x, -1.0, 1.0)
@@ -152,18 +155,14 @@ class BNN(Method):
 
 
 @register_method("bnn+")
-class BNNPlus(Method):
+class BNNPlus(_SignForward):
     """BNN+ (Darabi et al., 2018): F(x) = sign(x), B'(x) = SS'_μ(x) with μ = 5 constant.
 
     SS'_μ(0) = μ; the forward is already binary, so μ needs no schedule.
     """
 
     constants = {"mu": 5.0}
-    forward_is_export = True
-    forward_formula, backward_formula = "sign(x)", "SS'_μ(x)"
-
-    def F(self, x: Tensor) -> Tensor:
-        return sign(x)
+    backward_formula = "SS'_μ(x)"
 
     def B(self, x: Tensor) -> Tensor:
         return sign_swish(x, self.mu)
