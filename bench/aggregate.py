@@ -10,10 +10,28 @@ Input: ``<results>/runs/<grid>/*.json`` (schema 1, see ``bench.records``). Outpu
 * ``summary.csv``: one row per record (flattened config, ``final.*`` metrics), sorted by run id;
 * ``figures/*.png`` (``bench.figures``).
 
+Pooling rule: a cell averages seeds of one config, nothing else. Its runs (any status) must have the same
+whole resolved ``config``, nested dicts (``method_params``, ``data_options``, ``model_kwargs``, ...) compared
+key by key (3 == 3.0, an absent key differs from any value), except ``seed`` and the keys that already
+separate cells: the row keys and the column key (for the FP column, ``method``; a key found among the method
+parameters, like ``scale``, is ``method_params.scale``). So with the default layout different methods, and
+their different ``method_params``, are in different columns, but one column of one row holds one config.
+A fine-tune's ``init = "run:<id>"`` names a parent whose id changes with the parent's seed: it is compared as
+the parent record's config without its seed (recursively), so fine-tunes of the seeds of one parent config
+pool and fine-tunes of different parent configs do not; a parent that is not among the grid's records cannot
+be checked and its id is taken as seed-derived. Two runs of one config with the same seed (one run under two
+run ids) never pool either. A cell that breaks the rule is a ``UserError`` (``error: ...``, exit 2) naming the
+grid, the cell, each differing key with its values, and a ``--by`` that puts those keys in the rows (e.g.
+``--by dataset,model,mode,lr:method`` for an ``lr`` axis); with every grid, the others are still rebuilt.
+A fine-tune row without an FP cell shows the FP cell of the row of its ``run:<id>`` fp parents (without such
+parents: of its ``mode = e2e`` row).
+
 Only ``status == "done"`` records enter a mean; a cell with no done seed shows ``div.`` if a seed diverged,
 ``fail.`` if one failed, ``—`` if there is none. Same records -> same bytes: everything is sorted, floats are
 formatted with fixed precision and nothing depends on time or file order. Corrupt, partial or unknown-schema
-records are skipped with one warning on stderr that names them.
+records, and done records whose ``final.acc`` is not a finite number in [0, 100] (a percentage), are skipped
+with one warning on stderr that names them; a run id recorded in several files counts once, with one more
+warning naming the files (``bench.records.load_records``).
 """
 
 from __future__ import annotations
@@ -39,6 +57,12 @@ DEFAULT_COLUMN = "method"
 CONFIG_REQUIRED = ("model", "method", "dataset", "mode", "seed")
 FP = "\x00fp"  # the column id of the full-precision baseline
 EMPTY = "—"
+ACC_RANGE = (0, 100)  # final.acc is a percentage; a done record outside it is skipped with a warning
+
+
+class NoRecordsError(UserError):
+    """A grid without a single valid record (``python -m bench aggregate`` without a name skips such grids)."""
+
 
 # ------------------------------------------------------------------------------------------------------
 # loading
@@ -65,8 +89,11 @@ def _problem(record: dict) -> str | None:
     if missing:
         return f"partial: config lacks {', '.join(missing)}"
     if record["status"] == "done":
-        if finite_number(record["final"].get("acc")) is None:
-            return "partial: a done record without a numeric final.acc"
+        acc = finite_number(record["final"].get("acc"))
+        if acc is None:
+            return f"partial: a done record without a finite numeric final.acc ({record['final'].get('acc')!r})"
+        if not ACC_RANGE[0] <= acc <= ACC_RANGE[1]:
+            return f"implausible final.acc {acc!r} (an accuracy in % must lie in [{ACC_RANGE[0]}, {ACC_RANGE[1]}])"
     return None
 
 
@@ -202,16 +229,20 @@ class Table:
         return f"{self.column_key}={column}"
 
 
-def build_table(records: list[dict], by: str | None = None) -> Table:
+def build_table(records: list[dict], by: str | None = None, grid: str | None = None) -> Table:
+    """The leaderboard of ``records`` (rows and column from ``by``); ``UserError`` when a cell would pool
+    runs that are not seeds of one config (see the module docstring); ``grid`` names the grid in that error."""
     row_keys, column_key = parse_by(by)
     grouped: dict[tuple, dict] = {}
     raw_rows: dict[tuple, tuple] = {}
+    members: dict[tuple, list[dict]] = {}
     for record in records:
         method = record["config"]["method"]
         column = FP if method == "fp" else _text(value_of(record, column_key))
         values = tuple(value_of(record, k) for k in row_keys)
         key = tuple(_text(v) for v in values)
         raw_rows[key] = values
+        members.setdefault((key, column), []).append(record)
         cell = grouped.setdefault(key, {}).setdefault(column, Cell())
         if record["status"] == "done":
             cell.accs.append(float(record["final"]["acc"]))
@@ -223,14 +254,16 @@ def build_table(records: list[dict], by: str | None = None) -> Table:
         else:
             cell.failed += 1
 
-    _borrow_parent_fp(grouped, row_keys)
+    _borrow_parent_fp(grouped, row_keys, members)
     present = {c for cells in grouped.values() for c in cells}
     others = sorted((c for c in present if c != FP),
                     key=method_sort_key if column_key == "method" else (lambda c: (_sort_key(_maybe_number(c)), c)))
     columns = ([FP] if FP in present else []) + others
+    order = sorted(grouped, key=lambda k: tuple(_sort_key(v) for v in raw_rows[k]) + (k,))
+    _check_seeds_only(members, order, columns, row_keys, column_key, records, grid)
 
     rows = []
-    for key in sorted(grouped, key=lambda k: tuple(_sort_key(v) for v in raw_rows[k]) + (k,)):
+    for key in order:
         cells = grouped[key]
         scored = [(round(cells[c].mean, 2), c) for c in others if c in cells and cells[c].n]
         best_value = max((s for s, _ in scored), default=None)
@@ -244,16 +277,210 @@ def build_table(records: list[dict], by: str | None = None) -> Table:
     return Table(row_keys, column_key, columns, rows)
 
 
-def _borrow_parent_fp(grouped: dict[tuple, dict], row_keys: list[str]) -> None:
-    """A fine-tune row without an FP cell shows the FP of its e2e row (the runs it was fine-tuned from)."""
-    if "mode" not in row_keys:
+class _Mark:
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_MISSING = _Mark("(unset)")  # a config key that one record of a cell has and another lacks
+_UNKNOWN = _Mark("(parent not in the grid)")  # init 'run:<id>' whose record is not among the grid's records
+
+
+def _column_label(column_key: str, column) -> str:
+    return Table((), column_key, [], []).label(column)
+
+
+def _config_path(record: dict, key: str) -> tuple | None:
+    """Where ``value_of(record, key)`` reads inside the config (None: outside it, or nowhere)."""
+    cfg = record["config"]
+    if key in cfg:
+        return (key,)
+    params = cfg.get("method_params")
+    if isinstance(params, dict) and key in params:
+        return ("method_params", key)
+    if "." not in key:
+        return None
+    parts = key.split(".")
+    node = record
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            node = None
+            break
+        node = node[part]
+    if node is not None:
+        return tuple(parts[1:]) if parts[0] == "config" and len(parts) > 1 else None
+    node = cfg
+    for part in parts:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return tuple(parts)
+
+
+def _without(obj, path: tuple):
+    if not isinstance(obj, dict) or path[0] not in obj:
+        return obj
+    out = dict(obj)
+    if len(path) == 1:
+        del out[path[0]]
+    else:
+        out[path[0]] = _without(out[path[0]], path[1:])
+    return out
+
+
+def _seed_free(cfg: dict, runs: dict, seen: frozenset = frozenset()) -> dict:
+    """``cfg`` without its seed; a fine-tune's ``init = 'run:<id>'`` (whose id differs with the parent's seed)
+    becomes ``{'run': <the parent's seed-free config>}``, or ``{'run': _UNKNOWN}`` if the parent is not in ``runs``."""
+    out = {k: v for k, v in cfg.items() if k != "seed"}
+    init = out.get("init")
+    if isinstance(init, str) and init.startswith("run:"):
+        parent = runs.get(init[4:])
+        if parent is None or init[4:] in seen:
+            out["init"] = {"run": _UNKNOWN}
+        else:
+            out["init"] = {"run": _seed_free(parent["config"], runs, seen | {init[4:]})}
+    return out
+
+
+def _flat(obj, prefix: str, out: dict) -> dict:
+    """Dotted paths to leaves; an empty dict, a list and a scalar are leaves."""
+    if isinstance(obj, dict) and obj:
+        for k, v in obj.items():
+            _flat(v, f"{prefix}.{k}" if prefix else str(k), out)
+    else:
+        out[prefix] = obj
+    return out
+
+
+def _same(value):
+    """A hashable form of a config value in which 3 == 3.0 but True != 1."""
+    if isinstance(value, _Mark):
+        return ("mark", value.text)
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return (type(value).__name__, value)
+    if isinstance(value, (int, float)):
+        return ("number", float(value))
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_same(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((str(k), _same(v)) for k, v in value.items())))
+    return ("other", repr(value))
+
+
+def _path_label(path: str) -> str:
+    """'init.run.epochs' -> "init (parent's epochs)": a key of the run a fine-tune started from."""
+    owners = []
+    while path == "init.run" or path.startswith("init.run."):
+        owners.append("parent's")
+        path = path[len("init.run."):]
+    return f"init ({' '.join(owners)} {path or 'run'})" if owners else path
+
+
+def _cell_conflict(cell: list[dict], dropped: list[str], runs: dict) -> tuple[list, str | None]:
+    """(differing config paths with their values, a same-seed note) for the records of one cell."""
+    flats, unknown = [], []
+    for record in cell:
+        cfg = record["config"]
+        for key in dropped:
+            path = _config_path(record, key)
+            if path:
+                cfg = _without(cfg, path)
+        flat = _flat(_seed_free(cfg, runs), "", {})
+        flats.append(flat)
+        unknown.append(flat.get("init.run") is _UNKNOWN)
+    diffs = []
+    for path in sorted(set().union(*flats)):
+        values = {}
+        for flat, blind in zip(flats, unknown):
+            if blind and (path == "init.run" or path.startswith("init.run.")):
+                continue  # a parent that is not in the grid: its id is taken as seed-derived
+            value = flat.get(path, _MISSING)
+            values.setdefault(_same(value), value)
+        if len(values) > 1:
+            shown = sorted(values.values(), key=lambda v: (1, "") if isinstance(v, _Mark) else (0, _sort_key(v)))
+            diffs.append((path, shown))
+    if diffs:
+        return diffs, None
+    seeds: dict = {}
+    for record in cell:
+        seeds.setdefault(_same(record["config"]["seed"]), []).append(record)
+    for twins in seeds.values():
+        if len(twins) > 1:
+            ids = ", ".join(str(r["run_id"]) for r in twins)
+            inits = sorted({_text(r["config"].get("init")) for r in twins})
+            why = (f"fine-tuned from {', '.join(inits)}, parents that are not among the grid's records"
+                   if len(inits) > 1 else "the same config under several run ids: keep one record")
+            return [], f"runs {ids} all have seed {_text(twins[0]['config']['seed'])} ({why})"
+    return [], None
+
+
+def _check_seeds_only(members: dict, order: list, columns: list, row_keys: tuple, column_key: str,
+                      records: list[dict], grid: str | None) -> None:
+    """Raise ``UserError`` naming the first cell (in table order) whose runs are not seeds of one config."""
+    runs = {str(r["run_id"]): r for r in records}
+    problems = []
+    for key in order:
+        for column in columns:
+            cell = members.get((key, column))
+            if not cell or len(cell) < 2:
+                continue
+            dropped = [*row_keys, "method" if column == FP else column_key]
+            diffs, twins = _cell_conflict(cell, dropped, runs)
+            if diffs or twins:
+                problems.append((key, column, cell, diffs, twins))
+    if not problems:
         return
-    at = row_keys.index("mode")
+    key, column, cell, diffs, twins = problems[0]
+    where = ", ".join(f"{k}={v}" for k, v in zip(row_keys, key))
+    head = (f"grid {grid!r}: " if grid else "") + f"the cell ({where}; column {_column_label(column_key, column)})"
+    more = f" ({len(problems) - 1} more cell(s) also mix runs)" if len(problems) > 1 else ""
+    if twins:
+        raise UserError(f"{head} counts one seed twice: {twins}{more}")
+    text = "; ".join(f"{_path_label(p)} = {', '.join(repr(v) if isinstance(v, _Mark) else _text(v) for v in vs)}"
+                     for p, vs in diffs)
+    keys = []
+    for path, _ in diffs:
+        name = "init" if path.startswith("init.") else path
+        if name not in keys:
+            keys.append(name)
+    keys = [k for k in keys if not any(k.startswith(f"{o}.") for o in keys)]
+    if "method" in keys:  # different methods have different parameters by design
+        keys = [k for k in keys if not k.startswith("method_params.")]
+    by = f"{','.join([*row_keys, *keys])}:{column_key}"
+    raise UserError(f"{head} pools {len(cell)} runs that differ in more than the seed: {text}. A cell averages the "
+                    f"seeds of one config only: use --by to put {'this key' if len(keys) == 1 else 'these keys'} "
+                    f"in the rows, e.g. --by {by}{more}")
+
+
+def _borrow_parent_fp(grouped: dict[tuple, dict], row_keys: list[str], members: dict | None = None) -> None:
+    """A fine-tune row without an FP cell shows the FP of the row its runs were fine-tuned from: the row of
+    their ``init = 'run:<id>'`` fp parents when those are all in one row, else (``mode`` a row key) the row
+    with ``mode = e2e`` and the same other keys."""
+    row_of = {}
+    for (key, _), cell in (members or {}).items():
+        for record in cell:
+            row_of[str(record["run_id"])] = (key, record["config"]["method"])
     for key, cells in grouped.items():
-        if key[at] == "finetune" and FP not in cells:
+        if FP in cells:
+            continue
+        parents = set()
+        for column in cells:
+            for record in (members or {}).get((key, column), []):
+                init = record["config"].get("init")
+                if isinstance(init, str) and init.startswith("run:") and row_of.get(init[4:], (None, ""))[1] == "fp":
+                    parents.add(row_of[init[4:]][0])
+        if len(parents) == 1:
+            parent = grouped[parents.pop()].get(FP)
+        elif not parents and "mode" in row_keys and key[row_keys.index("mode")] == "finetune":
+            at = row_keys.index("mode")
             parent = grouped.get(key[:at] + ("e2e",) + key[at + 1:], {}).get(FP)
-            if parent is not None:
-                cells[FP] = parent
+        else:
+            parent = None
+        if parent is not None:
+            cells[FP] = parent
 
 
 def _maybe_number(text: str):
@@ -413,8 +640,8 @@ def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = N
     records = load_grid(grid, results_dir, warn=warn)
     if not records:
         folder = Path(results_dir) / "runs" / grid
-        raise UserError(f"no valid run records for grid {grid!r} (looked in {folder})")
-    table = build_table(records, by)
+        raise NoRecordsError(f"no valid run records for grid {grid!r} (looked in {folder})")
+    table = build_table(records, by, grid=grid)
     out = Path(results_dir) / grid
     md = f"# Leaderboard: {grid}\n\n{to_markdown(table)}\n\n{MD_NOTE}\n"
     written = [
@@ -443,20 +670,27 @@ def cli_aggregate(args) -> int:
         if not available:
             raise UserError(f"no run records under {Path(results) / 'runs'}: run a grid first (make bench)")
         grids = available
-    printed = 0
+    printed, errors = 0, []
     for grid in grids:
         try:
             aggregate(grid, results, by=args.by, figures=not args.no_figures)
-        except UserError:
+        except NoRecordsError:
             if args.name is not None:
                 raise
             print(f"warning: grid {grid!r} has no valid records; skipped", file=sys.stderr)
+            continue
+        except UserError as exc:  # a cell that mixes configs: the other grids are still rebuilt
+            if args.name is not None:
+                raise
+            errors.append(str(exc))
             continue
         text = (Path(results) / grid / "leaderboard.md").read_text(encoding="utf-8")
         if printed:
             print()
         print(text, end="")
         printed += 1
+    if errors:
+        raise UserError("; ".join(errors))
     if not printed:
         raise UserError(f"no valid run records under {Path(results) / 'runs'}")
     return 0

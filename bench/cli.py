@@ -1,8 +1,12 @@
 """``python -m bench``: the command line (DESIGN.md §9).
 
 Each subcommand's handler lives in the module that does the work and is imported only when that
-subcommand runs, so ``python -m bench methods`` stays fast. User errors (``bench.errors.user_error_types``)
-are printed as one line ``error: ...`` on stderr with exit status 2 and no traceback.
+subcommand runs, so ``python -m bench methods`` stays fast.
+
+Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
+missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
+Any other exception is a bug: one line ``internal error: ...``, exit status 1. ``--debug`` (before the
+subcommand) re-raises every exception, so Python prints the full traceback.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m bench",
         description="proxbench: benchmark neural-network binarization methods (ProxConnect++ framework).",
+        epilog="Errors: bad input (an option, a config value, a file, a full disk) prints one line 'error: ...' "
+               "and exits with status 2; an unexpected exception (a bug) prints one line 'internal error: ...' "
+               "and exits with status 1. --debug shows the full traceback instead.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true",
+        help="re-raise errors: print the full Python traceback instead of the one-line message",
     )
     parser.add_argument(
         "--plugin", action="append", default=[], metavar="MODULE",
@@ -147,6 +158,20 @@ def _grid_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: reason' (or 'PATH -> PATH2: reason' for a rename) from an OSError."""
+    reason = exc.strerror or _one_line(str(exc)) or type(exc).__name__
+    if exc.filename is not None and exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {reason}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return reason
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bench.errors import user_error_types
@@ -157,14 +182,28 @@ def main(argv: list[str] | None = None) -> int:
 
         methods.load_plugins(args.plugin)
         return int(args.func(args) or 0)
-    except errors as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except errors as exc:
+        if args.debug:
+            raise
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback with --debug
+        if args.debug:
+            raise
+        message = _one_line(str(exc))
+        print(f"internal error: {type(exc).__name__}{': ' + message if message else ''} "
+              "(a bug; run with --debug for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 A run is fully described by its resolved config (a flat dict with the keys of ``DEFAULTS``). Its run id is
 a short hash of that dict with sorted keys, so the same cell always gets the same id. Runtime options that
 do not change what is computed (device, data root, worker count) are not part of the config.
+
+``resolve`` checks the type and range of every key (``CHECKS`` has one rule per key of ``DEFAULTS``): booleans
+are not numbers, numbers must be finite, seeds lie in [0, 2**32 - 1], subsets must not exceed the dataset's
+split; model, method, dataset, policy and their options are looked up in their registries. Every problem is
+a ``UserError`` of one line naming the key, what it must be and the value given.
 """
 
 from __future__ import annotations
@@ -54,8 +59,67 @@ CHOICES = {
 }
 POSITIVE_INTS = ("epochs", "batch_size")
 OPTIONAL_POSITIVE_INTS = ("subset", "test_subset")
-FLOATS = ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing")
+FLOATS = ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing")  # stored as float
 DICTS = ("method_params", "data_options", "model_kwargs")
+SEED_MAX = 2**32 - 1  # torch, numpy and the data order's generators all take seeds in [0, 2**32 - 1]
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # a TOML integer too large for a float
+        return False
+
+
+def _name(v) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _unit(v) -> bool:
+    return _is_number(v) and 0 <= v <= 1
+
+
+# key -> (is the value acceptable, what it must be). Registry lookups and cross-key rules follow in resolve().
+CHECKS: dict[str, tuple] = {
+    "model": (_name, "a registry name (a string)"),
+    "method": (_name, "a registry name (a string)"),
+    "method_params": (lambda v: isinstance(v, dict), "a table"),
+    "policy": (lambda v: v is None or isinstance(v, (str, dict)), "a preset name or a table"),
+    "dataset": (_name, "a registry name (a string)"),
+    "data_options": (lambda v: isinstance(v, dict), "a table"),
+    "loader": (lambda v: v in CHOICES["loader"], f"one of {', '.join(CHOICES['loader'])}"),
+    "augment": (lambda v: isinstance(v, bool), "true or false"),
+    "subset": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
+    "test_subset": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
+    "mode": (lambda v: v in CHOICES["mode"], f"one of {', '.join(CHOICES['mode'])}"),
+    "init": (lambda v: v is None or _name(v), "a checkpoint path, 'run:<id>', 'parent' or 'timm'"),
+    "model_kwargs": (lambda v: isinstance(v, dict), "a table"),
+    "epochs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "batch_size": (lambda v: _is_int(v) and v > 0, "a positive integer"),
+    "optimizer": (lambda v: v in CHOICES["optimizer"], f"one of {', '.join(CHOICES['optimizer'])}"),
+    "lr": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
+    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
+    "lr_schedule": (lambda v: v in CHOICES["lr_schedule"], f"one of {', '.join(CHOICES['lr_schedule'])}"),
+    "warmup_epochs": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
+    "step_milestones": (lambda v: isinstance(v, list) and all(_unit(m) for m in v), "a list of numbers in [0, 1]"),
+    "label_smoothing": (_unit, "a number in [0, 1]"),
+    "seed": (lambda v: _is_int(v) and 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}]"),
+}
+assert set(CHECKS) == set(DEFAULTS)
+
+
+def show(value) -> str:
+    """A config value as the user wrote it (TOML spelling for booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def check_keys(keys, where: str) -> None:
@@ -69,47 +133,91 @@ def check_keys(keys, where: str) -> None:
 def resolve(raw: dict, where: str = "config") -> dict:
     """Fill defaults, check every key and value, and normalise the method parameters.
 
-    Raises ``UserError`` (or the registries' own errors) with a message naming ``where`` and the key.
+    Raises ``UserError`` with a one-line message naming ``where`` and the key.
     """
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: a config is a table of keys, got {show(raw)}")
     check_keys(raw, where)
     cfg = {**json.loads(json.dumps(DEFAULTS)), **raw}
-    for key, choices in CHOICES.items():
-        if cfg[key] not in choices:
-            raise UserError(f"{where}: {key} must be one of {', '.join(choices)}, got {cfg[key]!r}"
-                            f"{close_match_hint(str(cfg[key]), list(choices))}")
-    for key in POSITIVE_INTS:
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] <= 0:
-            raise UserError(f"{where}: {key} must be a positive integer, got {cfg[key]!r}")
-    for key in OPTIONAL_POSITIVE_INTS:
-        if cfg[key] is not None and (not isinstance(cfg[key], int) or cfg[key] <= 0):
-            raise UserError(f"{where}: {key} must be a positive integer, got {cfg[key]!r}")
+    for key, (ok, expected) in CHECKS.items():
+        if not ok(cfg[key]):
+            hint = close_match_hint(str(cfg[key]), list(CHOICES[key])) if key in CHOICES else ""
+            raise UserError(f"{where}: {key} must be {expected}, got {show(cfg[key])}{hint}")
     for key in FLOATS:
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or not math.isfinite(cfg[key]) or cfg[key] < 0:
-            raise UserError(f"{where}: {key} must be a finite number ≥ 0, got {cfg[key]!r}")
         cfg[key] = float(cfg[key])
-    if cfg["lr"] <= 0:
-        raise UserError(f"{where}: lr must be > 0, got {cfg['lr']}")
-    if not isinstance(cfg["augment"], bool):
-        raise UserError(f"{where}: augment must be true or false, got {cfg['augment']!r}")
-    if not isinstance(cfg["seed"], int):
-        raise UserError(f"{where}: seed must be an integer, got {cfg['seed']!r}")
-    for key in DICTS:
-        if not isinstance(cfg[key], dict):
-            raise UserError(f"{where}: {key} must be a table, got {cfg[key]!r}")
+    if cfg["warmup_epochs"] > cfg["epochs"]:
+        raise UserError(f"{where}: warmup_epochs must be ≤ epochs ({cfg['epochs']}), got {cfg['warmup_epochs']}")
     if cfg["mode"] == "finetune" and not cfg["init"]:
         raise UserError(f"{where}: mode = 'finetune' needs init (a checkpoint path, 'run:<id>', 'parent' or 'timm')")
     if cfg["mode"] == "e2e" and cfg["init"] not in (None, "timm"):
         raise UserError(f"{where}: init is only used with mode = 'finetune'")
+    _check_model(cfg, where)
+    _check_dataset(cfg, where)
     try:
         method = methods.create_method(cfg["method"], **cfg["method_params"])
     except methods.MethodError as exc:
         raise UserError(f"{where}: {exc}") from None
     cfg["method_params"] = method.config()
-    if cfg["policy"] is not None and not isinstance(cfg["policy"], (str, dict)):
-        raise UserError(f"{where}: policy must be a preset name or a table, got {cfg['policy']!r}")
-    if isinstance(cfg["policy"], str) and cfg["policy"] not in methods.PRESETS:
-        raise UserError(f"{where}: unknown policy preset {cfg['policy']!r} (valid: {', '.join(methods.PRESETS)})")
+    _check_policy(cfg["policy"], where)
     return cfg
+
+
+def _check_model(cfg: dict, where: str) -> None:
+    """The model is registered and takes the ``model_kwargs`` given (their values are checked by its builder)."""
+    import inspect
+
+    import models
+
+    try:
+        info = models.model_info(cfg["model"])
+    except models.ModelError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    if any(p.kind is p.VAR_KEYWORD for p in inspect.signature(info.builder).parameters.values()):
+        return
+    for key in cfg["model_kwargs"]:
+        if key not in info.kwargs:
+            valid = ", ".join(info.kwargs) or "none"
+            raise UserError(f"{where}: model_kwargs: unknown keyword argument {key!r} of model {info.name!r}"
+                            f"{close_match_hint(str(key), list(info.kwargs))} (valid: {valid})")
+
+
+def _check_dataset(cfg: dict, where: str) -> None:
+    """The dataset is registered, its options are valid, and the subsets fit in its splits."""
+    from . import data
+
+    try:
+        info = data.dataset_info(cfg["dataset"], cfg["data_options"])
+    except UserError as exc:
+        raise UserError(f"{where}: {exc}") from None
+    for key, split, size in (("subset", "training", info.train_size), ("test_subset", "test", info.test_size)):
+        if cfg[key] is not None and cfg[key] > size:
+            raise UserError(f"{where}: {key} {cfg[key]} exceeds the {size} {split} samples of dataset "
+                            f"{info.name!r}")
+
+
+def _check_policy(policy, where: str) -> None:
+    """A preset name, or a table of ``methods.Policy`` fields (and ``preset``) with values of the right type."""
+    from methods.binarize import LAYER_TYPES, Policy
+
+    if policy is None:
+        return
+    if isinstance(policy, str):
+        policy = {"preset": policy}
+    fields = ["preset", *Policy.__dataclass_fields__]
+    for key, value in policy.items():
+        if key not in fields:
+            raise UserError(f"{where}: unknown policy key {key!r}{close_match_hint(str(key), fields)} "
+                            f"(valid: {', '.join(fields)})")
+        if key == "preset" and value not in methods.PRESETS:
+            presets = list(methods.PRESETS)
+            raise UserError(f"{where}: unknown policy preset {value!r}{close_match_hint(str(value), presets)} "
+                            f"(valid: {', '.join(presets)})")
+        if key in ("include", "exclude") and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise UserError(f"{where}: policy {key} must be a list of strings, got {show(value)}")
+        if key == "types" and not (isinstance(value, list) and all(v in LAYER_TYPES for v in value)):
+            raise UserError(f"{where}: policy types must be a list of {', '.join(LAYER_TYPES)}, got {show(value)}")
+        if key in ("keep_first", "keep_last") and not isinstance(value, bool):
+            raise UserError(f"{where}: policy {key} must be true or false, got {show(value)}")
 
 
 # Keys added after the first release, with the value every earlier run implicitly used: left out of the
@@ -129,7 +237,10 @@ def load_toml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"no such file: {path}")
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -140,12 +251,19 @@ def load_toml(path: str | Path) -> dict:
 
 
 def parse_assignment(text: str, where: str) -> tuple[str, object]:
-    """'key=value' with a TOML value (bare words are strings): ('key', value)."""
-    if "=" not in text:
+    """'key=value' with a TOML value (bare words are strings): ('key', value).
+
+    A value that starts like a TOML array, table or string but does not parse is an error, not a string."""
+    key, eq, value = (part.strip() for part in text.partition("="))
+    if not eq or not key:
         raise UserError(f"{where}: expected KEY=VALUE, got {text!r}")
-    key, value = (part.strip() for part in text.split("=", 1))
+    if not value:
+        raise UserError(f"{where}: {key}: missing value (expected {key}=VALUE)")
     try:
         parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if value[0] in "[{\"'" or "\n" in value:
+            reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
+            raise UserError(f"{where}: {key}: malformed TOML value {value!r}: {reason}") from None
         parsed = value
     return key, parsed

@@ -27,6 +27,7 @@ from tabulate import tabulate
 from . import cluster, records
 from .errors import UserError
 from .grid import Cell, Grid, load_grid
+from .lock import grid_lock
 
 POLL_SECONDS = float(os.environ.get("PROXBENCH_POLL_S", "2"))
 # SLURM state of a cell's job (when it has no record) -> the state `grid status` shows
@@ -45,26 +46,33 @@ class CellJob(submitit.helpers.Checkpointable):
     """The callable a job runs: train one cell (resuming from its checkpoint if there is one).
 
     ``checkpoint`` (called by submitit on timeout/preemption, SIGUSR2) resubmits the same call; the arguments
-    carry only the config and paths, and the training state is read from the work directory at start.
+    carry only the config, paths and plugin modules, and the training state is read from the work directory
+    at start. ``plugins`` are ``(module, import root)`` pairs: the job imports them before it builds the
+    method, so a method registered by ``--plugin`` works in every executor.
 
     Under SLURM, SIGTERM stops the run at once (submitit itself ignores it): SLURM sends it when it cancels,
     requeues or preempts the job, and would otherwise let the run go on training and writing checkpoints for
-    KillWait seconds. Nothing is lost: the next start resumes from the last epoch checkpoint.
+    KillWait seconds. Nothing is lost: the next start resumes from the last epoch checkpoint. The exception
+    is submitit's own requeue: on SIGUSR2 submitit calls ``checkpoint`` and then ``scontrol requeue``, and
+    SLURM's SIGTERM for that requeue may arrive before submitit is done. ``checkpoint`` therefore hands
+    SIGTERM back to submitit (which ignores it) before the requeue starts; submitit exits the job itself.
     """
 
     def __call__(self, cfg: dict, grid: str, workdir: str, results: str, data_root: str | None, device: str,
-                 threads: int | None = None) -> str:
+                 threads: int | None = None, plugins: tuple = ()) -> str:
         import signal
 
         import torch
 
         from . import train
 
+        import_plugins(plugins)
         if threads:
             torch.set_num_threads(threads)
         previous = None
         if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
             previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+            _SIGTERM_BEFORE_JOB[:] = [previous]
         try:
             record = train.execute(cfg, grid=grid, workdir=workdir, results=results, device=device,
                                    data_root=data_root)
@@ -77,6 +85,46 @@ class CellJob(submitit.helpers.Checkpointable):
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
         return record["status"]
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit's SIGUSR2 handler right before it requeues the job: from here on, SIGTERM is
+        submitit's again (ignored), so SLURM's SIGTERM for the requeue cannot cut the handler short."""
+        import signal
+
+        if _SIGTERM_BEFORE_JOB:
+            signal.signal(signal.SIGTERM, _SIGTERM_BEFORE_JOB[0])
+        return super().checkpoint(*args, **kwargs)
+
+
+# the SIGTERM handler a SLURM job had before CellJob replaced it (submitit's "bypass"); kept outside the
+# CellJob instance because submitit pickles that instance when it requeues
+_SIGTERM_BEFORE_JOB: list = []
+
+
+def plugin_specs(modules) -> tuple[tuple[str, str | None], ...]:
+    """``(module, import root)`` for each imported plugin module: the folder a job process must put on
+    ``sys.path`` to import it (None for an installed module), since a job may start elsewhere."""
+    specs = []
+    for name in modules:
+        module = sys.modules.get(name)
+        origin = getattr(module, "__file__", None)
+        root = None
+        if origin:
+            path = Path(origin).resolve()
+            depth = name.count(".") + (1 if path.name == "__init__.py" else 0)
+            root = str(path.parents[depth])
+        specs.append((name, root))
+    return tuple(specs)
+
+
+def import_plugins(specs) -> None:
+    """Import the plugin modules of ``plugin_specs`` in a job process (their roots go on sys.path)."""
+    import methods
+
+    for _, root in specs:
+        if root and root not in sys.path:
+            sys.path.append(root)
+    methods.load_plugins([name for name, _ in specs])
 
 
 def _stop_on_sigterm(signum, frame) -> None:
@@ -114,7 +162,8 @@ def load_jobs(workdir: str | Path, grid: str) -> dict:
 
 
 def _save_jobs(workdir: str | Path, grid: str, jobs: dict) -> None:
-    records.write_json_atomic(jobs, _jobs_file(workdir, grid))
+    """Merge ``jobs`` into the file: entries of other submissions stay, this one's win for its cells."""
+    records.write_json_atomic({**load_jobs(workdir, grid), **jobs}, _jobs_file(workdir, grid))
 
 
 def pending_cells(grid: Grid, results: str) -> list[Cell]:
@@ -124,8 +173,18 @@ def pending_cells(grid: Grid, results: str) -> list[Cell]:
 
 def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: str = "results",
                 data_root: str | None = None, device: str = "cpu", profile: dict | None = None,
-                parallel: int | None = None, wait: bool | None = None, log=print) -> dict:
-    """Submit every unfinished cell; returns {run_id: job id}. Waits for local/debug unless wait=False."""
+                parallel: int | None = None, plugins: tuple = (), log=print) -> dict:
+    """Submit every unfinished cell; returns {run_id: job id}. Waits for local/debug cells to end.
+
+    Holds the grid's lock (``bench.lock``) meanwhile: a second ``grid run`` of the grid refuses to start.
+    ``plugins``: ``plugin_specs`` of the ``--plugin`` modules, imported by every job."""
+    with grid_lock(workdir, grid.name, log=log):
+        return _submit_locked(grid, executor, workdir=workdir, results=results, data_root=data_root,
+                              device=device, profile=profile, parallel=parallel, plugins=plugins, log=log)
+
+
+def _submit_locked(grid: Grid, executor: str, *, workdir, results, data_root, device, profile, parallel, plugins,
+                   log) -> dict:
     todo = pending_cells(grid, results)
     jobs = load_jobs(workdir, grid.name)
     if executor == "slurm":
@@ -150,11 +209,11 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
     submitted: dict[str, str] = {}
     if executor == "slurm":
         submitted = _submit_slurm(grid, todo, jobs, folder, args, profile or cluster.load_profile("slurm/local.toml"),
-                                  log, save=lambda: _save_jobs(workdir, grid.name, jobs))
+                                  log, save=lambda: _save_jobs(workdir, grid.name, jobs), plugins=plugins)
     elif executor == "debug":
         ex = submitit.DebugExecutor(folder=folder)
         for cell in sorted(todo, key=lambda c: c.stage):
-            job = ex.submit(CellJob(), cell.config, *args)
+            job = ex.submit(CellJob(), cell.config, *args, plugins=plugins)
             submitted[cell.run_id] = job.job_id
             _remember(jobs, cell, job.job_id, "debug", folder)
             _save_jobs(workdir, grid.name, jobs)
@@ -168,7 +227,7 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
             for start in range(0, len(cells), parallel):
                 wave = cells[start:start + parallel]
                 threads = max(1, (os.cpu_count() or 1) // len(wave))  # a lone cell gets every core
-                wave_jobs = [ex.submit(CellJob(), c.config, *args, threads) for c in wave]
+                wave_jobs = [ex.submit(CellJob(), c.config, *args, threads, plugins=plugins) for c in wave]
                 for cell, job in zip(wave, wave_jobs):
                     submitted[cell.run_id] = job.job_id
                     _remember(jobs, cell, job.job_id, "local", folder)
@@ -201,7 +260,7 @@ def _last_error_line(lines: list[str]) -> str:
 
 
 def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: tuple, profile: dict, log,
-                  save=lambda: None) -> dict:
+                  save=lambda: None, plugins: tuple = ()) -> dict:
     """One job array per stage; a fine-tune array per parent, with afterok on the parent's job.
 
     ``args`` are CellJob's arguments after the config (grid, workdir, results, data_root, device); the
@@ -219,7 +278,7 @@ def _submit_slurm(grid: Grid, todo: list[Cell], jobs: dict, folder: Path, args: 
         ex.update_parameters(**params)
         try:
             with ex.batch():
-                handles = [ex.submit(CellJob(), c.config, *args, threads) for c in cells]
+                handles = [ex.submit(CellJob(), c.config, *args, threads, plugins=plugins) for c in cells]
         except Exception as exc:  # noqa: BLE001 - sbatch's refusal, as one line
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             raise UserError(f"sbatch refused the job array of {len(cells)} cell(s): "
@@ -327,7 +386,7 @@ def cli_grid_run(args) -> int:
     if args.dry_run:
         return _print_plan(grid, args, profile)
     submit_grid(grid, args.executor, workdir=args.workdir, results=args.results, data_root=args.data_root,
-                profile=profile, parallel=args.parallel)
+                profile=profile, parallel=args.parallel, plugins=plugin_specs(getattr(args, "plugin", ())))
     if args.executor == "slurm" and args.wait:
         return _wait_slurm(grid, args)
     if args.executor != "slurm":

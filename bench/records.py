@@ -122,7 +122,10 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
 
 def load_records(results: str | Path, grid: str, warn=None, check=None) -> list[dict]:
     """Every valid record of ``grid``, sorted by (run id, file name); skipped files reported once through
-    ``warn``. ``check(record)`` may name a further reason to skip a valid record (None: keep it)."""
+    ``warn``. ``check(record)`` may name a further reason to skip a valid record (None: keep it).
+
+    A run id is counted once: when valid records of one run id are in several files (a copied record), the
+    one in ``<run_id>.json`` is kept (else the first file by name) and one more warning names every file."""
     folder = Path(results) / "runs" / grid
     good, skipped = [], []
     for path in sorted(folder.glob("*.json")):
@@ -133,11 +136,23 @@ def load_records(results: str | Path, grid: str, warn=None, check=None) -> list[
             good.append((str(record["run_id"]), path.name, record))
         else:
             skipped.append(f"{path} ({why})")
+    say = warn or (lambda m: print(m, file=sys.stderr))
     if skipped:
-        (warn or (lambda m: print(m, file=sys.stderr)))(
-            f"warning: skipped {len(skipped)} record(s) of grid {grid!r}: " + "; ".join(skipped)
-        )
-    return [record for _, _, record in sorted(good, key=lambda t: t[:2])]
+        say(f"warning: skipped {len(skipped)} record(s) of grid {grid!r}: " + "; ".join(skipped))
+    by_id: dict[str, list] = {}
+    for entry in sorted(good, key=lambda t: t[:2]):
+        by_id.setdefault(entry[0], []).append(entry)
+    kept, duplicated = [], []
+    for run_id, entries in by_id.items():
+        keep = next((e for e in entries if e[1] == f"{run_id}.json"), entries[0])
+        kept.append(keep)
+        if len(entries) > 1:
+            files = ", ".join(str(folder / name) for _, name, _ in entries)
+            duplicated.append(f"{run_id} in {files} (kept {keep[1]})")
+    if duplicated:
+        say(f"warning: {len(duplicated)} run id(s) of grid {grid!r} recorded in more than one file, each "
+            "counted once: " + "; ".join(duplicated))
+    return [record for _, _, record in kept]
 
 
 def finished_ids(results: str | Path, grid: str) -> set[str]:

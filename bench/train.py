@@ -6,10 +6,18 @@ epoch: evaluation of the deployed model (α·sign(w)) and of the F(w) model, the
 signs, and an atomic checkpoint. A run restarted after a kill resumes from its last checkpoint and ends
 bit-identical to an uninterrupted run on the same device: the data order and augmentation of each epoch
 are functions of (seed, epoch), and the RNG states are checkpointed.
+
+The record's ``wall_seconds`` is the run's time summed over its processes: each checkpoint stores the time
+spent so far (earlier processes up to their last checkpoint, plus this one), and the process that finishes
+adds its own. A checkpoint that is already finished only has its record rewritten. A checkpoint that cannot
+be read, lacks a key or does not fit the run is a ``UserError`` naming the file and ``--fresh``; a failed
+write (a full disk) is a ``UserError`` naming the file, and the files written before it stay whole (every
+write is atomic).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import sys
@@ -26,16 +34,24 @@ from . import config as configs
 from . import data, records
 from .atomic import atomic_write
 from .errors import UserError
+from .grid import check_name
 
 
 def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work") -> nn.Module:
     """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it."""
     info = info or data.dataset_info(cfg["dataset"], cfg["data_options"])
     pretrained = cfg["init"] == "timm"
-    model = models.create_model(
-        cfg["model"], num_classes=info.num_classes, in_chans=info.in_chans, img_size=info.img_size,
-        pretrained=pretrained and load_init, **cfg["model_kwargs"],
-    )
+    try:
+        model = models.create_model(
+            cfg["model"], num_classes=info.num_classes, in_chans=info.in_chans, img_size=info.img_size,
+            pretrained=pretrained and load_init, **cfg["model_kwargs"],
+        )
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if not cfg["model_kwargs"] or isinstance(exc, models.ModelError):
+            raise
+        # the builder refused a value of model_kwargs (a string where a width belongs, ...)
+        raise UserError(f"model {cfg['model']!r} cannot be built with model_kwargs {cfg['model_kwargs']} "
+                        f"({type(exc).__name__}: {_one_line(exc)})") from None
     if load_init and cfg["mode"] == "finetune" and not pretrained:
         state = load_init_state(cfg["init"], workdir)
         models.load_state_dict_resampled(model, state)
@@ -45,6 +61,47 @@ def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | 
 
 def checkpoint_path(workdir: str | Path, run_id: str) -> Path:
     return Path(workdir) / "runs" / run_id / "checkpoint.pt"
+
+
+# What a run checkpoint holds (``wall_seconds`` is optional: checkpoints written before it existed lack it).
+CHECKPOINT_KEYS = ("config", "model", "optimizer", "scheduler", "rng_torch", "history", "epoch", "status",
+                   "prev_signs")
+FRESH_HINT = "delete it or run with --fresh"
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def bad_checkpoint(path: Path, why: str, hint: str | None = FRESH_HINT) -> UserError:
+    return UserError(f"checkpoint {path} is unreadable or incomplete ({why})" + (f": {hint}" if hint else ""))
+
+
+def read_checkpoint(path: Path, keys=CHECKPOINT_KEYS, map_location="cpu", hint: str | None = FRESH_HINT) -> dict:
+    """``torch.load`` a run checkpoint; a file that does not load or lacks one of ``keys`` is a UserError
+    naming the file (and ``hint``, by default: delete it or run with --fresh)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a truncated zip, a foreign pickle, an I/O error: all unreadable
+        raise bad_checkpoint(path, _one_line(exc, 160), hint) from None
+    if not isinstance(state, dict):
+        raise bad_checkpoint(path, f"a {type(state).__name__}, not a checkpoint", hint)
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise bad_checkpoint(path, f"missing {', '.join(missing)}", hint)
+    if "config" in keys and not isinstance(state["config"], dict):
+        raise bad_checkpoint(path, "its config is not a table", hint)
+    return state
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    """Turn an OSError (a full disk, a read-only folder) while writing ``path`` into one line naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or _one_line(exc)}") from None
 
 
 def load_init_state(init: str, workdir: str | Path) -> dict:
@@ -58,7 +115,7 @@ def load_init_state(init: str, workdir: str | Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+        raise UserError(f"cannot read checkpoint {path}: {_one_line(exc)}") from None
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         if state.get("status", "done") != "done" or state.get("epoch") != state.get("config", {}).get("epochs"):
             raise UserError(f"fine-tune parent {path} has not finished (epoch {state.get('epoch')})")
@@ -76,10 +133,11 @@ def load_run_model(source: str, workdir: str | Path = "work") -> tuple[nn.Module
     path = Path(source) if Path(source).is_file() else checkpoint_path(workdir, source)
     if not path.is_file():
         raise UserError(f"no checkpoint for {source!r} (looked for {path})")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "config" not in state:
-        raise UserError(f"{path} is not a proxbench run checkpoint")
-    cfg = state["config"]
+    state = read_checkpoint(path, keys=("config", "model"), hint=None)
+    try:
+        cfg = configs.resolve(state["config"], "its config")
+    except UserError as exc:
+        raise bad_checkpoint(path, str(exc), hint=None) from None
     model = build_model(cfg, load_init=False)
     load_model_state(model, state["model"], path, cfg["model"])
     return model.eval(), cfg
@@ -153,8 +211,55 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _KeepWriteError:
+    """A file wrapper for ``torch.save``, which turns a failed ``write`` (ENOSPC) into a RuntimeError that no
+    longer says why: the wrapper keeps the OSError so that it can be raised instead."""
+
+    def __init__(self, fh):
+        self.fh, self.error = fh, None
+
+    def write(self, b):
+        try:
+            return self.fh.write(b)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self):
+        return self.fh.flush()
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    def save(fh):
+        sink = _KeepWriteError(fh)
+        try:
+            torch.save(obj, sink)
+        except RuntimeError:
+            if sink.error is not None:
+                raise sink.error from None
+            raise
+
+    with writing(path):
+        atomic_write(path, save)
+
+
+def check_device(device: str) -> torch.device:
+    """``torch.device(device)`` for 'cpu', 'cuda' or 'cuda:<index>' that exists here, else a UserError."""
+    valid = "valid: cpu, cuda, cuda:<index>"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"unknown device {device!r} ({valid})") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device {device!r} is not supported ({valid})")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device!r} asked for but no CUDA device is available")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise UserError(f"device {device!r} asked for but this machine has {count} CUDA device(s) "
+                            f"(cuda:0 to cuda:{count - 1})")
+    return dev
 
 
 class _Progress:
@@ -190,10 +295,11 @@ def execute(
 ) -> dict:
     """Train and evaluate one resolved config; resume from its checkpoint; write and return its record."""
     rid = configs.run_id(cfg)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' asked for but no CUDA device is available")
+    dev = check_device(device)
     started = time.time()
+    ckpt_path = checkpoint_path(workdir, rid)
+    with writing(ckpt_path.parent):  # an unwritable work directory fails now, not after the first epoch
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
     info = data.dataset_info(cfg["dataset"], cfg["data_options"])
     loader_args = dict(loader=cfg["loader"], device=device, seed=cfg["seed"], data_root=data_root,
                        options=cfg["data_options"])
@@ -201,6 +307,10 @@ def execute(
                                      subset=cfg["subset"], augment=cfg["augment"], **loader_args)
     test_loader = data.build_loader(cfg["dataset"], "test", batch_size=max(cfg["batch_size"], 256), train=False,
                                     subset=cfg["test_subset"], **loader_args)
+    for key, loader, split in (("subset", train_loader, "training"), ("test_subset", test_loader, "test")):
+        if cfg[key] is not None and loader.num_samples < cfg[key]:  # fewer files here than the registry says
+            raise UserError(f"{key} {cfg[key]} exceeds the {loader.num_samples} {split} samples of dataset "
+                            f"{cfg['dataset']!r}")
     if len(train_loader) == 0:
         raise UserError(f"batch_size {cfg['batch_size']} exceeds the {train_loader.num_samples} training samples")
 
@@ -217,23 +327,25 @@ def execute(
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
 
-    ckpt_path = checkpoint_path(workdir, rid)
     history: list[dict] = []
     start_epoch = 0
     status = "running"
+    earlier_seconds = 0.0  # time of earlier processes of this run, up to their last checkpoint
+    finished = False
     prev_signs = deployed_signs(model)
     if ckpt_path.is_file() and not fresh:
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        if configs.run_id(state.get("config") or {}) != rid:  # the run id's hash rule (LATER_KEYS) decides
+        state = read_checkpoint(ckpt_path, map_location=dev)
+        if configs.run_id(state["config"]) != rid:  # the run id's hash rule (LATER_KEYS) decides
             raise UserError(f"checkpoint {ckpt_path} belongs to another config; use --fresh to start over")
-        load_model_state(model, state["model"], ckpt_path, cfg["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng_torch"])
-        history, start_epoch, status = state["history"], state["epoch"], state["status"]
+        history, start_epoch, status, earlier_seconds = _restore(
+            state, ckpt_path, cfg, model, optimizer, scheduler, prev_signs)
         prev_signs = [s.cpu() for s in state["prev_signs"]]
         method.set_progress(min(1.0, start_epoch * steps_per_epoch / total_steps))
-        log(f"[{rid}] resuming at epoch {start_epoch + 1}/{cfg['epochs']} from {ckpt_path}")
+        finished = status != "running" or start_epoch == cfg["epochs"]
+        if finished:
+            log(f"[{rid}] already finished ({start_epoch}/{cfg['epochs']} epochs); rewriting its record")
+        else:
+            log(f"[{rid}] resuming at epoch {start_epoch + 1}/{cfg['epochs']} from {ckpt_path}")
     else:
         method.set_progress(0.0)
         if cfg["mode"] == "finetune":
@@ -285,19 +397,52 @@ def execute(
         _atomic_torch_save(
             {"version": 1, "config": cfg, "run_id": rid, "epoch": epoch + 1, "status": status if status == "done" else "running",
              "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "rng_torch": torch.get_rng_state(), "history": history, "prev_signs": prev_signs},
+             "rng_torch": torch.get_rng_state(), "history": history, "prev_signs": prev_signs,
+             "wall_seconds": earlier_seconds + time.time() - started},
             ckpt_path,
         )
-        records.write_json_atomic({"epoch": epoch + 1, "epochs": cfg["epochs"]}, ckpt_path.with_name("progress.json"))
+        progress = ckpt_path.with_name("progress.json")
+        with writing(progress):
+            records.write_json_atomic({"epoch": epoch + 1, "epochs": cfg["epochs"]}, progress)
 
     if status == "running":  # nothing left to train (resumed a finished checkpoint)
         status = "done"
     record = records.make_record(
         rid, grid, cfg, status=status, history=history, final=_final_metrics(model, history, info, dev),
-        device=_device_name(dev), wall_seconds=time.time() - started,
+        device=_device_name(dev), wall_seconds=earlier_seconds + (0.0 if finished else time.time() - started),
     )
-    records.write_record(record, results)
+    with writing(records.record_path(results, grid, rid)):
+        records.write_record(record, results)
     return record
+
+
+def _restore(state: dict, path: Path, cfg: dict, model, optimizer, scheduler,
+             signs: list[torch.Tensor]) -> tuple[list, int, str, float]:
+    """Load a checkpoint's training state into the run: (history, epoch, status, wall seconds so far).
+
+    A value of the wrong shape (a damaged or hand-edited file) is ``bad_checkpoint``; a model that no longer
+    fits its weights is ``load_model_state``'s error. ``signs``: the model's deployed signs, for their shapes."""
+    epoch, status, history = state["epoch"], state["status"], state["history"]
+    seconds = state.get("wall_seconds", 0.0)
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= cfg["epochs"]:
+        raise bad_checkpoint(path, f"epoch {epoch!r} of {cfg['epochs']}")
+    if status not in ("running", "done") or not isinstance(history, list):
+        raise bad_checkpoint(path, f"status {status!r}, history of type {type(history).__name__}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+        raise bad_checkpoint(path, f"wall_seconds {seconds!r}")
+    if not isinstance(state["model"], dict):
+        raise bad_checkpoint(path, "its model is not a state dict")
+    try:
+        load_model_state(model, state["model"], path, cfg["model"])  # its own UserError when the shapes differ
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_torch"])
+        saved = state["prev_signs"]
+        if not isinstance(saved, list) or [getattr(s, "shape", None) for s in saved] != [s.shape for s in signs]:
+            raise ValueError("prev_signs do not match the binarized layers")
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        raise bad_checkpoint(path, f"{type(exc).__name__}: {_one_line(exc, 160)}") from None
+    return history, epoch, status, float(seconds)
 
 
 def _epoch_metrics(epoch, model, test_loader, dev, train, before, after, optimizer) -> dict:
@@ -367,7 +512,10 @@ def config_from_args(args) -> dict:
     for item in args.set:
         key, value = configs.parse_assignment(item, "--set")
         raw[key] = value
-    params = dict(raw.get("method_params", {}))
+    params = raw.get("method_params", {})
+    if not isinstance(params, dict):
+        raise UserError(f"run: method_params must be a table, got {configs.show(params)}")
+    params = dict(params)
     for item in args.param:
         key, value = configs.parse_assignment(item, "--param")
         params[key] = value
@@ -377,6 +525,7 @@ def config_from_args(args) -> dict:
 
 
 def cli_run(args) -> int:
+    check_name(args.grid, "run --grid")
     cfg = configs.resolve(config_from_args(args), "run")
     record = execute(cfg, grid=args.grid, workdir=args.workdir, results=args.results, device=args.device or "cpu",
                      data_root=args.data_root, fresh=args.fresh)

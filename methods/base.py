@@ -9,6 +9,14 @@ t = step / total_steps ∈ [0, 1]. The deployed tensor is ``export(w) = α·sign
 A subclass sets ``schedules`` (scheduled parameters: name -> (start, end)), ``constants`` (fixed
 parameters: name -> value), and implements ``F(x)`` and ``dB(x)`` on the normalised weight x = w/α. The
 scheduled values are available as attributes (``self.mu``) at the current progress.
+
+Parameter values are checked when a method is created (``create_method``, hence every run config): a
+scheduled parameter and a numeric constant must be a finite real number (not a string, not a boolean), a
+string constant a string; ``bounds`` (name -> ``Bound``, merged along the class hierarchy) declares each
+parameter's range or choices, e.g. ``bounds = {"mu": positive()}`` (μ > 0, both ends of its schedule) or
+``Bound(choices=("linear", "clamp"))``. ``scale`` and ``schedule`` are declared on ``Method`` itself, so a
+plugin gets them and the type checks for free. A value outside its bound is a ``MethodError`` naming the
+parameter and the bound.
 """
 
 from __future__ import annotations
@@ -17,6 +25,8 @@ import difflib
 import fnmatch
 import importlib
 import math
+import numbers
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Callable, ClassVar
 
@@ -38,6 +48,61 @@ def close_match_hint(name: str, valid: list[str]) -> str:
     """'; did you mean X?' for the closest valid name, or ''."""
     match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else ""
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The allowed values of one method parameter: a numeric range (``low``/``high``, each inclusive unless
+    ``*_inclusive=False``; None = unbounded) or, for string parameters, ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+    choices: tuple[str, ...] | None = None
+
+    def contains(self, value) -> bool:
+        if self.choices is not None:
+            return value in self.choices
+        if self.low is not None and (value < self.low or (value == self.low and not self.low_inclusive)):
+            return False
+        if self.high is not None and (value > self.high or (value == self.high and not self.high_inclusive)):
+            return False
+        return True
+
+    def describe(self) -> str:
+        """'> 0', '≥ 0', 'in [0, 1)', 'one of a, b', ..."""
+        if self.choices is not None:
+            return f"one of {', '.join(self.choices)}"
+        if self.low is not None and self.high is not None:
+            return (f"in {'[' if self.low_inclusive else '('}{self.low:g}, {self.high:g}"
+                    f"{']' if self.high_inclusive else ')'}")
+        if self.low is not None:
+            return f"{'≥' if self.low_inclusive else '>'} {self.low:g}"
+        if self.high is not None:
+            return f"{'≤' if self.high_inclusive else '<'} {self.high:g}"
+        return "any finite number"
+
+
+def positive() -> Bound:
+    """x > 0."""
+    return Bound(low=0.0, low_inclusive=False)
+
+
+def non_negative() -> Bound:
+    """x ≥ 0."""
+    return Bound(low=0.0)
+
+
+def one_of(*choices: str) -> Bound:
+    return Bound(choices=tuple(choices))
+
+
+def show_value(value) -> str:
+    """A parameter value as the user wrote it (TOML spelling for booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
 
 
 def channel_scale(w: Tensor, scale: str) -> Tensor | float:
@@ -94,6 +159,8 @@ class Method:
     name: ClassVar[str] = ""
     schedules: ClassVar[dict[str, tuple[float, float]]] = {}
     constants: ClassVar[dict[str, float | str]] = {}
+    # Allowed values per parameter (scheduled ones: both ends), merged with those of the base classes.
+    bounds: ClassVar[dict[str, Bound]] = {"scale": one_of(*SCALES), "schedule": one_of(*SCHEDULE_SHAPES)}
     identity_backward: ClassVar[bool] = False
     binarizes: ClassVar[bool] = True
     forward_is_export: ClassVar[bool] = False
@@ -110,34 +177,81 @@ class Method:
                 f"method {self.name!r} has no parameter {unknown[0]!r}"
                 f"{close_match_hint(unknown[0], valid)} (valid: {', '.join(valid)})"
             )
-        self.scale = str(overrides.pop("scale", "channel"))
-        if self.scale not in SCALES:
-            raise MethodError(f"scale must be one of {', '.join(SCALES)}, got {self.scale!r}")
-        self.schedule = str(overrides.pop("schedule", "linear"))
-        if self.schedule not in SCHEDULE_SHAPES:
-            raise MethodError(f"schedule must be one of {', '.join(SCHEDULE_SHAPES)}, got {self.schedule!r}")
+        bounds = self.parameter_bounds()
+        values = {key: self._checked(key, value, bounds) for key, value in overrides.items()}
+        self.scale = values.pop("scale", "channel")
+        self.schedule = values.pop("schedule", "linear")
         self._ranges: dict[str, list[float]] = {k: list(v) for k, v in self.schedules.items()}
         self._constants: dict[str, float | str] = dict(self.constants)
-        for key, value in overrides.items():
+        for key, value in values.items():
             if key in self._constants:
-                self._constants[key] = value if isinstance(self._constants[key], str) else float(value)
+                self._constants[key] = value
             elif key in self._ranges:  # `mu=7` fixes both ends
-                self._ranges[key] = [float(value), float(value)]
+                self._ranges[key] = [value, value]
             else:
                 base, end = key.rsplit("_", 1)
-                self._ranges[base][0 if end == "start" else 1] = float(value)
+                self._ranges[base][0 if end == "start" else 1] = value
+        # the class's own defaults are held to the bounds it declares too
         for key, (start, end) in self._ranges.items():
-            if not (math.isfinite(start) and math.isfinite(end)):
-                raise MethodError(f"{self.name}: {key} must be finite, got {start} -> {end}")
+            if key in bounds:
+                self._checked(f"{key}_start", start, bounds)
+                self._checked(f"{key}_end", end, bounds)
             if self.schedule == "geometric" and (start <= 0 or end <= 0):
                 raise MethodError(f"{self.name}: a geometric schedule needs {key} > 0, got {start} -> {end}")
+        for key, value in self._constants.items():
+            if key in bounds:
+                self._checked(key, value, bounds)
         for key, value in self._constants.items():
             setattr(self, key, value)
         self.validate()
         self.set_progress(0.0)
 
     def validate(self) -> None:
-        """Check parameter values after construction; raise ``MethodError`` (no-op by default)."""
+        """Check parameter values after construction (beyond ``bounds``); raise ``MethodError`` (no-op by default)."""
+
+    @classmethod
+    def parameter_bounds(cls) -> dict[str, Bound]:
+        """``bounds`` merged along the class hierarchy (a subclass's declaration wins), mixins included."""
+        merged: dict[str, Bound] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("bounds", {}))
+        return merged
+
+    def _parameter(self, key: str) -> str:
+        """The declared parameter behind an override key: 'mu_end' -> 'mu'."""
+        if key in self.schedules or key in self.constants or key in ("scale", "schedule"):
+            return key
+        return key.rsplit("_", 1)[0]
+
+    def _checked(self, key: str, value, bounds: dict[str, Bound]):
+        """``value`` of parameter ``key`` as stored (numbers as float), or a ``MethodError`` naming the key."""
+        param = self._parameter(key)
+        bound = bounds.get(param)
+        default = self.constants.get(param, "channel" if param == "scale" else "linear" if param == "schedule" else 0.0)
+        where = f"method {self.name!r}: parameter {key}"
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise MethodError(f"{where} must be true or false, got {show_value(value)}")
+            return value
+        if isinstance(default, str):
+            if bound is not None and bound.choices is not None:
+                if not isinstance(value, str) or value not in bound.choices:
+                    raise MethodError(f"{where} must be {bound.describe()}, got {show_value(value)}"
+                                      f"{close_match_hint(str(value), list(bound.choices))}")
+            elif not isinstance(value, str):
+                raise MethodError(f"{where} must be a string, got {show_value(value)}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise MethodError(f"{where} must be a number, got {show_value(value)}")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            finite = False
+        if not finite:
+            raise MethodError(f"{where} must be a finite number, got {show_value(value)}")
+        if bound is not None and not bound.contains(value):
+            raise MethodError(f"{where} must be {bound.describe()}, got {show_value(value)}")
+        return float(value)
 
     @classmethod
     def valid_parameters(cls) -> list[str]:

@@ -3,7 +3,8 @@
 Reference: Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and Backward
 Proximal Quantizers", NeurIPS 2023. All maps act on the normalised weight x = w/α (see ``methods.base``);
 with ``scale="none"``, α = 1 and they act on the raw latent. Every scheduled parameter moves linearly in
-t = step/total_steps from ``*_start`` to ``*_end`` unless ``schedule="geometric"`` is asked for.
+t = step/total_steps from ``*_start`` to ``*_end`` unless ``schedule="geometric"`` is asked for. Each method
+declares the allowed values of its parameters in ``bounds`` (ρ ≥ 0, μ > 0, ``lq`` in {linear, clamp}).
 
 The paper's exact text for reverse ProxConnect and its LQ is not available to us; ``_prox`` below and the
 ``rpc``/``pq`` hooks are our reading (rPC evaluates the gradient at the latent and updates from its prox,
@@ -16,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Method, MethodError, register_method
+from .base import Method, non_negative, one_of, positive, register_method
 from .functional import clamp_quantizer, linear_quantizer, sign, sign_swish, sign_swish_grad
 
 LQ_FORMS = {"linear": linear_quantizer, "clamp": clamp_quantizer}
@@ -27,10 +28,7 @@ class _LinearQuantizerMixin:
 
     constants = {"lq": "linear"}
     schedules = {"rho": (0.01, 10.0)}
-
-    def validate(self) -> None:
-        if self._constants["lq"] not in LQ_FORMS:
-            raise MethodError(f"lq must be one of {', '.join(LQ_FORMS)}, got {self._constants['lq']!r}")
+    bounds = {"rho": non_negative(), "lq": one_of(*LQ_FORMS)}  # ρ = 0: LQ is the identity
 
     def linear_quantize(self, x: Tensor) -> Tensor:
         return LQ_FORMS[self._constants["lq"]](x, self.rho)
@@ -162,6 +160,7 @@ class BNNPlus(_SignForward):
     """
 
     constants = {"mu": 5.0}
+    bounds = {"mu": positive()}
     backward_formula = "SS'_μ(x)"
 
     def B(self, x: Tensor) -> Tensor:
@@ -180,6 +179,7 @@ class BNNPlusPlus(Method):
     """
 
     schedules = {"mu": (5.0, 30.0)}
+    bounds = {"mu": positive()}  # SS_0 ≡ 0; a negative μ flips the sign of F
     forward_formula, backward_formula = "SS_μ(x)", "SS'_μ(x)"
 
     def F(self, x: Tensor) -> Tensor:

@@ -129,12 +129,17 @@ def test_stale_figures_removed(results):
 
 
 def test_by_other_keys(results):
-    table = agg.build_table(agg.load_grid("fixture", results, warn=lambda m: None), "model:scale")
-    assert table.row_keys == ("model",) and [table.label(c) for c in table.columns] == ["FP", "scale=channel", "scale=tensor"]
+    records = agg.load_grid("fixture", results, warn=lambda m: None)
+    # a scale column would pool bc, bnn and bnn++ in one cell: not seeds of one config
+    with pytest.raises(UserError, match=r"method = bc, bnn, bnn\+\+.*--by model,method:scale"):
+        agg.build_table(records, "model:scale")
+    table = agg.build_table(records, "model,method:scale")
+    assert table.row_keys == ("model", "method")
+    assert [table.label(c) for c in table.columns] == ["FP", "scale=channel", "scale=tensor"]
     md = agg.to_markdown(table)
-    cnn = next(line for line in md.splitlines() if "fmnist-cnn" in line)
-    # channel: bc 88.0 88.4, bnn 87.0, bnn++ 89.0 89.5 90.0 (done seeds of every binarized method)
-    assert "**88.65 ± 1.08**" in cnn and "div." in cnn
+    bc = next(line for line in md.splitlines() if "| fmnist-cnn | bc" in line)
+    pq = next(line for line in md.splitlines() if "| fmnist-cnn | pq" in line)
+    assert "**88.20 ± 0.28 (n=2)**" in bc and "div." in pq
     with pytest.raises(UserError):
         agg.parse_by(":method")
     assert agg.parse_by("dataset,model") == (("dataset", "model"), "method")
@@ -196,3 +201,174 @@ def test_finetune_row_compares_with_the_fp_run_it_started_from():
     finetune = next(row for row in table.rows if "finetune" in row.key)
     assert finetune.cells[agg.FP].mean == 90.0 and finetune.drop == pytest.approx(2.0)
     assert [table.label(c) for c in finetune.best] == ["BNN"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# a cell pools seeds of one config only; duplicated and absurd records
+
+
+def _run(run_id: str, acc: float | str | None = 90.0, status: str = "done", **config) -> dict:
+    """A record (a copy of the fixture's fmnist-mlp bc seed-0 run) with another run id, accuracy and config."""
+    record = json.loads((FIXTURES / "fixture" / "0bc459a0f2.json").read_text())
+    record.update(run_id=run_id, grid="g", status=status)
+    record["config"].update(config)
+    record["final"]["acc"] = acc
+    return record
+
+
+def _write_runs(results: Path, grid: str, records: list[dict]) -> Path:
+    folder = results / "runs" / grid
+    folder.mkdir(parents=True, exist_ok=True)
+    for record in records:
+        (folder / f"{record['run_id']}.json").write_text(json.dumps({**record, "grid": grid}))
+    return folder
+
+
+def _lr_axis():
+    return [_run("a1", 42.0, method="fp", lr=0.001), _run("a2", 52.0, method="fp", lr=0.01),
+            _run("b1", 40.0, method="bc", lr=0.001), _run("b2", 50.0, method="bc", lr=0.01)]
+
+
+def test_lr_axis_is_not_pooled_as_seeds(tmp_path):
+    results = tmp_path / "results"
+    _write_runs(results, "lr-axis", _lr_axis())
+    with pytest.raises(UserError) as err:
+        agg.aggregate("lr-axis", results, figures=False)
+    message = str(err.value)
+    assert "\n" not in message
+    assert "grid 'lr-axis'" in message and "dataset=fashion-mnist, model=fmnist-mlp, mode=e2e" in message
+    assert "lr = 0.001, 0.01" in message and "--by dataset,model,mode,lr:method" in message
+    assert not (results / "lr-axis" / "leaderboard.md").exists()
+
+    agg.aggregate("lr-axis", results, by="dataset,model,mode,lr:method", figures=False)
+    md = (results / "lr-axis" / "leaderboard.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in md.splitlines()
+            if line.startswith("| fashion-mnist")]
+    assert [r[:4] for r in rows] == [["fashion-mnist", "fmnist-mlp", "e2e", "0.001"],
+                                     ["fashion-mnist", "fmnist-mlp", "e2e", "0.01"]]
+    assert [r[4:7] for r in rows] == [["42.00 (n=1)", "**40.00 (n=1)**", "2.00"],
+                                      ["52.00 (n=1)", "**50.00 (n=1)**", "2.00"]]
+
+
+def test_lr_axis_cli_error(tmp_path):
+    results = tmp_path / "results"
+    _write_runs(results, "lr-axis", _lr_axis())
+    cmd = [sys.executable, "-m", "bench", "aggregate", "--results", str(results), "--no-figures"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+    assert "grid 'lr-axis'" in proc.stderr and "lr = 0.001, 0.01" in proc.stderr and "Traceback" not in proc.stderr
+    ok = subprocess.run([*cmd, "--by", "dataset,model,mode,lr:method"], capture_output=True, text=True, cwd=ROOT,
+                        timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "| fashion-mnist | fmnist-mlp | e2e    | 0.01 " in ok.stdout
+
+
+def test_every_grid_still_rebuilt_when_one_mixes_configs(results, capsys):
+    _write_runs(results, "lr-axis", _lr_axis())
+    args = argparse.Namespace(name=None, results=str(results), by=None, no_figures=True)
+    with pytest.raises(UserError, match=r"^grid 'lr-axis': .*lr = 0\.001, 0\.01"):
+        agg.cli_aggregate(args)
+    assert "# Leaderboard: fixture" in capsys.readouterr().out
+    assert (results / "fixture" / "leaderboard.md").exists() and not (results / "lr-axis").exists()
+
+
+def test_adhoc_runs_with_other_epochs_in_one_cell():
+    records = [_run("r1", 85.0, method="bc", epochs=3), _run("r2", 87.0, method="bc", epochs=10, seed=1, subset=5000),
+               _run("r3", 86.0, method="bc", epochs=3, seed=2)]
+    with pytest.raises(UserError, match=r"column BC.*epochs = 3, 10; subset = 5000, -.*--by dataset,model,mode,"
+                                        r"epochs,subset:method"):
+        agg.build_table(records)
+    # the same runs with one epochs value (seeds 0, 1, 2) form one cell
+    table = agg.build_table([_run(r["run_id"], r["final"]["acc"], method="bc", seed=r["config"]["seed"])
+                             for r in records])
+    assert agg.cell_text(table.rows[0].cells["bc"]) == "86.00 ± 1.00"
+
+
+def test_method_params_differ_across_columns_not_within_a_cell():
+    bnnpp = {"mu_start": 5.0, "mu_end": 30.0, "scale": "channel", "schedule": "linear"}
+    good = [_run("f0", 90.0, method="fp", method_params={}), _run("c0", 85.0, method="bc"),
+            _run("p0", 86.0, method="bnn++", method_params=bnnpp)]
+    table = agg.build_table(good)
+    assert [table.label(c) for c in table.rows[0].best] == ["BNN++"]
+    other = _run("p1", 88.0, method="bnn++", seed=1, method_params={**bnnpp, "mu_end": 40.0})
+    with pytest.raises(UserError, match=r"column BNN\+\+.*method_params\.mu_end = 30\.0, 40\.0"):
+        agg.build_table([*good, other])
+    table = agg.build_table([*good, other], "dataset,model,method_params.mu_end:method")
+    assert [agg.cell_text(row.cells.get("bnn++")) for row in table.rows] == ["86.00 (n=1)", "88.00 (n=1)", "—"]
+
+
+def test_same_seed_twice_is_not_two_seeds():
+    # two records of one config under two run ids (not a file copy): one seed, not n=2
+    with pytest.raises(UserError, match=r"runs x1, x2 all have seed 0 \(the same config under several run ids"):
+        agg.build_table([_run("x1", 85.0, method="bc"), _run("x2", 86.0, method="bc")])
+    # fine-tunes of one seed from two parents that are not among the records: not two seeds either
+    tuned = [_run(f"t{i}", 85.0 + i, method="bc", mode="finetune", init=f"run:gone{i}") for i in range(2)]
+    with pytest.raises(UserError, match=r"seed 0 \(fine-tuned from run:gone0, run:gone1"):
+        agg.build_table(tuned)
+
+
+def test_seeds_still_pooled_and_finetune_borrows_fp():
+    fp = [_run(f"p{s}", 90.0 + s, method="fp", seed=s) for s in range(3)]
+    tuned = [_run(f"t{s}", 87.0 + s, method="bc", seed=s, mode="finetune", init=f"run:p{s}", epochs=1, lr=1e-4)
+             for s in range(3)]
+    table = agg.build_table([*fp, *tuned])
+    e2e, finetune = table.rows
+    assert (e2e.key[2], finetune.key[2]) == ("e2e", "finetune")
+    assert agg.cell_text(e2e.cells[agg.FP]) == "91.00 ± 1.00"
+    # the fine-tunes start from three different parents (run:p0, run:p1, run:p2) that differ in the seed only
+    assert agg.cell_text(finetune.cells["bc"]) == "88.00 ± 1.00"
+    assert finetune.cells[agg.FP] is e2e.cells[agg.FP] and finetune.drop == pytest.approx(3.0)
+    # parents that are not among the records: their ids are taken as seed-derived
+    table = agg.build_table(tuned)
+    assert agg.cell_text(table.rows[0].cells["bc"]) == "88.00 ± 1.00" and agg.FP not in table.rows[0].cells
+    # lr in the rows: the fine-tune row (lr 1e-4) borrows the FP of the row of its parents (lr 0.001)
+    table = agg.build_table([*fp, *tuned], "dataset,model,mode,lr:method")
+    assert [row.key[2:] for row in table.rows] == [("e2e", "0.001"), ("finetune", "0.0001")]
+    assert table.rows[1].cells[agg.FP] is table.rows[0].cells[agg.FP] and table.rows[1].drop == pytest.approx(3.0)
+
+
+def test_finetunes_from_parents_that_differ_beyond_the_seed():
+    fp = [_run("p0", 90.0, method="fp", seed=0, epochs=3), _run("p1", 91.0, method="fp", seed=1, epochs=8)]
+    tuned = [_run(f"t{s}", 87.0 + s, method="bc", seed=s, mode="finetune", init=f"run:p{s}", epochs=1)
+             for s in range(2)]
+    # the e2e row has both parents in one FP cell: an error of its own
+    with pytest.raises(UserError, match=r"mode=e2e; column FP.*epochs = 3, 8"):
+        agg.build_table([*fp, *tuned])
+    # with epochs in the rows the parents are apart, but the fine-tune cell still pools two kinds of parent
+    with pytest.raises(UserError, match=r"mode=finetune.*column BC.*init \(parent's epochs\) = 3, 8"):
+        agg.build_table([*fp, *tuned], "dataset,model,mode,epochs:method")
+
+
+def test_duplicated_record_file_counts_once(results, capsys):
+    folder = results / "runs" / "fixture"
+    shutil.copy(folder / "7c0ba8226e.json", folder / "copy-of-mlp-fp.json")  # fmnist-mlp fp, seed 0
+    shutil.copy(folder / "adaa2dc655.json", folder / "zz-copy.json")  # fmnist-cnn fp, seed 0 (of 3)
+    agg.aggregate("fixture", results, figures=False)
+    rows = _rows((results / "fixture" / "leaderboard.md").read_text())
+    assert rows["fmnist-mlp"][3] == "89.00 (n=1)" and rows["fmnist-cnn"][3] == "91.20 ± 0.20"
+    summary = list(csv.DictReader(io.StringIO((results / "fixture" / "summary.csv").read_text())))
+    assert len(summary) == 14
+    err = capsys.readouterr().err
+    dup = [line for line in err.splitlines() if "warning" in line and "copy-of-mlp-fp.json" in line]
+    assert len(dup) == 1 and "7c0ba8226e.json" in dup[0] and "zz-copy.json" in dup[0] and "adaa2dc655.json" in dup[0]
+    assert len([line for line in err.splitlines() if "warning" in line]) == 2  # + the bad-files warning
+
+
+@pytest.mark.parametrize("acc", [1e9, -5, 100.01, "91.0", None])
+def test_absurd_accuracy_is_skipped(results, capsys, acc):
+    folder = results / "runs" / "fixture"
+    record = json.loads((folder / "1dd14dddd4.json").read_text())  # fmnist-cnn bc, seed 0
+    record["run_id"], record["config"]["seed"], record["final"]["acc"] = "absurd0001", 5, acc
+    (folder / "absurd0001.json").write_text(json.dumps(record))
+    agg.aggregate("fixture", results, figures=False)
+    rows = _rows((results / "fixture" / "leaderboard.md").read_text())
+    assert rows["fmnist-cnn"][3:5] == ["91.20 ± 0.20", "88.20 ± 0.28 (n=2)"]
+    assert rows["fmnist-mlp"][3] == "89.00 (n=1)"
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "absurd0001.json" in warnings[0] and "final.acc" in warnings[0]
+
+
+def test_accuracy_bounds_are_inclusive():
+    assert agg._problem(_run("z", 0.0)) is None and agg._problem(_run("h", 100.0)) is None
+    assert agg._problem(_run("n", float("nan"))) and agg._problem(_run("i", float("inf")))
+    assert agg._problem(_run("f", 1e9, status="failed")) is None  # not averaged: no accuracy needed

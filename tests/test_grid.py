@@ -111,3 +111,203 @@ def test_bad_grid_files_are_clear_errors(tmp_path, text, message):
 def test_unknown_grid_name_suggests_a_shipped_one():
     with pytest.raises(UserError, match="did you mean 'default'"):
         load_grid("defualt")
+
+
+# --------------------------------------------------------------------------- bad input through the CLI
+# Every bad grid gives exit status 2 and exactly one line on stderr, ``error: ...`` naming the file, both
+# for `grid run --dry-run` and `grid status` (in-process: an uncaught exception fails the test).
+
+def cli(capsys, tmp_path, *argv) -> tuple[int, str, str]:
+    from bench.cli import main
+
+    rc = main([*argv, "--workdir", str(tmp_path / "work"), "--results", str(tmp_path / "results")])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_one_line_error(rc: int, err: str, filename: str, match: str = "") -> str:
+    import re
+
+    lines = err.splitlines()
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert filename in lines[0], err
+    assert re.search(match, lines[0]), lines[0]
+    return lines[0]
+
+
+def assert_grid_commands_fail(capsys, tmp_path, path: str, filename: str, match: str = "") -> str:
+    rc, _, err = cli(capsys, tmp_path, "grid", "run", path, "--dry-run")
+    line = assert_one_line_error(rc, err, filename, match)
+    rc, _, err = cli(capsys, tmp_path, "grid", "status", path)
+    assert_one_line_error(rc, err, filename, match)
+    return line
+
+
+BNN = "[axes]\nmethod = ['bnn++']\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    # axis values of the wrong shape
+    ("[axes]\nmethod = [1, 2]\n", r"\[axes\]: method values must be strings \(a method name\), got 1"),
+    ("[axes]\nmodel = [true]\n", r"\[axes\]: model values must be strings.*got true"),
+    ("[axes]\ndataset = [{a = 1}]\n", r"\[axes\]: dataset values must be strings.*got \{a = 1\}"),
+    ("[axes]\nmethod = [['fp']]\n", r"\[axes\]: method values must be strings.*got \[\"fp\"\]"),
+    ("[axes]\nseed = [{a = 1}]\n", r"\[axes\]: seed values must be integers, got \{a = 1\}"),
+    ("[axes]\nseed = [true]\n", r"\[axes\]: seed values must be integers, got true"),
+    ("[axes]\nlr = [[0.1]]\n", r"\[axes\]: lr values must be numbers, got \[0.1\]"),
+    ("[axes]\naugment = [1]\n", r"\[axes\]: augment values must be true or false, got 1"),
+    ("[axes]\ndata_options = [3]\n", r"\[axes\]: data_options values must be tables, got 3"),
+    ("[axes]\npolicy = [[1]]\n", r"\[axes\]: policy values must be strings \(a preset name\) or tables"),
+    ("[axes]\nmethod = 'fp'\n", r"\[axes\] method must be a non-empty list"),
+    ("[defaults]\nmodel = 3\n[axes]\nseed = [0]\n", r"\[defaults\]: model must be a string.*got 3"),
+    ("[defaults]\nstep_milestones = 0.5\n[axes]\nseed = [0]\n", r"step_milestones must be an array of numbers"),
+    # method parameters of the wrong type, per value and in method_params tables
+    (BNN + "[method.\"bnn++\"]\nmu_end = \"abc\"\n", r"\[method\.\"bnn\+\+\"\]: mu_end must be a number, got \"abc\""),
+    (BNN + "[method.\"bnn++\"]\nmu_end = true\n", r"\[method\.\"bnn\+\+\"\]: mu_end must be a number, got true"),
+    (BNN + "[method.\"bnn++\"]\nmu_end = [1]\n", r"\[method\.\"bnn\+\+\"\]: mu_end must be a number, got \[1\]"),
+    (BNN + "[method.\"bnn++\"]\nscale = 1\n", r"\[method\.\"bnn\+\+\"\]: scale must be a string, got 1"),
+    (BNN + "[method.\"bnn++\"]\nmethod_params = [1]\n", r"\[method\.\"bnn\+\+\"\]: method_params must be a table"),
+    (BNN + "[method.\"bnn++\"]\nmethod_params = {mu_end = \"x\"}\n",
+     r"\[method\.\"bnn\+\+\"\]: method_params\.mu_end must be a number, got \"x\""),
+    (BNN + "[defaults]\nmethod_params = {mu_end = \"abc\"}\n",
+     r"\[defaults\]: method_params\.mu_end must be a number, got \"abc\""),
+    ("[defaults]\nmethod = 'bnn++'\n[axes]\nmethod_params = [{mu_end = true}]\n",
+     r"\[axes\]: method_params\.mu_end must be a number, got true"),
+    (BNN + "[method]\n\"bnn++\" = 3\n", r"\[method\]: \"bnn\+\+\" must be a table of overrides"),
+    ("[axes]\nseed = [0]\n[seed]\n0 = 1\n", r"\[seed\]: \"0\" must be a table of overrides"),
+    ("[axes]\nmethod = ['bnnpp']\n[method.bnnpp]\nmu = 1\n", r"\[method\.bnnpp\]: unknown method 'bnnpp'"),
+    # top-level keys
+    ("max_cells = 'x'\n[axes]\nseed = [0]\n", r"max_cells must be a positive integer, got \"x\""),
+    ("max_cells = -1\n[axes]\nseed = [0]\n", r"max_cells must be a positive integer, got -1"),
+    ("max_cells = 0\n[axes]\nseed = [0]\n", r"max_cells must be a positive integer, got 0"),
+    ("max_cells = true\n[axes]\nseed = [0]\n", r"max_cells must be a positive integer, got true"),
+    ("max_cells = 1.5\n[axes]\nseed = [0]\n", r"max_cells must be a positive integer, got 1.5"),
+    ("description = 3\n[axes]\nseed = [0]\n", r"description must be a string, got 3"),
+    ("gpu_hours = 'many'\n[axes]\nseed = [0]\n", r"gpu_hours must be a number ≥ 0, got \"many\""),
+    ("name = ['x']\n[axes]\nseed = [0]\n", r"name must be a string"),
+    ("axes = [1]\n", r"\[axes\] must be a table"),
+    ("defaults = 1\n", r"\[defaults\] must be a table"),
+    # exclude rules
+    ("exclude = 3\n[axes]\nmethod = ['fp']\n", r"exclude must be an array of tables"),
+    ("exclude = [1]\n[axes]\nmethod = ['fp']\n", r"exclude must be an array of tables"),
+    ("[axes]\nmethod = ['fp']\n[[exclude]]\nmethod = {a = 1}\n", r"\[\[exclude\]\]: method values must be strings"),
+    ("[axes]\nmethod = ['fp']\n[[exclude]]\nmethod = [1]\n", r"\[\[exclude\]\]: method values must be strings"),
+    # already one line before: syntax error, every cell excluded, unknown method parameter
+    ("[axes\n", r"line 1: malformed TOML"),
+    ("[axes]\nmethod = ['fp']\n[[exclude]]\nmethod = 'fp'\n", r"no cells"),
+    (BNN + "[defaults]\nmethod_params = {rho = 1}\n", r"has no parameter 'rho'"),
+])
+def test_bad_grid_inputs_are_one_line_errors(capsys, tmp_path, text, message):
+    path = write(tmp_path, text)
+    assert_grid_commands_fail(capsys, tmp_path, path, "g.toml", message)
+
+
+def test_method_parameter_shapes_follow_the_method_declaration(capsys, tmp_path):
+    import uuid
+
+    import methods
+
+    name = f"flagged-{uuid.uuid4().hex[:6]}"
+
+    @methods.register_method(name)
+    class Flagged(methods.Method):
+        schedules = {"beta": (1.0, 2.0)}
+        constants = {"flag": True, "lq": "linear", "k": 2.0}
+
+    for table, message in [("flag = 1", "flag must be true or false, got 1"), ("lq = 1", "lq must be a string, got 1"),
+                           ("k = 'x'", 'k must be a number, got "x"'), ("beta_end = false", "beta_end must be a number")]:
+        path = write(tmp_path, f"[axes]\nmethod = ['{name}']\n[method.{name}]\n{table}\n")
+        line = assert_grid_commands_fail(capsys, tmp_path, path, "g.toml")
+        assert f"[method.{name}]: {message}" in line
+
+
+@pytest.mark.parametrize("filename", ["..toml", ".toml", ".hidden.toml", "a b.toml", "g@1.toml", "é.toml"])
+def test_grid_names_that_are_not_safe_folder_names_are_refused(capsys, tmp_path, filename):
+    path = write(tmp_path, "[axes]\nmethod = ['fp']\n", filename)
+    line = assert_grid_commands_fail(capsys, tmp_path, path, filename, r"grid name .* folder name")
+    assert "A-Za-z0-9._+-" in line
+    assert not (tmp_path / "results").exists() and not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("filename", ["ok.toml", "paper-cifar_2.toml", "v1.2+x.toml"])
+def test_safe_grid_names_are_accepted(tmp_path, filename):
+    assert load_grid(write(tmp_path, "[axes]\nmethod = ['fp']\n", filename)).name == filename[:-5]
+
+
+def test_unreadable_and_missing_grid_files_are_one_line_errors(capsys, tmp_path, monkeypatch):
+    import pathlib
+
+    (tmp_path / "dir.toml").mkdir()
+    assert_grid_commands_fail(capsys, tmp_path, str(tmp_path / "dir.toml"), "dir.toml", "no such file")
+    path = write(tmp_path, "[axes]\nmethod = ['fp']\n")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(pathlib.Path, "read_bytes", denied)  # chmod 000 does not stop root
+    assert_grid_commands_fail(capsys, tmp_path, path, "g.toml", r"cannot read.*Permission denied")
+
+
+def test_boolean_axis_values_take_their_toml_spelling_in_overrides(tmp_path):
+    grid = load_grid(write(tmp_path, "[axes]\naugment = [true, false]\n[augment.true]\nepochs = 1\n"))
+    assert {c.config["augment"]: c.config["epochs"] for c in grid.cells} == {True: 1, False: 4}
+
+
+# --------------------------------------------------------------------------- size limit
+HUGE = "[axes]\nseed = [{seeds}]\nlr = [{lrs}]\n"
+
+
+def test_a_huge_grid_is_refused_before_expansion(capsys, tmp_path, monkeypatch):
+    import tracemalloc
+
+    monkeypatch.delenv("PROXBENCH_MAX_CELLS", raising=False)
+    seeds = ", ".join(str(i) for i in range(10_000))
+    lrs = ", ".join(f"{(i + 1) * 1e-6:g}" for i in range(10_000))
+    path = write(tmp_path, HUGE.format(seeds=seeds, lrs=lrs))
+    tracemalloc.start()
+    try:
+        rc, _, err = cli(capsys, tmp_path, "grid", "run", path, "--dry-run")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    line = assert_one_line_error(rc, err, "g.toml", r"100,000,000 cells")
+    assert peak < 50 * 2**20, f"peak {peak / 2**20:.0f} MB: the grid was expanded before the size check"
+    assert "seed 10000 × lr 10000" in line and "limit of 10,000" in line
+    assert "max_cells" in line and "PROXBENCH_MAX_CELLS" in line
+
+
+SMALL = "[axes]\nmethod = ['fp', 'bc', 'bnn']\nseed = [0, 1]\n"  # 6 cells
+
+
+def test_max_cells_in_the_grid_file_and_the_environment(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("PROXBENCH_MAX_CELLS", raising=False)
+    assert len(load_grid(write(tmp_path, SMALL)).cells) == 6
+    assert len(load_grid(write(tmp_path, "max_cells = 6\n" + SMALL)).cells) == 6
+    with pytest.raises(UserError, match=r"has 6 cells \(axes: method 3 × seed 2\), over the limit of 5 "
+                                        r"\(max_cells in the grid file\)"):
+        load_grid(write(tmp_path, "max_cells = 5\n" + SMALL))
+    monkeypatch.setenv("PROXBENCH_MAX_CELLS", "5")
+    with pytest.raises(UserError, match=r"over the limit of 5 \(PROXBENCH_MAX_CELLS\)"):
+        load_grid(write(tmp_path, SMALL))
+    # the grid file's max_cells wins over the environment (a grid known to be big says so itself)
+    assert len(load_grid(write(tmp_path, "max_cells = 100\n" + SMALL)).cells) == 6
+    monkeypatch.setenv("PROXBENCH_MAX_CELLS", "100")
+    assert len(load_grid(write(tmp_path, SMALL)).cells) == 6
+    monkeypatch.setenv("PROXBENCH_MAX_CELLS", "")  # empty: unset, the default applies
+    assert len(load_grid(write(tmp_path, SMALL)).cells) == 6
+    # the limit applies to the product of the axis lengths, an upper bound of the cells left after excludes
+    excluded = "max_cells = 5\n" + SMALL + "[[exclude]]\nmethod = 'bc'\n"
+    with pytest.raises(UserError, match=r"up to 6 cells"):
+        load_grid(write(tmp_path, excluded))
+    for bad in ("abc", "0", "-3", "1.5", "1e3"):
+        monkeypatch.setenv("PROXBENCH_MAX_CELLS", bad)
+        rc, _, err = cli(capsys, tmp_path, "grid", "run", write(tmp_path, SMALL), "--dry-run")
+        assert_one_line_error(rc, err, "g.toml", r"PROXBENCH_MAX_CELLS must be a positive integer")
+
+
+def test_grid_cells_are_listed_once_each_in_axis_order(tmp_path):
+    grid = load_grid(write(tmp_path, "[axes]\nmethod = ['fp', 'bc', 'fp']\nseed = [1, 0, 1]\n"))
+    assert [c.label for c in grid.cells] == ["method=fp, seed=1", "method=fp, seed=0", "method=bc, seed=1",
+                                             "method=bc, seed=0"]

@@ -1,4 +1,5 @@
-"""One run end to end on real Fashion-MNIST, kill/resume bit-exactness, local grids, and CLI bad input."""
+"""One run end to end on real Fashion-MNIST, kill/resume bit-exactness and summed wall time, local grids, and
+CLI bad input (more in test_bad_input.py)."""
 
 from __future__ import annotations
 
@@ -70,9 +71,12 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads(progress.read_text())["epoch"] < 3, "killed too late to test resume"
+    killed = torch.load(progress.with_name("checkpoint.pt"), weights_only=True)
+    first_share = killed["wall_seconds"]  # the first process's time up to its last checkpoint
+    assert first_share >= sum(e["seconds"] for e in killed["history"]) > 0
     resumed = cli(*args, "--workdir", "w", "--results", "r", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming at epoch" in resumed.stdout
+    assert f"resuming at epoch {killed['epoch'] + 1}/3" in resumed.stdout
     (a,) = (tmp_path / "r_ref" / "runs" / "k").glob("*.json")
     (b,) = (tmp_path / "r" / "runs" / "k").glob("*.json")
     ra, rb = json.loads(a.read_text()), json.loads(b.read_text())
@@ -82,6 +86,17 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     wa = torch.load(next((tmp_path / "w_ref" / "runs").glob("*/checkpoint.pt")), weights_only=True)["model"]
     wb = torch.load(next((tmp_path / "w" / "runs").glob("*/checkpoint.pt")), weights_only=True)["model"]
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    # wall_seconds sums the processes: the first one's share plus the epochs the second one trained
+    second_share = sum(e["seconds"] for e in rb["history"] if e["epoch"] > killed["epoch"])
+    assert rb["wall_seconds"] >= first_share + second_share
+    # once finished, a rerun says so and only rewrites the record (same history, same summed time)
+    again = cli(*args, "--workdir", "w", "--results", "r", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert f"[{rb['run_id']}] already finished (3/3 epochs); rewriting its record" in again.stdout
+    assert "resuming" not in again.stdout
+    rc = json.loads(b.read_text())
+    assert rc["history"] == rb["history"] and rc["final"]["acc"] == rb["final"]["acc"]
+    assert rc["wall_seconds"] >= first_share + second_share
 
 
 def test_local_executor_runs_a_two_cell_grid_and_skips_it_on_rerun(tmp_path):

@@ -114,6 +114,13 @@ def scripts(tmp_path: Path, grid: Path) -> list[str]:
     return [p.read_text() for p in paths]
 
 
+def restarts(job_id: str) -> int:
+    """SLURM's restart count of a job (``scontrol show job``: Restarts=N), 0 when it is not shown."""
+    out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30)
+    found = re.search(r"\bRestarts=(\d+)", out.stdout)
+    return int(found.group(1)) if found else 0
+
+
 def squeue(*ids: str) -> dict[str, tuple[str, str]]:
     """{task id: (state, reason)} of the given job ids that squeue still shows."""
     bases = {i.split("_")[0] for i in ids}
@@ -269,15 +276,16 @@ batch_size = 32
         mark(f"stopped ({state() or 'gone'})")
         wait_until(lambda: state() == "RUNNING", 60, "the requeued job to run again")
         mark("running again")
-        wait_until(lambda: len(resumes()) == 1, 60, "the 'resuming at epoch' line")
+        wait_until(lambda: len(resumes()) == 1, 120, "the 'resuming at epoch' line")
         mark(f"resuming at epoch {resumes()[0]}/3")
         wait_until(lambda: epoch() >= 2, 120, "the job's second epoch")
         mark("epoch 2 checkpoint")
         sh("scancel", "--signal=USR2", job_id)  # what SLURM sends signal_delay_s before the time limit
         mark("SIGUSR2")
-        wait_until(lambda: "Requeued job" in log.read_text(), 30, "submitit to checkpoint and requeue the job")
-        mark("submitit requeued it")
-        wait_until(lambda: len(resumes()) == 2, 90, "the second 'resuming at epoch' line")
+        # SLURM's own evidence: submitit's `scontrol requeue` is the job's second restart
+        wait_until(lambda: restarts(job_id) >= 2, 60, "submitit to checkpoint and requeue the job")
+        mark(f"submitit requeued it (restarts {restarts(job_id)})")
+        wait_until(lambda: len(resumes()) == 2, 120, "the second 'resuming at epoch' line")
         mark(f"resuming at epoch {resumes()[1]}/3")
         ok(grid_run(tmp_path, grid, slurm_cluster, "--wait", here=True))
         mark("done")
@@ -290,7 +298,10 @@ batch_size = 32
 
     first, second = (int(e) for e in resumes())
     assert first >= 2 and second >= 3  # resumed from the checkpoints, not from scratch
-    assert "Calling checkpoint method." in log.read_text()  # CellJob.checkpoint (submitit.helpers.Checkpointable)
+    text = log.read_text()
+    assert "Calling checkpoint method." in text  # CellJob.checkpoint (submitit.helpers.Checkpointable)
+    # submitit's USR2 handler ran to its end: SLURM's SIGTERM for the requeue did not cut it short
+    assert "Requeued job" in text and "Exiting gracefully after preemption/timeout." in text, text
     rec = record(tmp_path, grid, rid)
     (ref,) = [json.loads(p.read_text()) for p in (tmp_path / "rref" / "runs" / "ref").glob("*.json")]
     assert ref["run_id"] == rid and rec["status"] == ref["status"] == "done"
@@ -384,3 +395,18 @@ def test_bad_slurm_input_is_one_line_exit_2_and_submits_nothing(case, tmp_path, 
     if shutil.which("squeue") and case != "no-sbatch":
         names = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, timeout=30).stdout
         assert f"proxbench-{grid.stem}" not in names.split()
+
+
+# --------------------------------------------------------------------------- plugins
+@pytest.mark.slurm
+def test_a_plugin_method_runs_in_a_slurm_job(slurm_cluster, tmp_path):
+    """`--plugin` reaches the job: the module is imported by the job process, not only by the submitter."""
+    shutil.copy(ROOT / "tests" / "plugin_methods.py", tmp_path / "my_methods.py")
+    grid = tmp_path / "pgrid.toml"
+    grid.write_text(SMALL + '[axes]\nmethod = ["tanh-ste"]\n')
+    proc = cli("--plugin", "my_methods", "grid", "run", str(grid), "--executor", "slurm", "--cluster",
+               str(profile_path(slurm_cluster, tmp_path)), "--workdir", "w", "--results", "r", "--wait", cwd=tmp_path)
+    ok(proc)
+    ((rid, _),) = jobs_of(tmp_path, grid).items()
+    rec = record(tmp_path, grid, rid)
+    assert rec["status"] == "done" and rec["config"]["method"] == "tanh-ste" and rec["final"]["acc"] > 40

@@ -1,0 +1,99 @@
+"""A per-grid lock: one ``grid run`` of a grid at a time.
+
+The lock is the file ``<workdir>/grids/<grid>/lock``, created with ``O_CREAT | O_EXCL`` (atomic on a local or
+NFSv3+ file system) and holding ``{"pid", "host", "started_at", "command"}``. A second ``grid run`` of the
+same grid finds it and refuses with one line naming the holder. A lock is stale, and is taken over, when its
+holder ran on this host and its pid is gone (or is now another program: a reused pid whose start time is later
+than the lock); a lock held on another host cannot be checked from here, so the message says which file to
+delete if that host no longer runs the grid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from .errors import UserError
+
+
+def lock_path(workdir: str | Path, grid: str) -> Path:
+    return Path(workdir) / "grids" / grid / "lock"
+
+
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive_since(pid: int, started_at: float) -> bool:
+    """Is ``pid`` a live process that started no later than ``started_at`` (i.e. not a reused pid)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # Linux: the process's start time, to tell a reused pid apart
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK") <= started_at + 1.0
+    except (OSError, ValueError, IndexError, StopIteration):
+        return True
+
+
+def _is_stale(holder: dict | None) -> bool:
+    if holder is None:  # unreadable: a holder that died while writing it, or a foreign file
+        return True
+    if holder.get("host") != socket.gethostname():
+        return False
+    pid = holder.get("pid")
+    return not isinstance(pid, int) or not _alive_since(pid, float(holder.get("started_at", 0)))
+
+
+def _describe(holder: dict | None) -> str:
+    if holder is None:
+        return "an unknown process"
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started_at", 0)))
+    return f"pid {holder.get('pid')} on {holder.get('host')} (since {started}: {holder.get('command', '?')})"
+
+
+@contextlib.contextmanager
+def grid_lock(workdir: str | Path, grid: str, log=print):
+    """Hold the grid's lock for the ``with`` block; raise UserError when another live process holds it."""
+    path = lock_path(workdir, grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time(),
+          "command": " ".join(["python -m bench", *sys.argv[1:]])[:200]}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if not _is_stale(holder):
+                hint = "" if holder and holder.get("host") == me["host"] else \
+                    f"; if that host no longer runs it, delete {path}"
+                raise UserError(f"grid {grid!r} is already being run by {_describe(holder)}: wait for it or "
+                                f"`grid cancel` it{hint}") from None
+            log(f"taking over the stale lock of grid {grid!r} ({_describe(holder)} is gone)")
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            continue
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        break
+    else:
+        raise UserError(f"cannot take the lock {path} of grid {grid!r}: another process keeps recreating it")
+    try:
+        yield path
+    finally:
+        if (_holder(path) or {}).get("pid") == me["pid"]:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
