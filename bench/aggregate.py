@@ -634,6 +634,15 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def shipped_layout(grid: str) -> str | None:
+    """The ``leaderboard_by`` of the shipped grid file ``bench/grids/<grid>.toml`` (None: the paper's layout)."""
+    from bench.config import load_toml
+    from bench.grid import GRID_DIR
+
+    path = GRID_DIR / f"{grid}.toml"
+    return load_toml(path).get("leaderboard_by") if path.is_file() else None
+
+
 def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = None, figures: bool = True,
               warn=None) -> list[Path]:
     """Rebuild ``<results_dir>/<grid>/`` (leaderboards, summary, figures) from the grid's records; the paths written."""
@@ -641,7 +650,7 @@ def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = N
     if not records:
         folder = Path(results_dir) / "runs" / grid
         raise NoRecordsError(f"no valid run records for grid {grid!r} (looked in {folder})")
-    table = build_table(records, by, grid=grid)
+    table = build_table(records, by or shipped_layout(grid), grid=grid)
     out = Path(results_dir) / grid
     md = f"# Leaderboard: {grid}\n\n{to_markdown(table)}\n\n{MD_NOTE}\n"
     written = [

@@ -44,7 +44,9 @@ DEFAULTS: dict = {
     "optimizer": "adam",         # sgd | adam | adamw
     "lr": 1e-3,                  # peak learning rate
     "momentum": 0.9,             # SGD momentum (ignored by Adam/AdamW)
-    "weight_decay": 0.0,         # decoupled for AdamW, L2 for SGD/Adam
+    "weight_decay": 0.0,         # decoupled for AdamW, L2 for SGD/Adam; every parameter but the binarized latents
+    "latent_weight_decay": 0.0,  # weight decay of the binarized latents (0: none, whatever weight_decay says)
+    "bn_reestimate": 0,          # batches to re-estimate BN statistics of the deployed model on (final.acc_bn); 0: off
     "lr_schedule": "cosine",     # cosine | step | constant, per step, after warm-up
     "warmup_epochs": 0.0,        # linear warm-up from 0, in epochs
     "step_milestones": [0.5, 0.75],  # step schedule: fractions of training where lr is multiplied by 0.1
@@ -59,7 +61,7 @@ CHOICES = {
 }
 POSITIVE_INTS = ("epochs", "batch_size")
 OPTIONAL_POSITIVE_INTS = ("subset", "test_subset")
-FLOATS = ("lr", "momentum", "weight_decay", "warmup_epochs", "label_smoothing")  # stored as float
+FLOATS = ("lr", "momentum", "weight_decay", "latent_weight_decay", "warmup_epochs", "label_smoothing")  # stored as float
 DICTS = ("method_params", "data_options", "model_kwargs")
 SEED_MAX = 2**32 - 1  # torch, numpy and the data order's generators all take seeds in [0, 2**32 - 1]
 
@@ -106,6 +108,8 @@ CHECKS: dict[str, tuple] = {
     "lr": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
     "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
+    "latent_weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
+    "bn_reestimate": (lambda v: _is_int(v) and v >= 0, "an integer ≥ 0 (batches)"),
     "lr_schedule": (lambda v: v in CHOICES["lr_schedule"], f"one of {', '.join(CHOICES['lr_schedule'])}"),
     "warmup_epochs": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
     "step_milestones": (lambda v: isinstance(v, list) and all(_unit(m) for m in v), "a list of numbers in [0, 1]"),
@@ -222,7 +226,7 @@ def _check_policy(policy, where: str) -> None:
 
 # Keys added after the first release, with the value every earlier run implicitly used: left out of the
 # hash while at that value, so the run ids of existing records stay valid.
-LATER_KEYS = {"augment": True}
+LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0}
 
 
 def run_id(cfg: dict) -> str:

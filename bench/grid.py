@@ -4,6 +4,7 @@ Format::
 
     description = "..."            # optional
     max_cells = 20000              # optional: the most cells this grid may have (default below)
+    leaderboard_by = "dataset,model,mode,scale:method"  # optional: the leaderboard's rows:column (aggregate --by)
     [defaults]                     # config keys shared by every cell (bench.config.DEFAULTS)
     epochs = 4
     [axes]                         # lists whose cross product makes the cells
@@ -49,7 +50,7 @@ from . import config as configs
 from .errors import UserError
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
-TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours", "max_cells")
+TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours", "max_cells", "leaderboard_by")
 PARENT_KEYS = ("model", "dataset", "seed", "data_options", "model_kwargs")  # same network, data and seed
 MAX_CELLS = 10_000  # default size limit (grid key max_cells, then $PROXBENCH_MAX_CELLS, override it)
 MAX_CELLS_ENV = "PROXBENCH_MAX_CELLS"
@@ -280,7 +281,7 @@ def _max_cells(spec: dict, where: str) -> tuple[int, str]:
 
 
 def _check_top_level(spec: dict, where: str) -> None:
-    for key in ("description", "name"):
+    for key in ("description", "name", "leaderboard_by"):
         if key in spec and not isinstance(spec[key], str):
             raise UserError(f"{where}: {key} must be a string, got {_show(spec[key])}")
     hours = spec.get("gpu_hours", 0)

@@ -155,12 +155,19 @@ def load_model_state(model: nn.Module, state: dict, path: Path, name: str) -> No
 
 
 def make_optimizer(cfg: dict, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer with two parameter groups: the binarized latents, with weight decay
+    ``latent_weight_decay`` (0 by default: decay pulls latents towards 0, against a prox towards ±1), and
+    every other trainable parameter, with ``weight_decay``."""
+    latent_ids = {id(w) for w in methods.latent_weights(model)}
     params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if id(p) in latent_ids], "weight_decay": cfg["latent_weight_decay"]},
+              {"params": [p for p in params if id(p) not in latent_ids], "weight_decay": cfg["weight_decay"]}]
+    groups = [g for g in groups if g["params"]]
     if cfg["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+        return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
     if cfg["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+        return torch.optim.Adam(groups, lr=cfg["lr"])
+    return torch.optim.AdamW(groups, lr=cfg["lr"])
 
 
 def lr_factor(cfg: dict, step: int, total: int, steps_per_epoch: int) -> float:
@@ -408,7 +415,7 @@ def execute(
     if status == "running":  # nothing left to train (resumed a finished checkpoint)
         status = "done"
     record = records.make_record(
-        rid, grid, cfg, status=status, history=history, final=_final_metrics(model, history, info, dev),
+        rid, grid, cfg, status=status, history=history, final=_final_metrics(model, history, info, dev, cfg, train_loader, test_loader),
         device=_device_name(dev), wall_seconds=earlier_seconds + (0.0 if finished else time.time() - started),
     )
     with writing(records.record_path(results, grid, rid)):
@@ -466,7 +473,38 @@ def _epoch_metrics(epoch, model, test_loader, dev, train, before, after, optimiz
     }
 
 
-def _final_metrics(model: nn.Module, history: list[dict], info, dev: torch.device) -> dict:
+def reestimated_accuracy(model: nn.Module, train_loader, test_loader, dev: torch.device, batches: int,
+                         epoch: int) -> float | None:
+    """Top-1 of the deployed model after re-estimating every BatchNorm's running statistics with the
+    deployed weights: the statistics are reset and averaged (cumulative, momentum None) over ``batches``
+    training batches of epoch index ``epoch`` (a deterministic order), in train mode for the norms only and
+    without gradients. The model's own statistics are restored afterwards. None without BatchNorm layers."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches <= 0:
+        return None
+    saved = [({k: v.clone() for k, v in bn.state_dict().items()}, bn.momentum) for bn in norms]
+    try:
+        with methods.deployed(model):
+            model.eval()
+            for bn in norms:
+                bn.reset_running_stats()
+                bn.momentum = None
+                bn.train()
+            train_loader.set_epoch(epoch)
+            with torch.no_grad(), _autocast(dev):
+                for i, (x, _) in enumerate(train_loader):
+                    if i == batches:
+                        break
+                    model(x.contiguous(memory_format=torch.channels_last) if dev.type == "cuda" else x)
+            return round(evaluate(model, test_loader, dev), 4)
+    finally:
+        for bn, (state, momentum) in zip(norms, saved):
+            bn.load_state_dict(state)
+            bn.momentum = momentum
+
+
+def _final_metrics(model: nn.Module, history: list[dict], info, dev: torch.device, cfg: dict, train_loader,
+                   test_loader) -> dict:
     from . import flops, packing
 
     cpu_model = model
@@ -476,6 +514,9 @@ def _final_metrics(model: nn.Module, history: list[dict], info, dev: torch.devic
     return {
         "acc": last.get("test_acc"),
         "acc_forward": last.get("test_acc_forward"),
+        **({"acc_bn": reestimated_accuracy(model, train_loader, test_loader, dev, cfg["bn_reestimate"],
+                                           cfg["epochs"])}
+           if cfg["bn_reestimate"] and methods.get_method(model).binarizes else {}),
         "train_loss": last.get("train_loss"),
         **sizes,
         "flops": ops["flops"],

@@ -161,6 +161,8 @@ class Method:
     constants: ClassVar[dict[str, float | str]] = {}
     # Allowed values per parameter (scheduled ones: both ends), merged with those of the base classes.
     bounds: ClassVar[dict[str, Bound]] = {"scale": one_of(*SCALES), "schedule": one_of(*SCHEDULE_SHAPES)}
+    # the unit the quantizers act in unless a run sets ``scale``: "none" = the raw latent, as the references
+    default_scale: ClassVar[str] = "none"
     identity_backward: ClassVar[bool] = False
     binarizes: ClassVar[bool] = True
     forward_is_export: ClassVar[bool] = False
@@ -179,7 +181,7 @@ class Method:
             )
         bounds = self.parameter_bounds()
         values = {key: self._checked(key, value, bounds) for key, value in overrides.items()}
-        self.scale = values.pop("scale", "channel")
+        self.scale = values.pop("scale", self.default_scale)
         self.schedule = values.pop("schedule", "linear")
         self._ranges: dict[str, list[float]] = {k: list(v) for k, v in self.schedules.items()}
         self._constants: dict[str, float | str] = dict(self.constants)
@@ -227,7 +229,7 @@ class Method:
         """``value`` of parameter ``key`` as stored (numbers as float), or a ``MethodError`` naming the key."""
         param = self._parameter(key)
         bound = bounds.get(param)
-        default = self.constants.get(param, "channel" if param == "scale" else "linear" if param == "schedule" else 0.0)
+        default = self.constants.get(param, self.default_scale if param == "scale" else "linear" if param == "schedule" else 0.0)
         where = f"method {self.name!r}: parameter {key}"
         if isinstance(default, bool):
             if not isinstance(value, bool):
@@ -319,16 +321,26 @@ class Method:
         with torch.no_grad():
             return self.alpha(w) * sign(w)
 
-    def before_step(self, w: Tensor) -> None:
-        """In-place hook on the latent before ``optimizer.step()`` (no-op by default)."""
+    def before_step(self, w: Tensor, lr: float) -> None:
+        """In-place hook on the latent before ``optimizer.step()``; ``lr`` is the learning rate of the
+        optimizer group that holds ``w`` at this step, so a proximal step can be scaled by it (no-op by default)."""
 
-    def after_step(self, w: Tensor) -> None:
-        """In-place hook on the latent after ``optimizer.step()`` (no-op by default)."""
+    def after_step(self, w: Tensor, lr: float) -> None:
+        """In-place hook on the latent after ``optimizer.step()`` (see ``before_step``; no-op by default)."""
+
+    def clip_latent(self, w: Tensor) -> None:
+        """w ← clamp(w, −c, c) in place after the step and its hooks, c = the ``clip`` parameter of methods
+        that declare one (BinaryConnect, BNN, larq and ProxQuant keep their latents in [−1, 1]); c = 0: off."""
+        limit = getattr(self, "clip", 0.0)
+        if limit:
+            w.clamp_(-limit, limit)
 
     @property
     def has_hooks(self) -> bool:
+        """Does the optimizer step need this method (a hook, or latent clipping)?"""
         cls = type(self)
-        return cls.before_step is not Method.before_step or cls.after_step is not Method.after_step
+        return (cls.before_step is not Method.before_step or cls.after_step is not Method.after_step
+                or bool(getattr(self, "clip", 0.0)))
 
     def __repr__(self) -> str:
         values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params().items())

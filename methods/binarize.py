@@ -190,17 +190,28 @@ def set_progress(model: nn.Module, t: float) -> None:
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, progress: float | None = None) -> None:
-    """before_step hooks, ``optimizer.step()``, after_step hooks, then ``set_progress(progress)``."""
+    """before_step hooks, ``optimizer.step()``, after_step hooks, latent clipping, then ``set_progress(progress)``.
+
+    Each hook gets the learning rate of the optimizer group holding its latent at this step (a latent in no
+    group is not trained: its hooks see lr = 0)."""
     method = get_method(model)
     hooks = method is not None and method.has_hooks
     latents = latent_weights(model) if hooks else ()
-    for w in latents:
-        method.before_step(w.data)
+    lrs = _group_lrs(optimizer, latents) if hooks else ()
+    for w, lr in zip(latents, lrs):
+        method.before_step(w.data, lr)
     optimizer.step()
-    for w in latents:
-        method.after_step(w.data)
+    for w, lr in zip(latents, lrs):
+        method.after_step(w.data, lr)
+        method.clip_latent(w.data)
     if progress is not None and method is not None:
         method.set_progress(progress)
+
+
+def _group_lrs(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[float]:
+    """The current learning rate of each parameter's optimizer group (0 when it is in none)."""
+    by_id = {id(p): float(group["lr"]) for group in optimizer.param_groups for p in group["params"]}
+    return [by_id.get(id(p), 0.0) for p in params]
 
 
 @contextlib.contextmanager

@@ -1,15 +1,19 @@
-"""The eight built-in methods of DESIGN.md §2, each a (F, B', hooks, schedule) tuple of the PC++ framework.
+"""The eight built-in methods, each a (F, B', hooks, schedule) tuple of the PC++ framework.
 
 Reference: Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and Backward
-Proximal Quantizers", NeurIPS 2023. All maps act on the normalised weight x = w/α (see ``methods.base``);
-with ``scale="none"``, α = 1 and they act on the raw latent. Every scheduled parameter moves linearly in
-t = step/total_steps from ``*_start`` to ``*_end`` unless ``schedule="geometric"`` is asked for. Each method
-declares the allowed values of its parameters in ``bounds`` (ρ ≥ 0, μ > 0, ``lq`` in {linear, clamp}).
+Proximal Quantizers", NeurIPS 2023. The maps act on x = w/α (see ``methods.base``); by default
+``scale = "none"``: α = 1 and they act on the raw latent, as the reference implementations do, so the paper's
+μ and ρ mean what the paper means (``results/ablation-scale`` has the measurement behind that choice). Every
+scheduled parameter moves linearly in t = step/total_steps from ``*_start`` to ``*_end`` unless
+``schedule="geometric"`` is asked for. Each method declares the allowed values of its parameters in
+``bounds`` (ρ ≥ 0, μ > 0, ``lq`` in {linear, clamp}, ...).
 
-The paper's exact text for reverse ProxConnect and its LQ is not available to us; ``_prox`` below and the
-``rpc``/``pq`` hooks are our reading (rPC evaluates the gradient at the latent and updates from its prox,
-mirroring PC which evaluates it at the quantized point and updates the latent). A corrected reading is a
-one-line change in ``_prox``.
+Proximal steps (rPC, PQ) are proximal-gradient steps: their strength is η·ρ, η the learning rate of the
+step (``_ProximalStep``). Latent clipping (``clip``) follows each method's reference: BinaryConnect, BNN,
+BNN+ (larq) and ProxQuant clip to [−1, 1]. The paper's exact text for reverse ProxConnect is not available to
+us; its hook is our reading (rPC evaluates the gradient at the latent and updates from its prox, mirroring PC
+which evaluates it at the quantized point and updates the latent), a one-line change in
+``ReverseProxConnect.before_step``.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Method, non_negative, one_of, positive, register_method
-from .functional import clamp_quantizer, linear_quantizer, sign, sign_swish, sign_swish_grad
+from .base import Bound, Method, non_negative, one_of, positive, register_method
+from .functional import clamp_quantizer, linear_quantizer, sign, sign_swish, sign_swish_grad, soft_sign_prox
 
 LQ_FORMS = {"linear": linear_quantizer, "clamp": clamp_quantizer}
 
@@ -30,14 +34,31 @@ class _LinearQuantizerMixin:
     schedules = {"rho": (0.01, 10.0)}
     bounds = {"rho": non_negative(), "lq": one_of(*LQ_FORMS)}  # ρ = 0: LQ is the identity
 
-    def linear_quantize(self, x: Tensor) -> Tensor:
-        return LQ_FORMS[self._constants["lq"]](x, self.rho)
+    def linear_quantize(self, x: Tensor, rho: float | None = None) -> Tensor:
+        return LQ_FORMS[self._constants["lq"]](x, self.rho if rho is None else rho)
 
-    def _prox(self, w: Tensor) -> None:
-        """w ← α·LQ_ρ(w/α), in place (the proximal step of rPC and PQ)."""
+
+class _ProximalStep(_LinearQuantizerMixin):
+    """A proximal-gradient step on the latent: w ← α·prox_{η·ρ}(w/α), η the learning rate of the step.
+
+    ProxQuant's official code (``main_binary_reg.py``) applies its prox right after ``optimizer.step()``
+    with strength ``curr_lr * reg``: the regulariser's weight ρ is a rate, and a step of size η moves the
+    latent by η·ρ of it, as a gradient step on ρ·R(w) would. The prox is
+    ``prox = "lq"``: LQ_{ηρ}(x) = (x + ηρ·sign x)/(1 + ηρ), the PC++ paper's linear quantizer (prox of
+    (ηρ/2)·dist(x, {±1})²; a fraction ηρ/(1+ηρ) of the way to ±1), or
+    ``prox = "l1"``: ProxQuant's soft threshold, |x| moves ηρ towards 1 (prox of ηρ·dist(x, {±1})).
+    """
+
+    constants = {**_LinearQuantizerMixin.constants, "prox": "lq"}
+    bounds = {"prox": one_of("lq", "l1")}
+
+    def prox_step(self, w: Tensor, lr: float) -> None:
+        strength = lr * self.rho
         with torch.no_grad():
             alpha = self.alpha(w)
-            w.copy_(alpha * self.linear_quantize(w / alpha))
+            x = w / alpha
+            x = soft_sign_prox(x, strength) if self.prox == "l1" else self.linear_quantize(x, strength)
+            w.copy_(alpha * x)
 
 
 class _SignForward(Method):
@@ -69,22 +90,29 @@ class FullPrecision(Method):
         return w.detach().clone()
 
 
+CLIP = {"clip": non_negative()}  # latent clipping bound; 0 turns it off
+
+
 @register_method("bc")
 class BinaryConnect(_SignForward):
-    """BinaryConnect (Courbariaux et al., 2015): F(x) = sign(x), B'(x) = 1 (straight-through).
-
-    sign(0) = +1. No parameters.
+    """BinaryConnect (Courbariaux, Bengio & David, NeurIPS 2015; code ``MatthieuCourbariaux/BinaryConnect``):
+    F(x) = sign(x), B'(x) = 1 (straight-through); after every update the latent is clipped to [−clip, clip]
+    (the paper's [−H, H] with H = 1). sign(0) = +1.
     """
 
+    constants = {"clip": 1.0}
+    bounds = CLIP
     identity_backward = True
     backward_formula = "1"
+    hooks_formula = "clip w to [−1, 1]"
 
 
 @register_method("pc")
 class ProxConnect(_LinearQuantizerMixin, Method):
     """ProxConnect (Dockhorn et al., 2021): F(x) = LQ_ρ(x) = (x + ρ·sign x)/(1+ρ), B'(x) = 1.
 
-    ρ goes linearly from 0.01 to 10 (F from ≈identity to ≈sign). LQ_ρ(0) = ρ/(1+ρ).
+    ρ goes linearly from 0.01 to 10 (F from ≈identity to ≈sign). LQ_ρ(0) = ρ/(1+ρ). F is a map of the latent,
+    not a step on it, so ρ is not scaled by the learning rate.
     """
 
     identity_backward = True
@@ -95,15 +123,18 @@ class ProxConnect(_LinearQuantizerMixin, Method):
 
 
 @register_method("rpc")
-class ReverseProxConnect(_LinearQuantizerMixin, Method):
-    """Reverse ProxConnect: F(x) = x, B'(x) = 1; before each step w ← α·LQ_ρ(w/α); ρ 0.01 → 10.
+class ReverseProxConnect(_ProximalStep, Method):
+    """Reverse ProxConnect: F(x) = x, B'(x) = 1; before each step w ← α·prox_{η·ρ}(w/α); ρ 0.01 → 10.
 
-    The gradient is taken at the latent and the update is applied to its prox (our reading, see module doc).
+    Our reading of the PC++ paper (its exact text for rPC is not available to us): PC takes the gradient at
+    the quantized point and updates the latent; rPC takes it at the latent and applies the update to its
+    prox. The prox is a proximal-gradient step like ProxQuant's, so its strength is η·ρ (η the learning
+    rate of the step, see ``_ProximalStep``); ``prox = "lq"`` by default. No clipping (no reference clips).
     """
 
     identity_backward = True
     forward_formula, backward_formula = "x", "1"
-    hooks_formula = "before_step: w ← α·LQ_ρ(w/α)"
+    hooks_formula = "before_step: w ← α·prox_{ηρ}(w/α)"
 
     def F(self, x: Tensor) -> Tensor:
         return x
@@ -111,20 +142,28 @@ class ReverseProxConnect(_LinearQuantizerMixin, Method):
     def forward(self, w: Tensor) -> Tensor:
         return w  # α·(w/α) = w exactly; skip the arithmetic
 
-    def before_step(self, w: Tensor) -> None:
-        self._prox(w)
+    def before_step(self, w: Tensor, lr: float) -> None:
+        self.prox_step(w, lr)
 
 
 @register_method("pq")
-class ProxQuant(_LinearQuantizerMixin, Method):
-    """ProxQuant (Bai et al., 2019): F(x) = x, B'(x) = 1; after each step w ← α·LQ_ρ(w/α); ρ 0.01 → 10.
+class ProxQuant(_ProximalStep, Method):
+    """ProxQuant (Bai, Wang & Liberty, ICLR 2019; code ``allenbai01/ProxQuant``, ``main_binary_reg.py`` and
+    ``reg.py``): F(x) = x, B'(x) = 1; after each optimizer step w ← α·prox_{η·ρ}(w/α), then w is clipped to
+    [−clip, clip] (clip = 1, as the reference's ``bin_op.clip()``); ρ 0.01 → 10 (the PC++ paper's values).
 
-    A prox-gradient method with "eager" projection: the latent itself is pulled towards ±α.
+    ``prox = "lq"`` (default): the PC++ paper's LQ as the prox, "similar to Bai et al."; ``prox = "l1"``:
+    ProxQuant's own binary soft threshold. ``freeze_at`` (a fraction of training, 1 = never): from that
+    point on the latents are hard-signed to ±α after every step and no prox is applied, like the reference's
+    ``binary_freeze`` at epoch 200 of 300 (there the signed latents stop training; here re-signing after
+    every step keeps them where they are, since one step never moves a weight by α).
     """
 
+    constants = {**_ProximalStep.constants, "clip": 1.0, "freeze_at": 1.0}
+    bounds = {**CLIP, "freeze_at": Bound(low=0.0, high=1.0, low_inclusive=False)}
     identity_backward = True
     forward_formula, backward_formula = "x", "1"
-    hooks_formula = "after_step: w ← α·LQ_ρ(w/α)"
+    hooks_formula = "after_step: w ← α·prox_{ηρ}(w/α), clip to [−1, 1]"
 
     def F(self, x: Tensor) -> Tensor:
         return x
@@ -132,18 +171,25 @@ class ProxQuant(_LinearQuantizerMixin, Method):
     def forward(self, w: Tensor) -> Tensor:
         return w
 
-    def after_step(self, w: Tensor) -> None:
-        self._prox(w)
+    def after_step(self, w: Tensor, lr: float) -> None:
+        if self.progress >= self.freeze_at:
+            with torch.no_grad():
+                w.copy_(self.export(w))
+        else:
+            self.prox_step(w, lr)
 
 
 @register_method("bnn")
 class BNN(_SignForward):
-    """BNN (Hubara et al., 2016): F(x) = sign(x), B'(x) = 1 if |x| ≤ 1 else 0 (B = hardtanh).
-
-    At |x| = 1 the factor is 1. No parameters.
+    """BNN (Hubara et al., NeurIPS 2016; code ``itayhubara/BinaryNet.pytorch``): F(x) = sign(x),
+    B'(x) = 1 if |x| ≤ 1 else 0 (B = hardtanh, the clipped straight-through estimator); the latent is clipped
+    to [−1, 1] after every update. At |x| = 1 the factor is 1.
     """
 
+    constants = {"clip": 1.0}
+    bounds = CLIP
     backward_formula = "1[|x| ≤ 1]"
+    hooks_formula = "clip w to [−1, 1]"
 
     def B(self, x: Tensor) -> Tensor:
         return torch.clamp(x, -1.0, 1.0)
@@ -154,14 +200,16 @@ class BNN(_SignForward):
 
 @register_method("bnn+")
 class BNNPlus(_SignForward):
-    """BNN+ (Darabi et al., 2018): F(x) = sign(x), B'(x) = SS'_μ(x) with μ = 5 constant.
+    """BNN+ (Darabi et al., 2018; larq's ``SwishSign`` quantizer): F(x) = sign(x), B'(x) = SS'_μ(x), μ = 5
+    constant; latents clipped to [−1, 1] (larq pairs SwishSign with a weight clip constraint).
 
     SS'_μ(0) = μ; the forward is already binary, so μ needs no schedule.
     """
 
-    constants = {"mu": 5.0}
-    bounds = {"mu": positive()}
+    constants = {"mu": 5.0, "clip": 1.0}
+    bounds = {"mu": positive(), **CLIP}
     backward_formula = "SS'_μ(x)"
+    hooks_formula = "clip w to [−1, 1]"
 
     def B(self, x: Tensor) -> Tensor:
         return sign_swish(x, self.mu)

@@ -7,6 +7,9 @@ Backward Proximal Quantizers", NeurIPS 2023 (the PC++ paper):
 * ``sign(x) = +1 for x >= 0, -1 for x < 0`` (never 0, so a binarized weight is always ±α);
 * ``LQ_ρ(x) = (x + ρ·sign(x)) / (1 + ρ)``: the proximal map of ``(ρ/2)·dist(x, {-1, +1})²``; identity at
   ρ = 0, tends to sign as ρ → ∞, derivative ``1/(1+ρ)`` away from 0;
+* ``soft_sign_prox_s(x) = sign(x)·(1 + sign(|x| − 1)·max(||x| − 1| − s, 0))``: the proximal map of
+  ``s·dist(x, {−1, +1})`` (ProxQuant's binary "W" regulariser, Bai et al., ICLR 2019): |x| moves towards 1 by
+  s and stops there;
 * ``SS_μ(x) = 2σ(μx)·[1 + μx·(1 − σ(μx))] − 1`` (SignSwish, BNN+ of Darabi et al. 2018), odd, overshoots to
   ≈1.1997 at |x| ≈ 2.3994/μ, tends to sign as μ → ∞; ``SS'_μ(x) = μ·(2 − μx·tanh(μx/2)) / (1 + cosh(μx))``.
 """
@@ -30,6 +33,16 @@ def linear_quantizer(x: Tensor, rho: float) -> Tensor:
 def clamp_quantizer(x: Tensor, rho: float) -> Tensor:
     """The optional second form of LQ: clamp((1+ρ)·x, −1, 1) (``lq = "clamp"``). 0 maps to 0."""
     return torch.clamp((1.0 + rho) * x, -1.0, 1.0)
+
+
+def soft_sign_prox(x: Tensor, s: float) -> Tensor:
+    """sign(x)·(1 + sign(|x| − 1)·max(||x| − 1| − s, 0)): |x| moves towards 1 by s without passing it.
+
+    The prox of s·min(|x − 1|, |x + 1|), ProxQuant's binary regulariser (Bai et al., ICLR 2019). It maps 0 to
+    +s (our sign(0) = +1) and ±1 to themselves; for s ≥ 1 and |x| ≤ 1 it is sign(x).
+    """
+    gap = x.abs() - 1.0
+    return sign(x) * (1.0 + torch.copysign(torch.clamp(gap.abs() - s, min=0.0), gap))
 
 
 def sign_swish(x: Tensor, mu: float) -> Tensor:

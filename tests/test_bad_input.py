@@ -177,6 +177,8 @@ BAD_CONFIG = {
     "lr": [0, -1e-3, False, float("nan"), float("inf"), "1e-3", None],
     "momentum": [-0.1, 1.0, True, "0.9"],
     "weight_decay": [-1e-4, True, float("inf")],
+    "latent_weight_decay": [-1e-4, True, "0.1"],
+    "bn_reestimate": [-1, 2.5, True],
     "lr_schedule": ["linear", 0],
     "warmup_epochs": [-1, True, 5.0],
     "step_milestones": [0.5, [0.5, 1.5], ["a"], [True], None],
