@@ -178,6 +178,8 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
 
     Holds the grid's lock (``bench.lock``) meanwhile: a second ``grid run`` of the grid refuses to start.
     ``plugins``: ``plugin_specs`` of the ``--plugin`` modules, imported by every job."""
+    if executor == "slurm":
+        cluster.check_reachable()  # before the lock: an unreachable SLURM leaves nothing behind
     with grid_lock(workdir, grid.name, log=log):
         return _submit_locked(grid, executor, workdir=workdir, results=results, data_root=data_root,
                               device=device, profile=profile, parallel=parallel, plugins=plugins, log=log)
@@ -188,7 +190,6 @@ def _submit_locked(grid: Grid, executor: str, *, workdir, results, data_root, de
     todo = pending_cells(grid, results)
     jobs = load_jobs(workdir, grid.name)
     if executor == "slurm":
-        cluster.check_reachable()
         states = cluster.job_states([jobs[c.run_id]["job_id"] for c in todo
                                      if jobs.get(c.run_id, {}).get("executor") == "slurm"])
         queued = {c.run_id for c in todo if jobs.get(c.run_id, {}).get("executor") == "slurm"
