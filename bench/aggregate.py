@@ -650,7 +650,8 @@ def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = N
     if not records:
         folder = Path(results_dir) / "runs" / grid
         raise NoRecordsError(f"no valid run records for grid {grid!r} (looked in {folder})")
-    table = build_table(records, by or shipped_layout(grid), grid=grid)
+    layout = by or shipped_layout(grid)
+    table = build_table(records, layout, grid=grid)
     out = Path(results_dir) / grid
     md = f"# Leaderboard: {grid}\n\n{to_markdown(table)}\n\n{MD_NOTE}\n"
     written = [
@@ -662,7 +663,7 @@ def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = N
     if figures:
         from bench import figures as figs
 
-        written += figs.render(records, out / "figures")
+        written += figs.render(records, out / "figures", parse_by(layout)[0])
     return sorted(written)
 
 

@@ -8,21 +8,22 @@ import methods
 
 
 def method_rows(pattern: str = "*") -> list[list[str]]:
-    """key, F, B', hooks, parameters (scheduled ones as start → end), one row per registered method."""
+    """key, F, B', hooks, parameters (scheduled ones as start → end), default scale; one row per method."""
     rows = []
     for key in methods.list_methods(pattern):
         cls = methods.get_method_class(key)
         params = [f"{name}: {start:g} → {end:g}" for name, (start, end) in cls.schedules.items()]
         params += [f"{name} = {value}" for name, value in cls.constants.items()]
-        rows.append([key, cls.forward_formula, cls.backward_formula, cls.hooks_formula, "; ".join(params) or "—"])
+        rows.append([key, cls.forward_formula, cls.backward_formula, cls.hooks_formula, "; ".join(params) or "—",
+                     cls.default_scale])
     return rows
 
 
 def cli_methods(args) -> int:
-    print(tabulate(method_rows(args.pattern), headers=["method", "F(x)", "B'(x)", "hooks", "parameters (t: 0 → 1)"],
+    print(tabulate(method_rows(args.pattern), headers=["method", "F(x)", "B'(x)", "hooks", "parameters (t: 0 → 1)", "scale"],
                    tablefmt="github"))
-    print("\nx = w/α with α the per-output-channel mean |w| (scale = channel; also tensor, none). "
-          "Deployed weights: α·sign(w).")
+    print("\nx = w/α: α = 1 (scale = none, the raw latent) by default, the tensor's mean |w| for pc and bnn++ "
+          "(scale = tensor; also channel). η: the step's learning rate. Deployed weights: α·sign(w).")
     return 0
 
 

@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.aggregate import METHOD_LABELS, finite_number, method_sort_key  # noqa: E402
+from bench.aggregate import DEFAULT_ROWS, METHOD_LABELS, finite_number, method_sort_key, value_of  # noqa: E402
 from bench.atomic import atomic_write  # noqa: E402
 
 PREFIXES = ("accuracy_", "schedule_", "acc_vs_compression_")
@@ -88,6 +88,10 @@ def _accuracy(group: dict[str, list[dict]], title: str, path: Path) -> Path:
         return _save(fig, path)
 
 
+# method parameters that are training settings, not quantizer parameters: left out of the schedule panel
+SETTINGS = ("clip", "freeze_at")
+
+
 def _schedule(group: dict[str, list[dict]], title: str, path: Path) -> Path:
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
         fig, (left, right) = _new_figure(11.0, 4.0, ncols=2)
@@ -98,7 +102,7 @@ def _schedule(group: dict[str, list[dict]], title: str, path: Path) -> Path:
                             and k != "progress"})
             for name in names:
                 epochs, values = _mean_curve(histories, lambda e, n=name: (e.get("method_params") or {}).get(n))
-                if epochs:
+                if epochs and name not in SETTINGS:
                     left.plot(epochs, values, marker=_MARKERS[i % len(_MARKERS)], markersize=3, color=f"C{i % 10}",
                               label=f"{_label(method)} {_GREEK.get(name, name)}")
             epochs, flips = _mean_curve(histories, lambda e: e.get("flip_ratio"))
@@ -145,8 +149,13 @@ def _tradeoff(points: list[tuple[str, str, float, float]], title: str, path: Pat
         return _save(fig, path)
 
 
-def render(records: list[dict], out_dir: str | Path) -> list[Path]:
-    """Write every figure of ``records`` (done ones) under ``out_dir``; stale figures of ours are removed first."""
+def render(records: list[dict], out_dir: str | Path, row_keys: tuple[str, ...] = DEFAULT_ROWS) -> list[Path]:
+    """Write every figure of ``records`` (done ones) under ``out_dir``; stale figures of ours are removed first.
+
+    One accuracy and one schedule figure per leaderboard row (``row_keys``: dataset, model, mode by default;
+    a grid's ``leaderboard_by`` may add keys such as ``scale``, and then each of their values gets its own
+    figure instead of being averaged with the others); the accuracy-vs-compression figures per row without
+    the model."""
     out_dir = Path(out_dir)
     if out_dir.is_dir():
         for old in out_dir.glob("*.png"):
@@ -154,25 +163,27 @@ def render(records: list[dict], out_dir: str | Path) -> list[Path]:
                 old.unlink()
     done = [r for r in records if r.get("status") == "done"]
     groups: dict[tuple, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    row_keys = tuple(row_keys) if "model" in row_keys else ("model", *row_keys)
     for r in done:
-        cfg = r["config"]
-        groups[(str(cfg["dataset"]), str(cfg["model"]), str(cfg["mode"]))][str(cfg["method"])].append(r)
+        key = tuple(str(value_of(r, k)) for k in row_keys)
+        groups[key][str(r["config"]["method"])].append(r)
     written = []
     for key in sorted(groups):
-        dataset, model, mode = key
-        title = f"{dataset} / {model} / {mode}"
-        written.append(_accuracy(groups[key], title, out_dir / f"accuracy_{_slug(dataset, model, mode)}.png"))
+        title = " / ".join(key)
+        written.append(_accuracy(groups[key], title, out_dir / f"accuracy_{_slug(*key)}.png"))
         if any(m != "fp" for m in groups[key]):
-            written.append(_schedule(groups[key], title, out_dir / f"schedule_{_slug(dataset, model, mode)}.png"))
+            written.append(_schedule(groups[key], title, out_dir / f"schedule_{_slug(*key)}.png"))
+    at = row_keys.index("model")
     tradeoffs: dict[tuple, list] = defaultdict(list)
-    for (dataset, model, mode), by_method in sorted(groups.items()):
+    for key, by_method in sorted(groups.items()):
         for method, runs in sorted(by_method.items()):
             accs = [finite_number(r["final"].get("acc")) for r in runs]
             comps = [finite_number(r["final"].get("compression")) for r in runs]
             accs, comps = [a for a in accs if a is not None], [c for c in comps if c is not None]
             if accs and comps:
-                tradeoffs[(dataset, mode)].append((method, model, sum(comps) / len(comps), sum(accs) / len(accs)))
-    for (dataset, mode), points in sorted(tradeoffs.items()):
-        written.append(_tradeoff(points, f"{dataset} / {mode}: accuracy vs. compression",
-                                 out_dir / f"acc_vs_compression_{_slug(dataset, mode)}.png"))
+                tradeoffs[key[:at] + key[at + 1:]].append((method, key[at], sum(comps) / len(comps),
+                                                           sum(accs) / len(accs)))
+    for key, points in sorted(tradeoffs.items()):
+        written.append(_tradeoff(points, f"{' / '.join(key)}: accuracy vs. compression",
+                                 out_dir / f"acc_vs_compression_{_slug(*key)}.png"))
     return written

@@ -84,9 +84,23 @@ def test_gradient_reaching_latent_is_backward_factor_times_upstream(key, scale):
 @pytest.mark.parametrize("key", ALL)
 def test_forward_is_alpha_times_F_of_normalised_weight(key):
     torch.manual_seed(1)
-    m = methods.create_method(key)
+    m = methods.create_method(key, scale="channel")
     w = torch.randn(5, 7, dtype=torch.float64) * 0.1
     alpha = w.abs().mean(dim=1, keepdim=True)
+    f_ref, _ = REFERENCE[key]
+    torch.testing.assert_close(m.forward(w), alpha * f_ref(w / alpha, 0.0).to(w.dtype))
+
+
+@pytest.mark.parametrize("key", ALL)
+def test_default_units_are_the_measured_ones(key):
+    """θ = F(w) on the raw latent (the references' unit), except PC and BNN++, whose smooth forward acts on
+    w/mean|w| of the tensor (results/ablation-scale)."""
+    m = methods.create_method(key)
+    assert m.scale == type(m).default_scale
+    if key in REFERENCE and key != "tanh-ste":
+        assert m.scale == ("tensor" if key in ("pc", "bnn++") else "none")
+    w = torch.randn(5, 7, dtype=torch.float64) * 0.1
+    alpha = w.abs().mean() if m.scale == "tensor" else 1.0
     f_ref, _ = REFERENCE[key]
     torch.testing.assert_close(m.forward(w), alpha * f_ref(w / alpha, 0.0).to(w.dtype))
 
@@ -152,20 +166,21 @@ def test_forward_is_export_claim_holds_exactly(key, t):
 @pytest.mark.parametrize("key", ALL)
 def test_hooks_change_latent_only_for_proximal_methods(key):
     torch.manual_seed(3)
-    m = methods.create_method(key)
+    m = methods.create_method(key, scale="channel")
     m.set_progress(0.5)
-    w = torch.randn(4, 9)
+    w = torch.randn(4, 9) * 0.1
     before = w.clone()
-    m.before_step(w)
+    lr = 0.2
+    m.before_step(w, lr)
     changed_before = not torch.equal(w, before)
     mid = w.clone()
-    m.after_step(w)
+    m.after_step(w, lr)
     changed_after = not torch.equal(w, mid)
     assert changed_before == (key == "rpc")
     assert changed_after == (key == "pq")
-    if key in ("rpc", "pq"):  # w <- α·LQ_ρ(w/α) with ρ = 5.005
+    if key in ("rpc", "pq"):  # w <- α·LQ_{lr·ρ}(w/α) with ρ = 5.005: a proximal-gradient step
         alpha = before.abs().mean(dim=1, keepdim=True)
-        torch.testing.assert_close(w, alpha * lq(before / alpha, 0.01 + (10 - 0.01) * 0.5))
+        torch.testing.assert_close(w, alpha * lq(before / alpha, lr * (0.01 + (10 - 0.01) * 0.5)))
 
 
 @pytest.mark.parametrize("key", sorted(SCHEDULE_ENDS))

@@ -72,7 +72,7 @@ def test_roundtrip_every_registered_model(name, tmp_path):
     for layer, module in methods.binarized_layers(model):
         w = state[f"{layer}.weight"]
         alpha = methods.get_method(model).alpha(module.parametrizations.weight.original)
-        assert torch.equal(w.abs(), alpha.expand_as(w))
+        assert torch.equal(w.abs(), torch.as_tensor(alpha, dtype=w.dtype).expand_as(w))
     n_entries = len(model.state_dict())
     overhead = written - packing.payload_bytes(model)
     assert 16 <= overhead <= _overhead_bound(n_entries, {"model": name})
