@@ -170,7 +170,54 @@ def parse_by(by: str | None) -> tuple[tuple[str, ...], str]:
         raise UserError(f"--by {by!r}: give at least one row key, e.g. 'dataset,model:method'")
     if column in rows:
         raise UserError(f"--by {by!r}: {column!r} is both a row key and the column key")
+    repeated = sorted({k for k in rows if rows.count(k) > 1})
+    if repeated:
+        raise UserError(f"--by {by!r}: row key {repeated[0]!r} given twice")
     return rows, column
+
+
+def _paths(obj, prefix: str, out: set) -> set:
+    """Every dotted path into the nested dicts of ``obj`` (intermediate dicts included)."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            path = f"{prefix}{key}"
+            out.add(path)
+            _paths(value, f"{path}.", out)
+    return out
+
+
+def record_keys(record: dict) -> set[str]:
+    """Every key ``value_of`` finds in ``record``: config keys, method parameters, final metrics, top-level
+    keys, and dotted paths into the record and into its config (``method_params.mu_end``, ``final.acc``)."""
+    cfg = record.get("config") or {}
+    params = cfg.get("method_params") if isinstance(cfg, dict) else None
+    keys = set(cfg) | set(record) | set(record.get("final") or {})
+    if isinstance(params, dict):
+        keys |= set(params)
+    return keys | _paths(record, "", set()) | _paths(cfg, "", set())
+
+
+def close_keys_hint(key: str, known) -> str:
+    """'; did you mean 'a' or 'b'?' with up to three keys of ``known`` close to ``key``, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def check_keys(keys, records_by_grid: dict[str, list[dict]], option: str) -> None:
+    """Each key of ``keys`` must be a key (``record_keys``) of at least one record of every grid of
+    ``records_by_grid`` (grids without records are not checked); else a one-line UserError naming ``option``,
+    the key, the grid and up to three keys of that grid close to it."""
+    for grid, records in records_by_grid.items():
+        if not records:
+            continue
+        known = set().union(*(record_keys(r) for r in records))
+        for key in keys:
+            if key not in known:
+                hint = close_keys_hint(key, known)
+                raise UserError(f"{option}: no record of grid {grid!r} has a key {key!r}{hint} (keys: config keys, "
+                                "method parameters, final metrics, or dotted paths like method_params.mu_end)")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -668,7 +715,10 @@ def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = N
 
 
 def cli_aggregate(args) -> int:
-    """``python -m bench aggregate [NAME] [--by ROWS:COLUMN] [--no-figures]``: print each grid's leaderboard."""
+    """``python -m bench aggregate [NAME] [--by ROWS:COLUMN] [--no-figures]``: print each grid's leaderboard.
+
+    Every ``--by`` key must be a key of some record of each grid aggregated (``check_keys``): a misspelt key
+    is one line naming the closest keys, and nothing is written."""
     results = args.results
     available = list_grids(results)
     if args.name is not None:
@@ -680,6 +730,11 @@ def cli_aggregate(args) -> int:
         if not available:
             raise UserError(f"no run records under {Path(results) / 'runs'}: run a grid first (make bench)")
         grids = available
+    if args.by is not None and args.by.strip():
+        row_keys, column_key = parse_by(args.by)
+        silent = lambda message: None  # noqa: E731 - aggregate() reports skipped records once, below
+        check_keys([*row_keys, column_key], {g: load_grid(g, results, warn=silent) for g in grids},
+                   f"--by {args.by!r}")
     printed, errors = 0, []
     for grid in grids:
         try:

@@ -1,7 +1,9 @@
-"""``python -m bench``: the command line (DESIGN.md §9).
+"""``python -m bench``: the command line.
 
 Each subcommand's handler lives in the module that does the work and is imported only when that
-subcommand runs, so ``python -m bench methods`` stays fast.
+subcommand runs, so ``python -m bench methods`` stays fast. Every option has a help text that shows its
+default and its choices (``_HelpFormatter``); the defaults of ``run``'s config flags are the config
+defaults of ``bench.config``, read only when help is printed. ``--version`` prints the package version.
 
 Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
 missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
@@ -29,11 +31,79 @@ def _handler(spec: str):
     return call
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
+    (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flag``)
+    shows the config default and the key's choices, looked up when help is printed (imports bench.config)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        key = getattr(action, "config_key", None)
+        if key is not None:
+            from bench import config
+
+            choices = config.CHOICES.get(key)
+            if key == "policy":
+                import methods
+
+                choices = list(methods.PRESETS)
+            if choices:
+                text += f"; one of: {', '.join(choices)}"
+            default = config.DEFAULTS[key]
+            shown = CONFIG_NONE_DEFAULTS.get(key, "none") if default is None else config.show(default).strip("'")
+            return f"{text} (default: {shown})".replace("%", "%%")
+        if "%(default)" in text or "default:" in text or action.default is argparse.SUPPRESS:
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return f"{text} (default: {'on' if action.default else 'off'})"
+        if action.default is None or action.default == []:
+            return text
+        if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return f"{text} (default: %(default)s)"
+        return text
+
+
+# What a config key whose default is None means, for run --help.
+CONFIG_NONE_DEFAULTS = {
+    "subset": "all", "test_subset": "all", "init": "none",
+    "policy": "cnn-default, vit-keep-embed-head for ViTs",
+}
+
+
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line on stderr (exit 2), like every other user error."""
+    """Usage errors as one line on stderr (exit 2), like every other user error; help with defaults."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
+
+
+def package_version() -> str:
+    """The installed proxbench version; from a source checkout that is not installed, pyproject.toml's."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("proxbench")
+    except metadata.PackageNotFoundError:
+        pass
+    import tomllib
+    from pathlib import Path
+
+    try:
+        with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as fh:
+            return str(tomllib.load(fh)["project"]["version"]) + " (not installed)"
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown (not installed)"
+
+
+def _config_flag(p: argparse.ArgumentParser, key: str, help: str, type=None) -> argparse.Action:
+    """``--KEY`` overriding config key ``key`` (``_`` spelled ``-``); default None = the config's value."""
+    action = p.add_argument(f"--{key.replace('_', '-')}", type=type, metavar=key.upper(), help=help)
+    action.config_key = key
+    return action
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,112 +120,196 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--plugin", action="append", default=[], metavar="MODULE",
-        help="import MODULE before the method registry is read (third-party methods); repeatable",
+        help="import MODULE before the method registry is read (third-party methods); repeatable (default: none)",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    parser.add_argument("--version", action="version", version=f"proxbench {package_version()}",
+                        help="print the proxbench version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser,
+                                help="what to do; python -m bench COMMAND --help for its options")
 
     p = sub.add_parser("methods", help="table of registered binarization methods")
-    p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter, e.g. 'bnn*'")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on method names, e.g. 'bnn*'")
     p.set_defaults(func=_handler("bench.describe:cli_methods"))
 
     p = sub.add_parser("models", help="table of registered models")
-    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on model names, e.g. 'resnet*'")
     p.set_defaults(func=_handler("bench.describe:cli_models"))
 
     p = sub.add_parser("datasets", help="table of registered datasets and where their files are")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.set_defaults(func=_handler("bench.describe:cli_datasets"))
 
-    p = sub.add_parser("run", help="train and evaluate one model x method x dataset cell")
-    p.add_argument("--config", help="a run TOML file (keys as in a grid's [defaults])")
-    for key in ("model", "method", "dataset", "loader", "mode", "init", "optimizer", "lr-schedule", "device", "policy"):
-        p.add_argument(f"--{key}")
-    for key in ("epochs", "batch-size", "seed", "subset", "test-subset"):
-        p.add_argument(f"--{key}", type=int)
-    for key in ("lr", "weight-decay", "momentum", "warmup-epochs"):
-        p.add_argument(f"--{key}", type=float)
+    p = sub.add_parser("run", help="train and evaluate one model x method x dataset cell",
+                       description="Train and evaluate one run. Config keys come from their defaults (shown "
+                                   "below; the default grid overrides some of them), then --config, then the "
+                                   "flags, then --set and --param.")
+    p.add_argument("--config", metavar="FILE",
+                   help="a run TOML file (keys as in a grid's [defaults]); flags override it (default: none)")
+    _config_flag(p, "model", "model registry name (python -m bench models)")
+    _config_flag(p, "method", "method registry name (python -m bench methods)")
+    _config_flag(p, "dataset", "dataset registry name (python -m bench datasets)")
+    _config_flag(p, "loader", "data loader")
+    _config_flag(p, "mode", "e2e trains from scratch, finetune starts from --init")
+    _config_flag(p, "init", "fine-tune source: a checkpoint path, run:<id> or timm")
+    _config_flag(p, "optimizer", "optimizer")
+    _config_flag(p, "lr_schedule", "per-step lr schedule after the warm-up")
+    _config_flag(p, "policy", "which layers to binarize: a preset name (a table of rules: --set policy={...})")
+    _config_flag(p, "epochs", "passes over the training split", type=int)
+    _config_flag(p, "batch_size", "images per step", type=int)
+    _config_flag(p, "seed", "model init, data order and augmentation", type=int)
+    _config_flag(p, "subset", "train on the first N training samples", type=int)
+    _config_flag(p, "test_subset", "evaluate on the first N test samples", type=int)
+    _config_flag(p, "lr", "peak learning rate", type=float)
+    _config_flag(p, "weight_decay", "weight decay (decoupled for adamw, L2 for sgd and adam)", type=float)
+    _config_flag(p, "momentum", "SGD momentum (ignored by adam and adamw)", type=float)
+    _config_flag(p, "warmup_epochs", "linear lr warm-up from 0, in epochs", type=float)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="method parameter, e.g. --param mu_end=40; repeatable")
+                   help="method parameter, e.g. --param mu_end=40; repeatable (default: the method's, "
+                        "python -m bench methods)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other config key (TOML value), e.g. --set model_kwargs={width=2}")
-    p.add_argument("--data-root", default=None, help="where datasets live (default $PROXBENCH_DATA, then standard places)")
-    p.add_argument("--workdir", default="work", help="checkpoints and scratch (default: work/)")
-    p.add_argument("--results", default="results", help="where run records go (default: results/)")
-    p.add_argument("--grid", default="adhoc", help="record folder name under results/runs/ (default: adhoc)")
+                   help="any other config key (TOML value), e.g. --set model_kwargs={width=2}; repeatable "
+                        "(default: none)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index> (not part of the config)")
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
+    p.add_argument("--workdir", default="work", help="checkpoints, per-step logs and scratch")
+    p.add_argument("--results", default=None,
+                   help="where run records go: RESULTS/runs/GRID/RUN_ID.json (default: WORKDIR/results for "
+                        "an ad-hoc run, results with --grid)")
+    p.add_argument("--grid", default=None,
+                   help="record folder name under RESULTS/runs/ (default: adhoc, an ad-hoc run)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint of this run and start over")
+    p.add_argument("--log-every", type=int, default=50, metavar="N",
+                   help="write the training loss, lr and method parameters to WORKDIR/runs/RUN_ID/steps.jsonl "
+                        "every N steps and at each epoch's end (not part of the config)")
+    p.add_argument("--logger", choices=["none", "tensorboard"], default="none",
+                   help="also log the per-step and per-epoch metrics to TensorBoard, in "
+                        "WORKDIR/runs/RUN_ID/tensorboard (needs: pip install tensorboard; not part of the config)")
     p.set_defaults(func=_handler("bench.train:cli_run"))
 
     grid = sub.add_parser("grid", help="run, inspect or cancel a grid of runs")
-    gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser)
+    gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser,
+                               help="python -m bench grid ACTION --help for its options")
     p = gsub.add_parser("run", help="submit every unfinished cell of a grid")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
-    p.add_argument("--executor", choices=["local", "debug", "slurm"], default="local")
-    p.add_argument("--cluster", default=None, help="cluster profile TOML (slurm/PROFILE.toml) for --executor slurm")
-    p.add_argument("--dry-run", action="store_true", help="print the cells and jobs without submitting")
-    p.add_argument("--parallel", type=int, default=None, help="local executor: cells at a time (default: 1)")
+    p.add_argument("--executor", choices=["local", "debug", "slurm"], default="local",
+                   help="local: one subprocess per cell on this machine; debug: every cell in this process, one "
+                        "after the other; slurm: job arrays on a SLURM cluster (needs --cluster)")
+    p.add_argument("--cluster", default=None, metavar="PROFILE",
+                   help="cluster profile for --executor slurm, required there: a shipped one (slurm/local.toml, "
+                        "slurm/v100.toml, or just its name) or a path to your own; fields in slurm/README.md "
+                        "(default: none)")
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help="where the cells train: cpu, cuda (every visible GPU; the local executor spreads the cells "
+                        "over them) or cuda:N (that GPU only) (default: cpu; with --executor slurm the profile "
+                        "decides: cuda when its gpus_per_node is at least 1)")
+    p.add_argument("--cells-per-gpu", type=int, default=None, metavar="K",
+                   help="local executor with --device cuda or cuda:N: cells trained at once on each GPU "
+                        "(default: 1)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the cells and the pre-flight checks (data, pretrained weights, device, GPU-hours) "
+                        "without submitting")
+    p.add_argument("--parallel", type=int, default=None, metavar="N",
+                   help="local executor on the CPU: cells at a time, the cores shared among them (default: 1)")
     p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=None,
-                   help="wait for the jobs to finish (default: yes for local/debug, no for slurm)")
+                   help="wait for the jobs to finish, showing the grid's progress (default: yes for local/debug, "
+                        "no for slurm)")
     _grid_common(p)
     p.set_defaults(func=_handler("bench.dispatch:cli_grid_run"))
     p = gsub.add_parser("status", help="table of the grid's cells and their state")
-    p.add_argument("name")
+    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
     p.set_defaults(func=_handler("bench.dispatch:cli_grid_status"))
     p = gsub.add_parser("cancel", help="cancel the grid's queued and running jobs")
-    p.add_argument("name")
+    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
     p.set_defaults(func=_handler("bench.dispatch:cli_grid_cancel"))
 
     data = sub.add_parser("data", help="dataset files")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser)
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser,
+                               help="python -m bench data ACTION --help for its options")
     p = dsub.add_parser("prepare", help="write FFCV .beton files (idempotent, with a manifest)")
-    p.add_argument("dataset")
-    p.add_argument("--split", default="train,test")
-    p.add_argument("--format", choices=["raw", "jpg"], default=None)
-    p.add_argument("--max-res", type=int, default=None)
-    p.add_argument("--quality", type=int, default=None)
-    p.add_argument("--data-root", default=None)
+    p.add_argument("dataset", help="dataset registry name (python -m bench datasets)")
+    p.add_argument("--split", default="train,test", help="comma-separated splits to write")
+    p.add_argument("--format", choices=["raw", "jpg"], default=None,
+                   help="image storage (default: jpg for imagenet, raw for the others)")
+    p.add_argument("--max-res", type=int, default=None,
+                   help="imagenet: longest side of stored images in pixels (default: 512; other datasets are "
+                        "stored at full size)")
+    p.add_argument("--quality", type=int, default=None, help="JPEG quality 1..100 for --format jpg (default: 90)")
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None, help="output folder (default: <data-root>/ffcv/<dataset>)")
     p.set_defaults(func=_handler("bench.prepare:cli_prepare"))
 
     p = sub.add_parser("aggregate", help="rebuild leaderboards and figures from run records")
     p.add_argument("name", nargs="?", default=None, help="grid name (default: every grid with records)")
-    p.add_argument("--results", default="results")
-    p.add_argument("--by", default=None, help="row keys and column key, e.g. 'dataset,model,mode:method'")
-    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--results", default="results", help="reads RESULTS/runs/GRID/*.json, writes RESULTS/GRID/")
+    p.add_argument("--by", default=None, metavar="ROWS:COLUMN",
+                   help="row keys and column key (config keys, method parameters, final metrics), e.g. "
+                        "'dataset,model,mode,lr:method' (default: dataset,model,mode:method)")
+    p.add_argument("--no-figures", action="store_true", help="write the tables only, no figures")
     p.set_defaults(func=_handler("bench.aggregate:cli_aggregate"))
 
     p = sub.add_parser("plot-quantizers", help="plot F and B' of every method at the start and end of its schedule")
-    p.add_argument("--out", default="results/quantizers")
-    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--out", default="results/quantizers", help="output folder")
+    p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on method names")
     p.set_defaults(func=_handler("bench.plots:cli_plot_quantizers"))
 
     p = sub.add_parser("export", help="write a run's deployed model bit-packed (1 bit per binarized weight)")
     p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
-    p.add_argument("--out", required=True)
-    p.add_argument("--workdir", default="work")
+    p.add_argument("--out", required=True, help="the packed file to write (required)")
+    p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
     p.set_defaults(func=_handler("bench.packing:cli_export"))
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
                    help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md")
-    p.add_argument("--model", default="resnet20")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--model", default="resnet20", help="model of perf step")
+    p.add_argument("--batch", type=int, default=128, help="batch size")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset of perf loaders")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed steps per method in perf step and gpu (default: 20 on cpu, 100 on cuda)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (one-time cost reported apart)")
     p.add_argument("--methods", default="*", help="fnmatch pattern or comma list of methods for perf step")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--out", default=None)
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
+    p.add_argument("--out", default=None,
+                   help="report file (default: results/perf/DEVICE.md for all and gpu; step and loaders only print)")
     p.set_defaults(func=_handler("bench.perf:cli_perf"))
+
+    runs = sub.add_parser("runs", help="list, show or compare run records")
+    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser,
+                               help="python -m bench runs ACTION --help for its options")
+    p = rsub.add_parser("list", help="table of run records: id, grid, status, config, accuracies")
+    p.add_argument("--grid", default=None, help="only this grid's records (default: every grid)")
+    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep records whose KEY (a config key, method parameter, final metric, dotted path) "
+                        "matches VALUE (fnmatch pattern, numbers compared as numbers); repeatable (default: none)")
+    _runs_common(p)
+    p.set_defaults(func=_handler("bench.runs:cli_list"))
+    p = rsub.add_parser("show", help="one run: config, final metrics and history")
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
+    _runs_common(p)
+    p.set_defaults(func=_handler("bench.runs:cli_show"))
+    p = rsub.add_parser("compare", help="two runs: the config keys that differ, then final metrics side by side")
+    p.add_argument("run_a", metavar="RUN_A", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
+    p.add_argument("run_b", metavar="RUN_B", help="the same for the second run")
+    _runs_common(p)
+    p.set_defaults(func=_handler("bench.runs:cli_compare"))
     return parser
 
 
+DATA_ROOT_HELP = "where datasets live (default: $PROXBENCH_DATA, else ~/.cache/proxbench/data)"
+
+
 def _grid_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", default="work")
-    p.add_argument("--results", default="results")
-    p.add_argument("--data-root", default=None)
+    p.add_argument("--workdir", default="work", help="checkpoints, job logs and scratch")
+    p.add_argument("--results", default="results", help="run records go to RESULTS/runs/GRID/")
+    p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
+
+
+def _runs_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", default="results", help="records are read from RESULTS/runs/*/")
+    p.add_argument("--workdir", default="work", help="ad-hoc records are read from WORKDIR/results/runs/*/ too")
 
 
 def _one_line(text: str) -> str:

@@ -1,12 +1,16 @@
-"""SLURM cluster profiles (``slurm/*.toml``): the sbatch resources of every job of a grid (DESIGN.md §7).
+"""SLURM cluster profiles (``slurm/*.toml``): the sbatch resources of every job of a grid.
 
-Fields (all optional; see slurm/README.md): partition, gpus_per_node, cpus_per_task, mem_gb, time_min,
-constraint, array_parallelism, account, qos, signal_delay_s, max_num_timeout, setup (shell lines run before the job),
-additional_parameters (extra ``#SBATCH --key=value`` flags). Unknown keys are an error.
+Fields (all optional but ``partition``; see slurm/README.md): partition, gpus_per_node, cpus_per_task, mem_gb,
+time_min, constraint, array_parallelism, account, qos, signal_delay_s, max_num_timeout, setup (shell lines run
+before the job), additional_parameters (extra ``#SBATCH --key=value`` flags). Unknown keys are an error.
+
+Placeholders: a string value written in angle brackets, ``"<your-gpu-partition>"``, stands for a site-specific
+value the user must fill in. ``load_profile`` refuses a profile that still has one, naming the key and the file.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -35,10 +39,38 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 DEFAULT_PROFILE = {"cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 4, "time_min": 60, "array_parallelism": 32,
                    "signal_delay_s": 90, "max_num_timeout": 3}
+PLACEHOLDER = re.compile(r"<[^<>]*>")  # a whole string value in angle brackets: "<your-gpu-partition>"
+PLACEHOLDER_HINTS = {"partition": "sinfo -s lists the partitions", "account": "sacctmgr show assoc user=$USER",
+                     "qos": "sacctmgr show qos", "constraint": "sinfo -o '%f' lists the node features"}
+
+
+def shipped_profiles() -> list[str]:
+    """The shipped profiles as ``slurm/NAME.toml``, sorted."""
+    return [f"slurm/{p.name}" for p in sorted(PROFILE_DIR.glob("*.toml"))]
+
+
+def _placeholders(spec: dict) -> list[tuple[str, str]]:
+    """(key, value) of every placeholder in a profile: top-level strings, ``setup`` lines and
+    ``additional_parameters`` values (``additional_parameters.KEY``)."""
+    found = []
+    for key, value in spec.items():
+        values = [(key, value)]
+        if key == "setup" and isinstance(value, list):
+            values = [(f"setup[{i}]", v) for i, v in enumerate(value)]
+        elif key == "additional_parameters" and isinstance(value, dict):
+            values = [(f"additional_parameters.{k}", v) for k, v in value.items()]
+        found += [(k, v) for k, v in values if isinstance(v, str) and PLACEHOLDER.fullmatch(v.strip())]
+    return found
 
 
 def load_profile(path: str | Path) -> dict:
-    """Parse and check a profile; returns the profile with defaults filled in."""
+    """Parse and check a profile; returns the profile with defaults filled in.
+
+    ``path``: a file, or a shipped profile's name (``v100``) or repository path (``slurm/v100.toml``) from any
+    folder. Refused with a one-line UserError naming the file: a missing file (the shipped profiles are
+    listed), an unknown key, a value of the wrong type or range, no ``partition``, and a placeholder value
+    still in place (``partition = "<your-gpu-partition>"``: the key is named, to be edited first).
+    """
     path = Path(path)
     if not path.is_file():  # a shipped name ('local'), or 'slurm/local.toml' from outside the repository
         for candidate in (PROFILE_DIR / f"{path}.toml", PROFILE_DIR.parent / path):
@@ -46,8 +78,7 @@ def load_profile(path: str | Path) -> dict:
                 path = candidate
                 break
     if not path.is_file():
-        shipped = sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
-        raise UserError(f"cluster profile not found: {path} (shipped: {', '.join(f'slurm/{s}.toml' for s in shipped)})")
+        raise UserError(f"cluster profile not found: {path} (shipped: {', '.join(shipped_profiles())})")
     spec = configs.load_toml(path)
     for key, value in spec.items():
         if key not in FIELDS:
@@ -60,6 +91,10 @@ def load_profile(path: str | Path) -> dict:
     for key in ("gpus_per_node", "signal_delay_s", "max_num_timeout"):
         if key in spec and spec[key] < 0:
             raise UserError(f"{path}: {key} must be ≥ 0, got {spec[key]}")
+    for key, value in _placeholders(spec)[:1]:
+        hint = PLACEHOLDER_HINTS.get(key.split(".")[0].split("[")[0])
+        raise UserError(f"{path}: {key} = {json.dumps(value)} is a placeholder: edit the file and put your site's value there"
+                        + (f" ({hint})" if hint else ""))
     if not spec.get("partition"):
         raise UserError(f"{path}: partition is required (sinfo -s lists the partitions)")
     if not all(isinstance(line, str) for line in spec.get("setup", [])):

@@ -1,10 +1,23 @@
-"""Registry tables for ``python -m bench methods | models | datasets``."""
+"""Registry tables for ``python -m bench methods | models | datasets``.
+
+``methods PATTERN`` and ``models PATTERN`` filter by fnmatch pattern; a pattern that matches nothing is a
+``UserError`` naming what is registered. ``datasets`` says for each dataset whether its files are here and
+where (without downloading anything), or ``missing`` and how to get them.
+"""
 
 from __future__ import annotations
+
+import os
 
 from tabulate import tabulate
 
 import methods
+
+from .errors import UserError
+
+
+def _no_match(kind: str, pattern: str, registered: list[str]) -> UserError:
+    return UserError(f"no {kind} matches {pattern!r} (registered: {', '.join(registered) or 'none'})")
 
 
 def method_rows(pattern: str = "*") -> list[list[str]]:
@@ -20,7 +33,10 @@ def method_rows(pattern: str = "*") -> list[list[str]]:
 
 
 def cli_methods(args) -> int:
-    print(tabulate(method_rows(args.pattern), headers=["method", "F(x)", "B'(x)", "hooks", "parameters (t: 0 → 1)", "scale"],
+    rows = method_rows(args.pattern)
+    if not rows:
+        raise _no_match("method", args.pattern, methods.list_methods())
+    print(tabulate(rows, headers=["method", "F(x)", "B'(x)", "hooks", "parameters (t: 0 → 1)", "scale"],
                    tablefmt="github"))
     print("\nx = w/α: α = 1 (scale = none, the raw latent) by default, the tensor's mean |w| for pc and bnn++ "
           "(scale = tensor; also channel). η: the step's learning rate. Deployed weights: α·sign(w).")
@@ -30,8 +46,11 @@ def cli_methods(args) -> int:
 def cli_models(args) -> int:
     import models
 
+    names = models.list_models(args.pattern)
+    if not names:
+        raise _no_match("model", args.pattern, models.list_models())
     rows = []
-    for name in models.list_models(args.pattern):
+    for name in names:
         info = models.model_info(name)
         shape = "×".join(str(d) for d in info.default_input)
         rows.append([name, info.family, shape, "yes" if info.has_pretrained else "", info.description])
@@ -39,13 +58,63 @@ def cli_models(args) -> int:
     return 0
 
 
-def cli_datasets(args) -> int:
+def dataset_files(name: str, data_root=None) -> tuple[str, str]:
+    """(state, detail) of a dataset's files under ``data_root``: ("present", the folders holding them),
+    ("missing", how to get them: ``bench.data``'s not-found message) or ("none needed", ...) for synthetic.
+    Looks with ``bench.data.source_files``, writing nothing: it never downloads (``PROXBENCH_NO_DOWNLOAD`` is
+    set while it looks), and Fashion-MNIST found only in Debian's package is reported there (a run
+    decompresses it into the data root)."""
     from . import data
 
-    rows = []
+    if name == "synthetic":
+        return "none needed", "generated from a seed"
+    if name == "fashion-mnist":
+        raw = data.resolve_data_root(data_root) / "FashionMNIST" / "raw"
+        names = [n for pair in data.FMNIST_FILES.values() for n in pair]
+        debian = data.debian_fmnist_dir()
+        if not all((raw / n).is_file() for n in names) and all((debian / f"{n}.gz").is_file() for n in names):
+            return "present", f"{debian} (Debian package; a run decompresses it into the data root)"
+    saved = os.environ.get("PROXBENCH_NO_DOWNLOAD")
+    os.environ["PROXBENCH_NO_DOWNLOAD"] = "1"
+    try:
+        folders: list[str] = []
+        for split in data.SPLITS:
+            for path in data.source_files(name, split, data_root):
+                folder = str(path if path.is_dir() else path.parent)
+                if folder not in folders:
+                    folders.append(folder)
+    except (UserError, OSError) as exc:
+        text = " ".join(str(exc).replace(" (downloads disabled by PROXBENCH_NO_DOWNLOAD)", "").split())
+        if name != "imagenet" and (saved or "").strip().lower() in ("", "0", "false", "no"):
+            text += "; or let a run download it (network needed)"
+        return "missing", text
+    finally:
+        if saved is None:
+            os.environ.pop("PROXBENCH_NO_DOWNLOAD", None)
+        else:
+            os.environ["PROXBENCH_NO_DOWNLOAD"] = saved
+    return "present", ", ".join(folders)
+
+
+def cli_datasets(args) -> int:
+    """The registry table with a files column: the folder holding a dataset's files, ``missing`` (how to get
+    them is listed below the table) or ``none needed``."""
+    from . import data
+
+    rows, missing = [], []
     for name in data.list_datasets():
         info = data.dataset_info(name)
+        state, detail = dataset_files(name, args.data_root)
+        if state == "missing":
+            missing.append(f"{name}: {detail}")
         rows.append([name, f"{info.in_chans}×{info.img_size}×{info.img_size}", info.num_classes,
-                     info.train_size, info.test_size, info.description])
-    print(tabulate(rows, headers=["dataset", "shape", "classes", "train", "test", "description"], tablefmt="github"))
+                     info.train_size, info.test_size, detail if state == "present" else state, info.description])
+    print(tabulate(rows, headers=["dataset", "shape", "classes", "train", "test", "files", "description"],
+                   tablefmt="github"))
+    print(f"\ndata root: {data.resolve_data_root(args.data_root)} (--data-root, else $PROXBENCH_DATA, "
+          "else ~/.cache/proxbench/data)")
+    if missing:
+        print("\nmissing:")
+        for line in missing:
+            print(f"  {line}")
     return 0

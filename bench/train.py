@@ -1,11 +1,13 @@
 """One training run: model × method × dataset, with checkpoints, resume and a run record (DESIGN.md §6).
 
 Per step: forward with θ = α·F(w/α), backward with B', then ``methods.optimizer_step`` (hooks around
-``optimizer.step()`` and ``set_progress((step+1)/total_steps)``), then the per-step lr scheduler. Per
-epoch: evaluation of the deployed model (α·sign(w)) and of the F(w) model, the flip ratio of the deployed
-signs, and an atomic checkpoint. A run restarted after a kill resumes from its last checkpoint and ends
-bit-identical to an uninterrupted run on the same device: the data order and augmentation of each epoch
-are functions of (seed, epoch), and the RNG states are checkpointed.
+``optimizer.step()`` and ``set_progress((step+1)/total_steps)``), then the per-step lr scheduler; every
+``log_every`` steps and at each epoch's end, a line of ``<workdir>/runs/<run_id>/steps.jsonl``
+(``StepLog``; TensorBoard too with ``logger = "tensorboard"``). Per epoch: evaluation of the deployed model
+(α·sign(w)) and of the F(w) model, the flip ratio of the deployed signs, and an atomic checkpoint. A run
+restarted after a kill resumes from its last checkpoint and ends bit-identical to an uninterrupted run on
+the same device: the data order and augmentation of each epoch are functions of (seed, epoch), and the RNG
+states are checkpointed.
 
 The record's ``wall_seconds`` is the run's time summed over its processes: each checkpoint stores the time
 spent so far (earlier processes up to their last checkpoint, plus this one), and the process that finishes
@@ -18,6 +20,7 @@ write is atomic).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import resource
 import sys
@@ -289,20 +292,157 @@ class _Progress:
             self.bar.close()
 
 
+STEPS_FILE = "steps.jsonl"  # per-step metrics, in the run directory beside the checkpoint
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files (``--logger tensorboard``), in the run directory
+LOGGERS = ("none", "tensorboard")
+LOG_EVERY = 50  # default: steps between two lines of steps.jsonl
+
+
+def _summary_writer_class():
+    """``torch.utils.tensorboard.SummaryWriter``, or a UserError when the tensorboard package is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UserError("--logger tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class StepLog:
+    """Per-step training metrics of one run, in ``<run dir>/steps.jsonl`` and optionally TensorBoard.
+
+    One JSON object per line, every ``every`` optimizer steps and at the last step of each epoch:
+    ``{"step": optimizer steps done, "epoch": 1-based epoch, "loss": mean training loss over the steps since
+    the previous line, "lr": the lr this step used, "method_params": the method's scheduled parameters this
+    step used}`` (a non-finite loss is ``null``). The losses are summed on the device; the one host sync is
+    the ``.item()`` of a line, and lines are appended as they come. A fresh run (``resume_step`` None)
+    empties the file and the TensorBoard folder; a resumed one drops the lines past ``resume_step`` (the
+    steps its checkpoint holds; the later ones are trained again) and a partial last line, then appends.
+    TensorBoard (``tensorboard=True``: ``<run dir>/tensorboard/``) gets the same scalars (``train/loss``,
+    ``train/lr``, ``method/<param>``) and, at each epoch's last step, the test accuracies, the epoch's
+    training loss and accuracy and the flip ratio; on resume it purges the events past ``resume_step``.
+    """
+
+    def __init__(self, run_dir: Path, every: int, device: torch.device, *, resume_step: int | None,
+                 tensorboard: bool = False):
+        self.path = Path(run_dir) / STEPS_FILE
+        self.every = every
+        self.window = torch.zeros((), device=device)
+        self.count = 0
+        with writing(self.path):
+            if resume_step is None:
+                atomic_write(self.path, lambda fh: None)
+            elif self.path.is_file():
+                self._truncate(resume_step)
+        self.tb = None
+        if tensorboard:
+            tb_dir = Path(run_dir) / TENSORBOARD_DIR
+            if resume_step is None and tb_dir.is_dir():
+                import shutil
+
+                shutil.rmtree(tb_dir)
+            writer = _summary_writer_class()
+            self.tb = writer(str(tb_dir), purge_step=None if resume_step is None else resume_step + 1)
+
+    def _truncate(self, resume_step: int) -> None:
+        keep, dropped = [], False
+        for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                entry = json.loads(line) if line.endswith("\n") else None
+            except ValueError:
+                entry = None
+            if isinstance(entry, dict) and isinstance(entry.get("step"), int) and entry["step"] <= resume_step:
+                keep.append(line)
+            else:
+                dropped = True
+        if dropped:
+            text = "".join(keep).encode("utf-8")
+            atomic_write(self.path, lambda fh: fh.write(text))
+
+    def due(self, step: int, last: bool) -> bool:
+        """Whether optimizer step ``step`` (1-based) gets a line (``last``: the epoch's last step)."""
+        return last or step % self.every == 0
+
+    def step(self, step: int, epoch: int, loss: torch.Tensor, lr: float, params: dict | None) -> None:
+        """Add the loss of optimizer step ``step`` (1-based); when the step is ``due``, ``params`` holds the
+        scheduled parameters the step used, and the line is written."""
+        self.window += loss.detach()
+        self.count += 1
+        if params is None:
+            return
+        mean = _finite_or_none(self.window.item() / self.count)
+        self.window.zero_()
+        self.count = 0
+        entry = {"step": step, "epoch": epoch, "loss": mean, "lr": lr, "method_params": params}
+        line = json.dumps(entry, allow_nan=False) + "\n"
+        with writing(self.path), open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+        if self.tb is not None:
+            if mean is not None:
+                self.tb.add_scalar("train/loss", mean, step)
+            self.tb.add_scalar("train/lr", lr, step)
+            for name, value in params.items():
+                self.tb.add_scalar(f"method/{name}", value, step)
+
+    def epoch(self, step: int, metrics: dict) -> None:
+        """TensorBoard only: an epoch's metrics (``_epoch_metrics``) at its last step; flushed."""
+        if self.tb is None:
+            return
+        for tag, key in (("test/acc", "test_acc"), ("test/acc_forward", "test_acc_forward"),
+                         ("train/epoch_loss", "train_loss"), ("train/acc", "train_acc"),
+                         ("train/flip_ratio", "flip_ratio")):
+            value = metrics.get(key)
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                self.tb.add_scalar(tag, value, step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+
+
+def _scheduled_params(method) -> dict:
+    """The method's scheduled parameters (``schedules``) and their current values."""
+    if method is None:
+        return {}
+    values = method.params()
+    return {name: float(values[name]) for name in type(method).schedules if name in values}
+
+
 def execute(
     cfg: dict,
     *,
     grid: str = "adhoc",
     workdir: str | Path = "work",
-    results: str | Path = "results",
+    results: str | Path | None = None,
     device: str = "cpu",
     data_root: str | None = None,
     fresh: bool = False,
     log=print,
+    logger: str = "none",
+    log_every: int = LOG_EVERY,
 ) -> dict:
-    """Train and evaluate one resolved config; resume from its checkpoint; write and return its record."""
+    """Train and evaluate one resolved config; resume from its checkpoint; write and return its record.
+
+    The record goes to ``<results>/runs/<grid>/<run_id>.json``; ``results`` None: ``<workdir>/results``.
+    Per-step metrics go to ``<workdir>/runs/<run_id>/steps.jsonl`` every ``log_every`` steps (``StepLog``),
+    and with ``logger = "tensorboard"`` to TensorBoard as well (a UserError before anything is written
+    when the tensorboard package is missing). Neither is part of the config: the run id does not change.
+    """
     rid = configs.run_id(cfg)
     dev = check_device(device)
+    if results is None:
+        results = Path(workdir) / "results"
+    if logger not in LOGGERS:
+        raise UserError(f"unknown logger {logger!r} (valid: {', '.join(LOGGERS)})")
+    if logger == "tensorboard":
+        _summary_writer_class()
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 1:
+        raise UserError(f"--log-every must be a positive integer, got {log_every!r}")
     started = time.time()
     ckpt_path = checkpoint_path(workdir, rid)
     with writing(ckpt_path.parent):  # an unwritable work directory fails now, not after the first epoch
@@ -340,7 +480,8 @@ def execute(
     earlier_seconds = 0.0  # time of earlier processes of this run, up to their last checkpoint
     finished = False
     prev_signs = deployed_signs(model)
-    if ckpt_path.is_file() and not fresh:
+    resumed = ckpt_path.is_file() and not fresh
+    if resumed:
         state = read_checkpoint(ckpt_path, map_location=dev)
         if configs.run_id(state["config"]) != rid:  # the run id's hash rule (LATER_KEYS) decides
             raise UserError(f"checkpoint {ckpt_path} belongs to another config; use --fresh to start over")
@@ -359,6 +500,10 @@ def execute(
             history.append(_epoch_metrics(0, model, test_loader, dev, None, None, None, optimizer))
             log(f"[{rid}] initial: deployed acc {history[-1]['test_acc']:.2f}%")
 
+    steps = None  # per-step metrics; a finished run keeps its file as it is
+    if not finished:
+        steps = StepLog(ckpt_path.parent, log_every, dev, tensorboard=logger == "tensorboard",
+                        resume_step=start_epoch * steps_per_epoch if resumed else None)
     for epoch in range(start_epoch, cfg["epochs"]):
         if status != "running":
             break
@@ -368,6 +513,7 @@ def execute(
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.long)
         seen = 0
+        lr_sum = 0.0  # the lr of each step of this epoch, for the epoch's mean lr
         bar = _Progress(steps_per_epoch, f"{cfg['method']} epoch {epoch + 1}/{cfg['epochs']}")
         for i, (x, y) in enumerate(train_loader):
             if dev.type == "cuda":
@@ -382,8 +528,13 @@ def execute(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             step = epoch * steps_per_epoch + i
+            lr = optimizer.param_groups[0]["lr"]  # the lr of this step (the scheduler moves it after the step)
+            lr_sum += lr
+            # the parameters this step uses (optimizer_step moves them to the next step's progress)
+            params = _scheduled_params(method) if steps.due(step + 1, i + 1 == steps_per_epoch) else None
             methods.optimizer_step(model, optimizer, progress=(step + 1) / total_steps)
             scheduler.step()
+            steps.step(step + 1, epoch + 1, loss, lr, params)
             loss_sum += loss.detach() * y.numel()
             correct += (out.detach().argmax(1) == y).sum()
             seen += y.numel()
@@ -400,7 +551,8 @@ def execute(
         prev_signs = signs
         if epoch + 1 == cfg["epochs"]:
             status = "done"
-        log(_format_epoch(rid, cfg, metrics))
+        steps.epoch((epoch + 1) * steps_per_epoch, metrics)
+        log(_format_epoch(rid, cfg, metrics, lr_sum / steps_per_epoch))
         _atomic_torch_save(
             {"version": 1, "config": cfg, "run_id": rid, "epoch": epoch + 1, "status": status if status == "done" else "running",
              "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -412,6 +564,8 @@ def execute(
         with writing(progress):
             records.write_json_atomic({"epoch": epoch + 1, "epochs": cfg["epochs"]}, progress)
 
+    if steps is not None:
+        steps.close()
     if status == "running":  # nothing left to train (resumed a finished checkpoint)
         status = "done"
     record = records.make_record(
@@ -532,11 +686,12 @@ def _device_name(dev: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def _format_epoch(rid: str, cfg: dict, m: dict) -> str:
+def _format_epoch(rid: str, cfg: dict, m: dict, mean_lr: float) -> str:
+    """The log line of an epoch; ``mean_lr``: the mean over the epoch's steps of the lr each step used."""
     flips = "" if m["flip_ratio"] is None else f" flips {m['flip_ratio']:.4f}"
     return (f"[{rid}] {cfg['model']}/{cfg['method']} epoch {m['epoch']}/{cfg['epochs']}: loss {m['train_loss']:.4f} "
             f"train {m['train_acc']:.2f}% test {m['test_acc']:.2f}% (F(w) {m['test_acc_forward']:.2f}%)"
-            f"{flips} lr {m['lr']:.2e} {m['seconds']:.1f}s")
+            f"{flips} mean lr {mean_lr:.2e} {m['seconds']:.1f}s")
 
 
 def config_from_args(args) -> dict:
@@ -565,12 +720,25 @@ def config_from_args(args) -> dict:
     return raw
 
 
+def record_location(args) -> tuple[str, Path]:
+    """(grid, results folder) of ``python -m bench run``: without ``--grid``, an ad-hoc run whose record goes
+    under the work directory (``<workdir>/results/runs/adhoc/``), out of the git-tracked ``results/``; with
+    ``--grid G``, ``results/runs/G/``. An explicit ``--results`` wins in both cases."""
+    grid = args.grid if args.grid is not None else "adhoc"
+    if args.results is not None:
+        return grid, Path(args.results)
+    return grid, (Path("results") if args.grid is not None else Path(args.workdir) / "results")
+
+
 def cli_run(args) -> int:
-    check_name(args.grid, "run --grid")
+    grid, results = record_location(args)
+    check_name(grid, "run --grid")
+    if args.log_every < 1:
+        raise UserError(f"--log-every must be a positive integer, got {args.log_every}")
     cfg = configs.resolve(config_from_args(args), "run")
-    record = execute(cfg, grid=args.grid, workdir=args.workdir, results=args.results, device=args.device or "cpu",
-                     data_root=args.data_root, fresh=args.fresh)
+    record = execute(cfg, grid=grid, workdir=args.workdir, results=results, device=args.device or "cpu",
+                     data_root=args.data_root, fresh=args.fresh, logger=args.logger, log_every=args.log_every)
     final = record["final"]
     print(f"{record['run_id']} {record['status']}: deployed acc {final['acc']}%  F(w) acc {final['acc_forward']}%  "
-          f"compression {final['compression']:.1f}x  -> {records.record_path(args.results, args.grid, record['run_id'])}")
+          f"compression {final['compression']:.1f}x  -> {records.record_path(results, grid, record['run_id'])}")
     return 0 if record["status"] == "done" else 1

@@ -282,7 +282,7 @@ def _finished_run(workspace, capsys) -> tuple[Path, Path, bytes]:
     rc, out, err = run_cli(capsys, "run", *TINY, "--method", "bnn")
     assert rc == 0, err
     (ckpt,) = (workspace / "work" / "runs").glob("*/checkpoint.pt")
-    record = next(p for p in (workspace / "results" / "runs" / "adhoc").glob("*.json") if p.name != "keep.json")
+    (record,) = (workspace / "work" / "results" / "runs" / "adhoc").glob("*.json")  # ad-hoc records: under work/
     return ckpt, record, record.read_bytes()
 
 
@@ -382,16 +382,16 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(workspace, 
     assert_one_line_error(rc, err, f"error: cannot write {ckpt}: No space left on device")
     state = torch.load(ckpt, weights_only=True)  # the epoch-1 checkpoint, whole
     assert state["epoch"] == 1 and state["status"] == "running"
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pt", "progress.json"]  # no temp file
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pt", "progress.json", "steps.jsonl"]  # no temp
     assert json.loads((ckpt.parent / "progress.json").read_text())["epoch"] == 1
     rid = ckpt.parent.name
-    assert not (workspace / "results" / "runs" / "adhoc" / f"{rid}.json").exists()
+    assert not (disk / "results" / "runs" / "adhoc" / f"{rid}.json").exists()
     # the kept checkpoint resumes elsewhere, and the run's time includes the first process's epoch
     shutil.copytree(disk, workspace / "moved")
     rc, out, err = run_cli(capsys, *args, "--workdir", "moved")
     assert rc == 0, err
     assert f"[{rid}] resuming at epoch 2/2" in out
-    record = json.loads((workspace / "results" / "runs" / "adhoc" / f"{rid}.json").read_text())
+    record = json.loads((workspace / "moved" / "results" / "runs" / "adhoc" / f"{rid}.json").read_text())
     assert record["wall_seconds"] >= state["wall_seconds"] + record["history"][1]["seconds"]
 
 

@@ -34,7 +34,7 @@ def test_readme_add_a_method_snippet_runs_as_printed(tmp_path):
     argv = [sys.executable] + command.split()[2:]  # 'PYTHONPATH=. python' -> this interpreter, same argv
     out = subprocess.run(argv, cwd=tmp_path, env=env_with(tmp_path), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    (record_file,) = (tmp_path / "results" / "runs" / "adhoc").glob("*.json")
+    (record_file,) = (tmp_path / "work" / "results" / "runs" / "adhoc").glob("*.json")  # ad hoc: under work/
     record = json.loads(record_file.read_text())
     assert record["config"]["method"] == "tanh-ste"
     assert record["config"]["method_params"]["beta_end"] == 20
