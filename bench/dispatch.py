@@ -1,22 +1,24 @@
-"""Send a grid's cells to an executor through submitit, and report or cancel them.
+"""Send a grid's cells to an executor through submitit, and report or cancel them: the commands ``grid run``,
+``grid status`` and ``grid cancel``.
 
 * ``local``: one subprocess per cell (submitit's LocalExecutor), in waves. On the CPU (``--device cpu``, the
   default) a wave is ``--parallel`` cells, each with ``cores // cells in the wave`` torch threads. With
   ``--device cuda`` a wave spreads its cells over every visible GPU, ``--cells-per-gpu`` per GPU (default 1),
-  and each cell trains on its own ``cuda:i`` (``gpu_waves``); ``--device cuda:N`` puts every cell on GPU N.
-  The running jobs of a wave are polled together; the next wave starts when the wave is over.
+  and each cell trains on its own ``cuda:i``; ``--device cuda:N`` puts every cell on GPU N (the waves:
+  ``bench.placement``). The running jobs of a wave are polled together; the next wave starts when the wave is
+  over.
 * ``debug``: every cell in this process, one after the other (submitit's DebugExecutor), on ``--device``.
 * ``slurm``: one job array per stage; fine-tune cells depend (``afterok``) on their fp parent's job. Jobs
   are checkpointable: on timeout or preemption submitit requeues them, and a requeued job resumes from its
   last epoch checkpoint in the work directory (read when the job starts, never from the pickled call). The
   cluster profile (``--cluster``, required) decides the device: cuda when it asks for GPUs.
 
-Before anything is submitted (and in ``--dry-run``) a pre-flight (``preflight``) checks what the cells to run
-need: their datasets' files, the pretrained weights of ``init = "timm"`` cells, the device; it prints the
-grid's cell count and GPU-hour estimate. Every problem is listed, one line each, and nothing is submitted.
+Before anything is submitted (and in ``--dry-run``) the pre-flight (``bench.preflight``) checks what the cells
+to run need: their datasets' files, the pretrained weights of ``init = "timm"`` cells, the device; it prints
+the grid's cell count and GPU-hour estimate. Every problem is listed, one line each, and nothing is submitted.
 
-While local and debug cells run (and under ``grid run --executor slurm --wait``) ``GridProgress`` shows the
-cells done / running / failed / pending, the images per second and an ETA for the grid.
+While local and debug cells run (and under ``grid run --executor slurm --wait``) ``bench.progress.GridProgress``
+shows the cells done / running / failed / pending, the images per second and an ETA for the grid.
 
 Cells with a finished record (done or diverged) are skipped; on SLURM, cells already queued or running are
 skipped too. Submitted job ids are kept in ``<workdir>/grids/<grid>/jobs.json``.
@@ -26,11 +28,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,6 +42,9 @@ from . import config as configs
 from .errors import UserError
 from .grid import Cell, Grid, load_grid
 from .lock import grid_lock
+from .placement import check_run_options, cuda_devices, device_problem, local_placement, parse_device, use_gpu
+from .preflight import preflight, raise_preflight
+from .progress import GridProgress, epochs_done
 
 POLL_SECONDS = float(os.environ.get("PROXBENCH_POLL_S", "2"))
 # SLURM state of a cell's job (when it has no record) -> the state `grid status` shows
@@ -90,7 +93,7 @@ class CellJob(submitit.helpers.Checkpointable):
             previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
             _SIGTERM_BEFORE_JOB[:] = [previous]
         try:
-            _use_gpu(device, torch)
+            use_gpu(device, torch)
             record = train.execute(cfg, grid=grid, workdir=workdir, results=results, device=device,
                                    data_root=data_root)
         except BaseException as exc:  # record the failure for `grid status`, then let the job fail
@@ -111,16 +114,6 @@ class CellJob(submitit.helpers.Checkpointable):
         if _SIGTERM_BEFORE_JOB:
             signal.signal(signal.SIGTERM, _SIGTERM_BEFORE_JOB[0])
         return super().checkpoint(*args, **kwargs)
-
-
-def _use_gpu(device: str, torch) -> None:
-    """Make GPU i the current CUDA device for ``device = 'cuda:i'`` when it exists (else train.execute says
-    why it cannot be used)."""
-    found = _DEVICE.fullmatch(str(device))
-    if found and found.group(1) == "cuda" and found.group(2) is not None and torch.cuda.is_available():
-        index = int(found.group(2))
-        if index < torch.cuda.device_count():
-            torch.cuda.set_device(index)
 
 
 # the SIGTERM handler a SLURM job had before CellJob replaced it (submitit's "bypass"); kept outside the
@@ -165,450 +158,11 @@ def _is_signal_exit(exc: BaseException) -> bool:
 
 
 def _write_failed(cfg: dict, grid: str, results: str, exc: BaseException) -> None:
-    from . import config as configs
-
     message = " ".join(str(exc).split())
     last = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     record = records.make_record(configs.run_id(cfg), grid, cfg, status="failed", history=[], final={},
                                  device="?", wall_seconds=0.0, error=last)
     records.write_record(record, results)
-
-
-# --------------------------------------------------------------------------- devices
-_DEVICE = re.compile(r"(cpu|cuda)(?::(\d+))?")
-
-
-def parse_device(device: str) -> tuple[str, int | None]:
-    """``'cpu'`` -> ('cpu', None), ``'cuda'`` -> ('cuda', None), ``'cuda:N'`` -> ('cuda', N); else a UserError."""
-    found = _DEVICE.fullmatch(str(device))
-    if not found or (found.group(1) == "cpu" and found.group(2) is not None):
-        raise UserError(f"--device {device!r}: expected cpu, cuda (every visible GPU) or cuda:N (GPU N)")
-    return found.group(1), None if found.group(2) is None else int(found.group(2))
-
-
-def gpu_waves(n_cells: int, n_gpus: int, cells_per_gpu: int = 1, gpu_ids=None) -> list[list[str]]:
-    """The device of each of ``n_cells`` cells, grouped in waves that run one after the other.
-
-    A wave holds at most ``n_gpus * cells_per_gpu`` cells, and its i-th cell trains on GPU ``i mod n_gpus``: the
-    cells of a wave spread over every GPU before a second one shares a GPU, and a short last wave uses as
-    many GPUs as it has cells. ``gpu_ids`` names the GPUs (default ``0 .. n_gpus-1``; ``--device cuda:3`` is
-    ``n_gpus=1, gpu_ids=[3]``). The waves, flattened, give the device of every cell in order.
-    """
-    ids = list(range(n_gpus)) if gpu_ids is None else [int(i) for i in gpu_ids]
-    if n_gpus < 1 or cells_per_gpu < 1 or len(ids) != n_gpus or n_cells < 0:
-        raise ValueError(f"gpu_waves: need n_gpus >= 1 ids ({ids}), cells_per_gpu >= 1, n_cells >= 0; "
-                         f"got {n_cells}, {n_gpus}, {cells_per_gpu}")
-    size = n_gpus * cells_per_gpu
-    return [[f"cuda:{ids[i % n_gpus]}" for i in range(min(size, n_cells - start))]
-            for start in range(0, n_cells, size)]
-
-
-def cuda_devices() -> tuple[int, str]:
-    """(CUDA devices torch sees here, why there are none: '' when there are some). ``CUDA_VISIBLE_DEVICES``
-    applies: ``cuda:i`` is the i-th visible GPU, here and in every local job (they inherit the environment)."""
-    import torch
-
-    if torch.version.cuda is None:
-        return 0, f"this PyTorch ({torch.__version__}) is built without CUDA"
-    count = torch.cuda.device_count()
-    if count:
-        return count, ""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return 0, ("torch.cuda.is_available() is False: no GPU or no working driver"
-               + (f"; CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""))
-
-
-def device_problem(device: str, n_gpus: int, why: str = "") -> str | None:
-    """Why ``device`` cannot be used on a machine with ``n_gpus`` CUDA devices (None: it can)."""
-    kind, index = parse_device(device)
-    if kind == "cpu":
-        return None
-    if n_gpus < 1:
-        return f"--device {device}: no CUDA device is available here" + (f" ({why})" if why else "")
-    if index is not None and index >= n_gpus:
-        return f"--device {device}: this machine has {n_gpus} CUDA device(s) (cuda:0 to cuda:{n_gpus - 1})"
-    return None
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where the local executor trains its cells: on ``gpus`` (indices of visible GPUs), ``per_gpu`` cells at
-    a time on each; without GPUs on the CPU, ``parallel`` cells at a time."""
-
-    gpus: tuple[int, ...] = ()
-    per_gpu: int = 1
-    parallel: int = 1
-
-    def waves(self, n_cells: int) -> list[list[str]]:
-        """The device of each of ``n_cells`` cells, grouped in waves (``gpu_waves`` on GPUs)."""
-        if self.gpus:
-            return gpu_waves(n_cells, len(self.gpus), self.per_gpu, self.gpus)
-        return [["cpu"] * min(self.parallel, n_cells - start) for start in range(0, n_cells, self.parallel)]
-
-    def describe(self) -> str:
-        if not self.gpus:
-            return f"cpu, {self.parallel} cell(s) at a time"
-        names = ", ".join(f"cuda:{i}" for i in self.gpus)
-        return (f"{names} ({len(self.gpus)} GPU(s) x {self.per_gpu} cell(s) per GPU: "
-                f"{len(self.gpus) * self.per_gpu} cell(s) at a time)")
-
-
-def local_placement(device: str = "cpu", *, parallel: int | None = None, cells_per_gpu: int | None = None,
-                    n_gpus: int | None = None) -> Placement:
-    """The local executor's ``Placement`` for ``--device``; ``n_gpus``: the CUDA devices to assume (None:
-    count them, ``cuda_devices``). A device that is not there is a UserError (``device_problem``)."""
-    kind, index = parse_device(device)
-    if kind == "cpu":
-        return Placement(parallel=max(1, parallel or 1))
-    why = ""
-    if n_gpus is None:
-        n_gpus, why = cuda_devices()
-    problem = device_problem(device, n_gpus, why)
-    if problem:
-        raise UserError(problem)
-    gpus = tuple(range(n_gpus)) if index is None else (index,)
-    return Placement(gpus=gpus, per_gpu=max(1, cells_per_gpu or 1))
-
-
-def check_run_options(executor: str, device: str | None, parallel: int | None, cells_per_gpu: int | None) -> None:
-    """One-line UserErrors for ``grid run`` options that do not fit together (before anything is checked or
-    submitted): a malformed ``--device``; ``--cells-per-gpu`` without a local executor on CUDA; ``--parallel``
-    on GPUs (there the cells at a time are the GPUs times ``--cells-per-gpu``); counts below 1."""
-    kind = parse_device(device)[0] if device is not None else "cpu"
-    if cells_per_gpu is not None:
-        if cells_per_gpu < 1:
-            raise UserError(f"--cells-per-gpu must be at least 1, got {cells_per_gpu}")
-        if executor != "local" or kind != "cuda":
-            raise UserError("--cells-per-gpu is for --executor local with --device cuda or cuda:N")
-    if parallel is not None:
-        if parallel < 1:
-            raise UserError(f"--parallel must be at least 1, got {parallel}")
-        if executor == "local" and kind == "cuda":
-            raise UserError("--parallel is for the CPU: with --device cuda the cells at a time are the GPUs "
-                            "times --cells-per-gpu")
-
-
-# --------------------------------------------------------------------------- pre-flight
-def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: str | None = None,
-              profile: dict | None = None, data_root: str | None = None, parallel: int | None = None,
-              cells_per_gpu: int | None = None, n_gpus: int | None = None, out=print) -> list[str]:
-    """Check what the cells to run (``todo``) need before anything is submitted; returns the problems, one
-    line each (empty: all is there). ``out`` gets what was checked:
-
-    * the grid's cells, the cells to run, and the grid file's ``gpu_hours`` estimate (pro rata for the cells
-      to run when some are finished);
-    * data: per distinct (dataset, loader) of the cells to run, the train and test files, looked up as a job
-      does (``bench.data.source_files``, whose error says where the files belong and how to get them;
-      CIFAR is downloaded there unless ``PROXBENCH_NO_DOWNLOAD`` is set); loader ``ffcv`` also needs FFCV;
-    * pretrained weights: per model of the ``init = "timm"`` cells, the weights in the local cache;
-    * device: local and debug executors: the CUDA device(s) of ``--device`` are here (``n_gpus`` assumes
-      that many instead of counting); slurm: ``--device``, if given, agrees with the profile's
-      ``gpus_per_node``.
-
-    Nothing to run: nothing is checked.
-    """
-    out(f"pre-flight: grid {grid.name}: {len(grid.cells)} cells, {len(todo)} to run; "
-        f"{gpu_hours_note(grid, len(todo))}")
-    if not todo:
-        return []
-    problems: list[str] = []
-    found: list[str] = []
-    for (dataset, loader), count in sorted(Counter((c.config["dataset"], c.config["loader"]) for c in todo).items()):
-        problem = _data_problem(dataset, loader, data_root)
-        if problem:
-            problems.append(f"data for {count} cell(s) ({dataset}, loader {loader}): {problem}")
-        else:
-            found.append(f"{dataset} ({loader})")
-    weights: list[str] = []
-    for model, count in sorted(Counter(c.config["model"] for c in todo if c.config["init"] == "timm").items()):
-        problem = _weights_problem(model)
-        if problem:
-            problems.append(f"pretrained weights for {count} cell(s) (model {model}, init = \"timm\"): {problem}")
-        else:
-            weights.append(model)
-    problem, where = _device_check(executor, device, profile, parallel, cells_per_gpu, n_gpus)
-    if problem:
-        problems.append(problem)
-    if not problems:
-        out(f"pre-flight: ok: data {', '.join(found)}; pretrained weights "
-            f"{', '.join(weights) + ' cached' if weights else 'not needed'}; device {where}")
-    return problems
-
-
-def raise_preflight(problems: list[str]) -> None:
-    """Nothing on no problems. One problem: a UserError ``pre-flight: PROBLEM; nothing submitted``. More:
-    each as a line ``error: pre-flight: PROBLEM`` on stderr, then a UserError counting them."""
-    if not problems:
-        return
-    if len(problems) == 1:
-        raise UserError(f"pre-flight: {problems[0]}; nothing submitted")
-    for problem in problems:
-        print(f"error: pre-flight: {problem}", file=sys.stderr, flush=True)
-    raise UserError(f"pre-flight: {len(problems)} problems (listed above); nothing submitted")
-
-
-def gpu_hours_note(grid: Grid, n_to_run: int) -> str:
-    """The grid file's ``gpu_hours`` (top-level key) as a sentence, pro rata for ``n_to_run`` of its cells."""
-    hours = configs.load_toml(grid.path).get("gpu_hours")
-    if hours is None:
-        return f"no GPU-hour estimate (no gpu_hours in {grid.path})"
-    text = f"about {_hours(hours)} GPU-hours for the whole grid (gpu_hours in {grid.path})"
-    if hours and 0 < n_to_run < len(grid.cells):
-        text += f", about {_hours(hours * n_to_run / len(grid.cells))} for the {n_to_run} cells to run (pro rata)"
-    return text
-
-
-def _hours(value: float) -> str:
-    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def _data_problem(dataset: str, loader: str, data_root: str | None) -> str | None:
-    """Why the files of ``dataset`` (train and test split) cannot be read with ``loader`` (None: they can)."""
-    from . import data
-
-    try:
-        if loader == "ffcv":
-            from . import ffcv_data
-
-            ffcv_data.require_ffcv()
-        for split in ("train", "test"):
-            data.source_files(dataset, split, data_root)
-    except (UserError, OSError) as exc:
-        return _one_line(exc)
-    return None
-
-
-def _weights_problem(model: str) -> str | None:
-    """Why ``model``'s pretrained weights cannot be loaded from the local cache (None: they can). timm's
-    ViT/DeiT: the cached file is looked up; any other model is built with ``pretrained=True``."""
-    import models
-    from models import vit
-
-    try:
-        if model in vit.TIMM_VITS:
-            vit.cached_timm_weights(model)
-        else:
-            models.create_model(model, pretrained=True)
-    except Exception as exc:  # noqa: BLE001 - a corrupt cached file is a problem to list too
-        return _one_line(exc) if isinstance(exc, (UserError, models.ModelError)) else \
-            f"{type(exc).__name__}: {_one_line(exc)}"
-    return None
-
-
-def _device_check(executor: str, device: str | None, profile: dict | None, parallel: int | None,
-                  cells_per_gpu: int | None, n_gpus: int | None) -> tuple[str | None, str]:
-    """(problem or None, the device(s) the cells will train on)."""
-    if executor == "slurm":
-        path, gpus = profile["path"], profile["gpus_per_node"]
-        where = f"cuda, {gpus} GPU(s) per job (profile {path})" if gpus else f"cpu (profile {path} asks for no GPU)"
-        if device is None:
-            return None, where
-        kind, index = parse_device(device)
-        if index is not None:
-            return (f"--device {device}: a SLURM job sees only the GPU(s) it is given; use --device cuda or leave "
-                    "--device out"), where
-        if kind == "cuda" and not gpus:
-            return f"--device {device}: cluster profile {path} asks for no GPU (gpus_per_node = 0)", where
-        if kind == "cpu" and gpus:
-            return (f"--device cpu: cluster profile {path} asks for {gpus} GPU(s) per job (gpus_per_node); leave "
-                    "--device out to train on them, or use a profile without GPUs"), where
-        return None, where
-    device = device or "cpu"
-    if executor == "debug":
-        why = ""
-        if parse_device(device)[0] == "cuda" and n_gpus is None:
-            n_gpus, why = cuda_devices()
-        return device_problem(device, n_gpus or 0, why), f"{device} (one cell at a time, in this process)"
-    try:
-        placement = local_placement(device, parallel=parallel, cells_per_gpu=cells_per_gpu, n_gpus=n_gpus)
-    except UserError as exc:
-        return str(exc), ""
-    return None, placement.describe()
-
-
-# --------------------------------------------------------------------------- progress
-PROGRESS_SECONDS = float(os.environ.get("PROXBENCH_PROGRESS_S", "30"))
-STEPS_FILE = "steps.jsonl"  # per-step log bench.train writes in a run's folder: {"step": optimizer steps done, ...}
-_BUCKET = {"done": "done", "diverged": "done", "running": "running", "failed": "failed", "timed-out": "failed",
-           "cancelled": "failed"}  # any other state (pending, queued, submitted) counts as pending
-
-
-def images_per_epoch(cfg: dict) -> int:
-    """Training images of one epoch of a cell: full batches of the training split (or its ``subset``)."""
-    from . import data
-
-    info = data.dataset_info(cfg["dataset"], cfg["data_options"])
-    n = info.train_size if cfg["subset"] is None else min(int(cfg["subset"]), info.train_size)
-    return n // cfg["batch_size"] * cfg["batch_size"]
-
-
-def images_done(workdir: str | Path, run_id: str, cfg: dict, per_epoch: int | None = None) -> int:
-    """Training images a run has gone through, from its folder ``<workdir>/runs/<run_id>/``: the epochs of
-    ``progress.json`` times the images of an epoch, or, when further, the last step of ``steps.jsonl`` times
-    the batch size; at most the run's total."""
-    per_epoch = images_per_epoch(cfg) if per_epoch is None else per_epoch
-    images = _progress(workdir, run_id) * per_epoch
-    step = _last_step(Path(workdir) / "runs" / run_id / STEPS_FILE)
-    return min(max(images, step * cfg["batch_size"]), cfg["epochs"] * per_epoch)
-
-
-def _last_step(path: Path) -> int:
-    """``step`` of the last complete line of a steps.jsonl (0: none), reading only the file's tail."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 8192))
-            tail = fh.read()
-    except OSError:
-        return 0
-    for line in reversed(tail.split(b"\n")[:-1]):  # the part after the last newline is not complete
-        try:
-            step = json.loads(line).get("step")
-        except (ValueError, AttributeError):
-            continue
-        if isinstance(step, int) and not isinstance(step, bool):
-            return step
-    return 0
-
-
-class GridProgress:
-    """The live progress of a grid: cells done / running / failed / pending, images per second, and an ETA.
-
-    ``update(states)`` takes ``{run_id: state}`` (``grid status``'s states; done and diverged count as done,
-    failed, timed-out and cancelled as failed, anything but running as pending). On a terminal
-    (``stream.isatty()``) every update rewrites one line in place (``\\r``); otherwise a plain line is printed
-    at the first update, whenever a cell ends, and at least every ``interval`` seconds (default
-    ``$PROXBENCH_PROGRESS_S`` or 30) while updates come; ``close()`` prints the last state.
-
-    Images/s: the training images of this session (``images_done`` of each cell now, less what it had at
-    the start) over the seconds since the start, so job start-up, evaluation and idle waves count. ETA: the
-    images the running and pending cells still have to train, at that rate ("?" until a first image).
-    """
-
-    def __init__(self, grid: Grid, workdir: str | Path, *, stream=None, interval: float | None = None,
-                 clock=time.monotonic):
-        self.name = grid.name
-        self.workdir = workdir
-        self.configs = {c.run_id: c.config for c in grid.cells}
-        self.per_epoch = {rid: images_per_epoch(cfg) for rid, cfg in self.configs.items()}
-        self.total = {rid: cfg["epochs"] * self.per_epoch[rid] for rid, cfg in self.configs.items()}
-        self.images = {rid: self._read(rid) for rid in self.configs}
-        self.base = dict(self.images)
-        self.states = {rid: "pending" for rid in self.configs}
-        self.stream = sys.stderr if stream is None else stream
-        isatty = getattr(self.stream, "isatty", None)
-        self.tty = bool(isatty and isatty())
-        self.interval = PROGRESS_SECONDS if interval is None else interval
-        self.clock = clock
-        self.started = clock()
-        self.printed_at: float | None = None
-        self.printed = ""
-        self.drawn = False
-
-    def _read(self, rid: str) -> int:
-        return images_done(self.workdir, rid, self.configs[rid], self.per_epoch[rid])
-
-    def update(self, states: dict[str, str]) -> None:
-        """Take the cells' states (cells not named keep theirs), re-read the images of the running cells and of
-        those whose state changed, and show the line (see the class doc)."""
-        ended = False
-        for rid, state in states.items():
-            if rid not in self.configs:
-                continue
-            old = self.states[rid]
-            if state == "running" or state != old:
-                self.images[rid] = self._read(rid)
-            if _BUCKET.get(state) in ("done", "failed") and _BUCKET.get(old) not in ("done", "failed"):
-                ended = True
-            self.states[rid] = state
-        self._show(force=ended)
-
-    def counts(self) -> dict[str, int]:
-        found = Counter(_BUCKET.get(s, "pending") for s in self.states.values())
-        return {k: found.get(k, 0) for k in ("done", "running", "failed", "pending")}
-
-    def rate(self) -> float | None:
-        """Training images per second of this session (None before the first image)."""
-        elapsed = self.clock() - self.started
-        images = sum(max(0, self.images[r] - self.base[r]) for r in self.configs)
-        return images / elapsed if images > 0 and elapsed > 0 else None
-
-    def eta(self) -> float | None:
-        """Seconds until the running and pending cells are done at ``rate()`` (0 when none is left)."""
-        left = sum(max(0, self.total[r] - self.images[r]) for r, s in self.states.items()
-                   if _BUCKET.get(s, "pending") in ("running", "pending"))
-        if left == 0:
-            return 0.0
-        rate = self.rate()
-        return left / rate if rate else None
-
-    def line(self) -> str:
-        n = self.counts()
-        rate, eta = self.rate(), self.eta()
-        return (f"[{_duration(self.clock() - self.started)}] grid {self.name}: {n['done']}/{len(self.states)} done, "
-                f"{n['running']} running, {n['failed']} failed, {n['pending']} pending | "
-                f"{'?' if rate is None else _count(rate)} images/s | ETA {'?' if eta is None else _duration(eta)}")
-
-    def _show(self, force: bool = False) -> None:
-        line = self.line()
-        if self.tty:
-            self.stream.write("\r" + line + "\x1b[K")
-            self.drawn = True
-        elif force or self.printed_at is None or self.clock() - self.printed_at >= self.interval:
-            self.stream.write(line + "\n")
-            self.printed_at, self.printed = self.clock(), line
-        else:
-            return
-        self.stream.flush()
-
-    def clear(self) -> None:
-        """Wipe the terminal line (before other output); the next update draws it again."""
-        if self.tty and self.drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.drawn = False
-
-    def close(self) -> None:
-        """Show the last state: the terminal line is kept (a newline ends it); a plain line unless the last
-        one printed says the same."""
-        line = self.line()
-        if self.tty:
-            self.stream.write("\r" + line + "\x1b[K\n")
-            self.drawn = False
-        elif line != self.printed:
-            self.stream.write(line + "\n")
-            self.printed = line
-        else:
-            return
-        self.stream.flush()
-
-
-def _duration(seconds: float) -> str:
-    """'45s', '12m 05s', '3h 20m', '2d 04h'."""
-    s = int(round(max(0.0, seconds)))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m {s:02d}s"
-    h, m = divmod(m, 60)
-    if h < 24:
-        return f"{h}h {m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d {h:02d}h"
-
-
-def _count(value: float) -> str:
-    """'812', '9.21k', '1.30M'."""
-    if value < 999.5:
-        return f"{value:.0f}"
-    scaled, suffix = (value / 1e3, "k") if value < 999_500 else (value / 1e6, "M")
-    return f"{scaled:.3g}{suffix}"
 
 
 def _jobs_file(workdir: str | Path, grid: str) -> Path:
@@ -873,7 +427,7 @@ def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> 
         job = jobs.get(cell.run_id, {})
         if record is not None and record["status"] == "failed" and job.get("submitted_at", 0) > _mtime(path):
             record = None  # resubmitted since it failed
-        progress = _progress(workdir, cell.run_id)
+        progress = epochs_done(workdir, cell.run_id)
         row = {"run_id": cell.run_id, "cell": cell.label, "state": "pending", "job": job.get("job_id", ""),
                "epochs": f"{progress}/{cell.config['epochs']}", "acc": "", "error": ""}
         if record is not None:
@@ -900,13 +454,6 @@ def _mtime(path: Path) -> float:
     except OSError:
         return 0.0
 
-
-def _progress(workdir: str | Path, run_id: str) -> int:
-    path = Path(workdir) / "runs" / run_id / "progress.json"
-    try:
-        return int(json.loads(path.read_text())["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def _job_error(job: dict) -> str:

@@ -143,7 +143,8 @@ def test_each_local_job_gets_its_own_gpu(tmp_path):
     """Three cells on two GPUs (assumed: ``n_gpus=2``) in the real local executor: each job is handed its
     ``cuda:i`` and passes it to train.execute, which refuses it on this CPU-only machine, so every failed
     record names the device its job got: waves [cuda:0, cuda:1], [cuda:0]."""
-    from bench.dispatch import cuda_devices, submit_grid
+    from bench.dispatch import submit_grid
+    from bench.placement import cuda_devices
     from bench.grid import load_grid
 
     if cuda_devices()[0]:
@@ -201,7 +202,7 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
     """GridProgress on the files a run writes (progress.json per epoch, steps.jsonl per logged step), with a
     clock the test moves: counts, rate, ETA; plain lines at the start, at each cell's end and every interval;
     on a terminal one line rewritten in place."""
-    from bench.dispatch import GridProgress, images_per_epoch
+    from bench.progress import GridProgress, images_per_epoch
     from bench.grid import load_grid
 
     path = tmp_path / "p.toml"

@@ -1,0 +1,157 @@
+"""The pre-flight of ``grid run``: before anything is submitted (and in ``--dry-run``), check what the cells to
+run need (their datasets' files, the pretrained weights of ``init = "timm"`` cells, the device) and state the
+grid's cell count and GPU-hour estimate. Every problem is one line; ``raise_preflight`` reports them all as one
+UserError.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+from . import config as configs
+from .errors import UserError
+from .grid import Cell, Grid
+from .placement import cuda_devices, device_problem, local_placement, parse_device
+
+
+def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: str | None = None,
+              profile: dict | None = None, data_root: str | None = None, parallel: int | None = None,
+              cells_per_gpu: int | None = None, n_gpus: int | None = None, out=print) -> list[str]:
+    """Check what the cells to run (``todo``) need before anything is submitted; returns the problems, one
+    line each (empty: all is there). ``out`` gets what was checked:
+
+    * the grid's cells, the cells to run, and the grid file's ``gpu_hours`` estimate (pro rata for the cells
+      to run when some are finished);
+    * data: per distinct (dataset, loader) of the cells to run, the train and test files, looked up as a job
+      does (``bench.data.source_files``, whose error says where the files belong and how to get them;
+      CIFAR is downloaded there unless ``PROXBENCH_NO_DOWNLOAD`` is set); loader ``ffcv`` also needs FFCV;
+    * pretrained weights: per model of the ``init = "timm"`` cells, the weights in the local cache;
+    * device: local and debug executors: the CUDA device(s) of ``--device`` are here (``n_gpus`` assumes
+      that many instead of counting); slurm: ``--device``, if given, agrees with the profile's
+      ``gpus_per_node``.
+
+    Nothing to run: nothing is checked.
+    """
+    out(f"pre-flight: grid {grid.name}: {len(grid.cells)} cells, {len(todo)} to run; "
+        f"{gpu_hours_note(grid, len(todo))}")
+    if not todo:
+        return []
+    problems: list[str] = []
+    found: list[str] = []
+    for (dataset, loader), count in sorted(Counter((c.config["dataset"], c.config["loader"]) for c in todo).items()):
+        problem = _data_problem(dataset, loader, data_root)
+        if problem:
+            problems.append(f"data for {count} cell(s) ({dataset}, loader {loader}): {problem}")
+        else:
+            found.append(f"{dataset} ({loader})")
+    weights: list[str] = []
+    for model, count in sorted(Counter(c.config["model"] for c in todo if c.config["init"] == "timm").items()):
+        problem = _weights_problem(model)
+        if problem:
+            problems.append(f"pretrained weights for {count} cell(s) (model {model}, init = \"timm\"): {problem}")
+        else:
+            weights.append(model)
+    problem, where = _device_check(executor, device, profile, parallel, cells_per_gpu, n_gpus)
+    if problem:
+        problems.append(problem)
+    if not problems:
+        out(f"pre-flight: ok: data {', '.join(found)}; pretrained weights "
+            f"{', '.join(weights) + ' cached' if weights else 'not needed'}; device {where}")
+    return problems
+
+
+def raise_preflight(problems: list[str]) -> None:
+    """Nothing on no problems. One problem: a UserError ``pre-flight: PROBLEM; nothing submitted``. More:
+    each as a line ``error: pre-flight: PROBLEM`` on stderr, then a UserError counting them."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise UserError(f"pre-flight: {problems[0]}; nothing submitted")
+    for problem in problems:
+        print(f"error: pre-flight: {problem}", file=sys.stderr, flush=True)
+    raise UserError(f"pre-flight: {len(problems)} problems (listed above); nothing submitted")
+
+
+def gpu_hours_note(grid: Grid, n_to_run: int) -> str:
+    """The grid file's ``gpu_hours`` (top-level key) as a sentence, pro rata for ``n_to_run`` of its cells."""
+    hours = configs.load_toml(grid.path).get("gpu_hours")
+    if hours is None:
+        return f"no GPU-hour estimate (no gpu_hours in {grid.path})"
+    text = f"about {_hours(hours)} GPU-hours for the whole grid (gpu_hours in {grid.path})"
+    if hours and 0 < n_to_run < len(grid.cells):
+        text += f", about {_hours(hours * n_to_run / len(grid.cells))} for the {n_to_run} cells to run (pro rata)"
+    return text
+
+
+def _hours(value: float) -> str:
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _data_problem(dataset: str, loader: str, data_root: str | None) -> str | None:
+    """Why the files of ``dataset`` (train and test split) cannot be read with ``loader`` (None: they can)."""
+    from . import data
+
+    try:
+        if loader == "ffcv":
+            from . import ffcv_data
+
+            ffcv_data.require_ffcv()
+        for split in ("train", "test"):
+            data.source_files(dataset, split, data_root)
+    except (UserError, OSError) as exc:
+        return _one_line(exc)
+    return None
+
+
+def _weights_problem(model: str) -> str | None:
+    """Why ``model``'s pretrained weights cannot be loaded from the local cache (None: they can). timm's
+    ViT/DeiT: the cached file is looked up; any other model is built with ``pretrained=True``."""
+    import models
+    from models import vit
+
+    try:
+        if model in vit.TIMM_VITS:
+            vit.cached_timm_weights(model)
+        else:
+            models.create_model(model, pretrained=True)
+    except Exception as exc:  # noqa: BLE001 - a corrupt cached file is a problem to list too
+        return _one_line(exc) if isinstance(exc, (UserError, models.ModelError)) else \
+            f"{type(exc).__name__}: {_one_line(exc)}"
+    return None
+
+
+def _device_check(executor: str, device: str | None, profile: dict | None, parallel: int | None,
+                  cells_per_gpu: int | None, n_gpus: int | None) -> tuple[str | None, str]:
+    """(problem or None, the device(s) the cells will train on)."""
+    if executor == "slurm":
+        path, gpus = profile["path"], profile["gpus_per_node"]
+        where = f"cuda, {gpus} GPU(s) per job (profile {path})" if gpus else f"cpu (profile {path} asks for no GPU)"
+        if device is None:
+            return None, where
+        kind, index = parse_device(device)
+        if index is not None:
+            return (f"--device {device}: a SLURM job sees only the GPU(s) it is given; use --device cuda or leave "
+                    "--device out"), where
+        if kind == "cuda" and not gpus:
+            return f"--device {device}: cluster profile {path} asks for no GPU (gpus_per_node = 0)", where
+        if kind == "cpu" and gpus:
+            return (f"--device cpu: cluster profile {path} asks for {gpus} GPU(s) per job (gpus_per_node); leave "
+                    "--device out to train on them, or use a profile without GPUs"), where
+        return None, where
+    device = device or "cpu"
+    if executor == "debug":
+        why = ""
+        if parse_device(device)[0] == "cuda" and n_gpus is None:
+            n_gpus, why = cuda_devices()
+        return device_problem(device, n_gpus or 0, why), f"{device} (one cell at a time, in this process)"
+    try:
+        placement = local_placement(device, parallel=parallel, cells_per_gpu=cells_per_gpu, n_gpus=n_gpus)
+    except UserError as exc:
+        return str(exc), ""
+    return None, placement.describe()
