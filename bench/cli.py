@@ -252,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot-quantizers", help="plot F and B' of every method at the start and end of its schedule")
     p.add_argument("--out", default="results/quantizers", help="output folder")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on method names")
+    p.add_argument("--grid", default=None, metavar="NAME",
+                   help="draw the method parameters (and, for rPC/PQ's prox, the lr) of this grid's cells "
+                        "(bench/grids/NAME.toml or a path) (default: the registry's defaults)")
     p.set_defaults(func=_handler("bench.plots:cli_plot_quantizers"))
 
     p = sub.add_parser("export", help="write a run's deployed model bit-packed (1 bit per binarized weight)")

@@ -45,6 +45,7 @@ class _LinearQuantizerMixin:
     constants = {"lq": "linear"}
     schedules = {"rho": (0.01, 10.0)}
     bounds = {"rho": non_negative(), "lq": one_of(*LQ_FORMS)}  # ρ = 0: LQ is the identity
+    symbols = {"rho": "ρ"}
 
     def linear_quantize(self, x: Tensor, rho: float | None = None) -> Tensor:
         return LQ_FORMS[self._constants["lq"]](x, self.rho if rho is None else rho)
@@ -88,6 +89,7 @@ class _SignForward(Method):
 class FullPrecision(Method):
     """Full-precision baseline: F(x) = x, B'(x) = 1, export is w itself (nothing is binarized)."""
 
+    label, color, marker = "FP", "#000000", "s"
     identity_backward = True
     binarizes = False
     forward_formula, backward_formula = "x", "1"
@@ -112,6 +114,7 @@ class BinaryConnect(_SignForward):
     (the paper's [−H, H] with H = 1). sign(0) = +1.
     """
 
+    label, color, marker = "BC", "#1f77b4", "o"
     constants = {"clip": 1.0}
     bounds = CLIP
     identity_backward = True
@@ -128,6 +131,7 @@ class ProxConnect(_LinearQuantizerMixin, Method):
     not a step on it, so ρ is not scaled by the learning rate.
     """
 
+    label, color, marker = "PC", "#ff7f0e", "^"
     default_scale = "tensor"
     identity_backward = True
     forward_formula, backward_formula = "LQ_ρ(x)", "1"
@@ -146,6 +150,7 @@ class ReverseProxConnect(_ProximalStep, Method):
     rate of the step, see ``_ProximalStep``); ``prox = "lq"`` by default. No clipping (no reference clips).
     """
 
+    label, color, marker = "rPC", "#2ca02c", "v"
     identity_backward = True
     forward_formula, backward_formula = "x", "1"
     hooks_formula = "before_step: w ← α·prox_{ηρ}(w/α)"
@@ -173,6 +178,7 @@ class ProxQuant(_ProximalStep, Method):
     every step keeps them where they are, since one step never moves a weight by α).
     """
 
+    label, color, marker = "PQ", "#d62728", "D"
     constants = {**_ProximalStep.constants, "clip": 1.0, "freeze_at": 1.0}
     bounds = {**CLIP, "freeze_at": Bound(low=0.0, high=1.0, low_inclusive=False)}
     identity_backward = True
@@ -200,6 +206,7 @@ class BNN(_SignForward):
     to [−1, 1] after every update. At |x| = 1 the factor is 1.
     """
 
+    label, color, marker = "BNN", "#9467bd", "P"
     constants = {"clip": 1.0}
     bounds = CLIP
     backward_formula = "1[|x| ≤ 1]"
@@ -220,6 +227,8 @@ class BNNPlus(_SignForward):
     SS'_μ(0) = μ; the forward is already binary, so μ needs no schedule.
     """
 
+    label, color, marker = "BNN+", "#8c564b", "X"
+    symbols = {"mu": "μ"}
     constants = {"mu": 5.0, "clip": 1.0}
     bounds = {"mu": positive(), **CLIP}
     backward_formula = "SS'_μ(x)"
@@ -241,6 +250,8 @@ class BNNPlusPlus(Method):
     (near) binary and export α·sign(w) changes little. SS_μ(0) = 0, SS'_μ(0) = μ.
     """
 
+    label, color, marker = "BNN++", "#e377c2", "*"
+    symbols = {"mu": "μ"}
     default_scale = "tensor"
     schedules = {"mu": (5.0, 30.0)}
     bounds = {"mu": positive()}  # SS_0 ≡ 0; a negative μ flips the sign of F

@@ -80,9 +80,9 @@ def test_csv_tex_and_summary(results):
 
     tex = (out / "leaderboard.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
-    assert "\\textbf{89.50 $\\pm$ 0.50}" in tex
-    assert "fashion-mnist & fmnist-cnn & e2e & 91.20 $\\pm$ 0.20 &" in tex
-    assert "20.0$\\times$" in tex
+    assert "\\textbf{89.50}$_{\\pm 0.50}$" in tex  # bold mean, std as a subscript
+    assert "fmnist-cnn & 91.20$_{\\pm 0.20}$ & 88.20$_{\\pm 0.28}^{(2)}$ & div. \\\\" in tex  # (2): 2 of 3 seeds
+    assert "20.0$\\times$" in tex and "(n=" not in tex
 
     summary = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
     assert len(summary) == 14
@@ -372,3 +372,87 @@ def test_accuracy_bounds_are_inclusive():
     assert agg._problem(_run("z", 0.0)) is None and agg._problem(_run("h", 100.0)) is None
     assert agg._problem(_run("n", float("nan"))) and agg._problem(_run("i", float("inf")))
     assert agg._problem(_run("f", 1e9, status="failed")) is None  # not averaged: no accuracy needed
+
+
+# -- the .tex leaderboard: one column of a two-column paper ---------------------------------------------
+
+
+def test_tex_states_the_seeds_once_and_splits_columns_into_stacked_blocks(results):
+    agg.aggregate("fixture", results, figures=False)
+    tex = (results / "fixture" / "leaderboard.tex").read_text()
+    lines = tex.splitlines()
+    assert lines[0].startswith("% Requires \\usepackage{booktabs}")
+    assert lines[1] == "% n = 3 seeds per cell. Laid out for a 229.5 pt column: 3 blocks of columns, stacked."
+    assert lines[2].startswith("% \\caption{Top-1 accuracy (\\%) of the deployed binary model (dataset fashion-mnist, "
+                               "mode e2e), mean$_{\\pm\\mathrm{std}}$ over the seeds (ddof = 1); 3 seeds (n = 3) per "
+                               "cell; a superscript $^{(k)}$: k seeds.")
+    body = [line for line in lines if not line.startswith("%")]
+    assert body[0] == "\\begin{tabular}{@{}l@{\\hspace{8pt}}r@{\\hspace{8pt}}r@{\\hspace{8pt}}r@{}}"
+    headers = [line for line in body if line.startswith("model &")]
+    assert headers == ["model & FP & BC & PQ \\\\", "model & BNN & BNN+ & BNN++ \\\\", "model & drop & comp. &  \\\\"]
+    assert "fmnist-mlp & -- & \\textbf{85.00}$^{(1)}$ & -- \\\\" in body  # BNN+, tied best with BC
+    assert "fmnist-mlp & 4.00 & 25.0$\\times$ &  \\\\" in body
+    assert body.count("\\toprule") == 1 and body.count("\\bottomrule") == 1 and body.count("\\midrule") == 3
+    assert body.count("\\midrule[\\heavyrulewidth]") == 2  # between the blocks
+
+
+def test_tex_one_row_has_no_label_column_and_n_1_has_no_marks():
+    records = [_run(f"r{i}", 80.0 + i, method=m) for i, m in enumerate(("fp", "bc", "pc", "rpc", "pq", "bnn"))]
+    tex = agg.to_latex(agg.build_table(records))
+    assert "% n = 1 seed per cell." in tex and "$^{(" not in tex and "\\pm" not in tex.split("\\caption")[1][:80]
+    assert "(dataset fashion-mnist, model fmnist-mlp, mode e2e); 1 seed (n = 1) per cell." in tex
+    assert "\\begin{tabular}{@{}r@{" in tex  # every row key is in the caption
+
+
+def _pdflatex_width(tmp_path: Path, tex: str) -> tuple[float, float]:
+    """(table width, \\columnwidth) in pt, from compiling ``tex`` in a 10 pt two-column article."""
+    (tmp_path / "table.tex").write_text(tex)
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass[10pt,twocolumn]{article}\n\\usepackage{booktabs}\n\\newsavebox\\tbl\n\\begin{document}\n"
+        "\\sbox\\tbl{\\input{table.tex}}\n\\typeout{TABLEWIDTH=\\the\\wd\\tbl;COLUMNWIDTH=\\the\\columnwidth}\n"
+        "\\begin{table}\\centering\\usebox\\tbl\\caption{x}\\end{table}\nx\n\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    import re
+
+    found = re.search(r"TABLEWIDTH=([\d.]+)pt;COLUMNWIDTH=([\d.]+)pt", proc.stdout)
+    assert found, proc.stdout[-3000:]
+    return float(found.group(1)), float(found.group(2))
+
+
+def _wide_records() -> list[dict]:
+    """3 seeds of every built-in method and two long-named plugins, 2 datasets x 3 models x 2 modes."""
+    records = []
+    for dataset in ("cifar10", "cifar100"):
+        for model in ("resnet20", "vgg-small", "deit-small-patch16-224"):
+            for mode in ("e2e", "finetune"):
+                for method in (*agg.METHOD_ORDER, "tanh-ste", "my-long-method-name"):
+                    for seed in range(3):
+                        records.append(_run(f"{dataset}{model}{mode}{method}{seed}", 60.0 + 13.37 * seed,
+                                            method=method, dataset=dataset, model=model, mode=mode, seed=seed))
+    return records
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed (apt-get install "
+                    "texlive-latex-base texlive-latex-recommended)")
+@pytest.mark.parametrize("case", ["fixture", "one-row", "wide", "by-scale"])
+def test_tex_compiles_and_fits_one_column(results, tmp_path, case):
+    records = agg.load_grid("fixture", results, warn=lambda m: None)
+    table = {
+        "fixture": lambda: agg.build_table(records),
+        "one-row": lambda: agg.build_table([_run(f"r{i}", 80.0 + i, method=m) for i, m in enumerate(agg.METHOD_ORDER)]),
+        "wide": lambda: agg.build_table(_wide_records()),
+        "by-scale": lambda: agg.build_table(records, "model,method:scale"),
+    }[case]()
+    width, column = _pdflatex_width(tmp_path, agg.to_latex(table))
+    assert column == agg.TEX_WIDTH_PT == 229.5
+    assert width <= agg.TEX_WIDTH_PT, f"{case}: {width} pt"
+
+
+@pytest.mark.parametrize("grid", ["default", "ablation-scale", "vit-demo"])
+def test_committed_tables_are_what_the_committed_records_give(tmp_path, grid):
+    shutil.copytree(ROOT / "results" / "runs" / grid, tmp_path / "runs" / grid)
+    agg.aggregate(grid, tmp_path, figures=False)
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.tex", "summary.csv"):
+        assert (tmp_path / grid / name).read_bytes() == (ROOT / "results" / grid / name).read_bytes(), name
