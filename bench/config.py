@@ -220,6 +220,8 @@ def _check_policy(policy, where: str) -> None:
             raise UserError(f"{where}: policy {key} must be a list of strings, got {show(value)}")
         if key == "types" and not (isinstance(value, list) and all(v in LAYER_TYPES for v in value)):
             raise UserError(f"{where}: policy types must be a list of {', '.join(LAYER_TYPES)}, got {show(value)}")
+        if key == "inputs" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise UserError(f"{where}: policy inputs must be a list of strings, got {show(value)}")
         if key in ("keep_first", "keep_last") and not isinstance(value, bool):
             raise UserError(f"{where}: policy {key} must be true or false, got {show(value)}")
 

@@ -23,12 +23,17 @@ def _no_match(kind: str, pattern: str, registered: list[str]) -> UserError:
 def method_rows(pattern: str = "*") -> list[list[str]]:
     """key, F, B', hooks, parameters (scheduled ones as start → end), default scale; one row per method."""
     rows = []
-    for key in methods.list_methods(pattern):
+    for key in methods.list_methods(pattern, w1a1=None):
         cls = methods.get_method_class(key)
         params = [f"{name}: {start:g} → {end:g}" for name, (start, end) in cls.schedules.items()]
         params += [f"{name} = {value}" for name, value in cls.constants.items()]
-        rows.append([key, cls.forward_formula, cls.backward_formula, cls.hooks_formula, "; ".join(params) or "—",
-                     cls.default_scale])
+        forward, backward = cls.forward_formula, cls.backward_formula
+        act = cls.activation_class()
+        if act is not None:  # W1A1: the input quantizer's pair after the weights'
+            forward += f"; input: {act.forward_formula}"
+            backward += f"; input: {act.backward_formula}"
+            params += [f"act {name}: {start:g} → {end:g}" for name, (start, end) in act.schedules.items()]
+        rows.append([key, forward, backward, cls.hooks_formula, "; ".join(params) or "—", cls.default_scale])
     return rows
 
 

@@ -15,6 +15,16 @@ Conventions:
   including attention's ``q·kᵀ`` and ``attn·v`` (``2 × tokens² × dim`` MACs per timm ``Attention``);
 * biases, normalisation, activations, pooling, softmax and residual additions are **ignored** (elementwise,
   small next to the MACs), as in fvcore/ptflops-style MAC counts.
+
+W1A1 models (a method with an activation quantizer, ``methods.input_binarized_layers``) get four more keys;
+weight-only models keep exactly the four above, with the same meaning:
+
+* ``macs_w1a1``: MACs of layers whose weights **and** inputs are binary (an XNOR/AND-popcount each);
+  ``bops_w1a1 = macs_w1a1`` (1 BOP per such MAC);
+* ``flops_w1a1 = 2 × (every other MAC)``: the full-precision MACs and the binary-weight MACs whose input is
+  real (a sign-conditioned accumulate of a real number is counted as floating-point work here);
+* ``ops = bops_w1a1 / 64 + flops_w1a1`` (Bi-Real Net's and ReActNet's OPs, a 64-bit popcount doing 64
+  BOPs; note those papers count one FLOP per multiply-accumulate, i.e. their OPs = bops_w1a1/64 + flops_w1a1/2).
 """
 
 from __future__ import annotations
@@ -40,7 +50,8 @@ def count_ops(model: nn.Module, input_shape: Sequence[int]) -> dict:
     if not shape or shape[0] < 1:
         raise ValueError(f"input_shape must include a positive batch dimension, got {tuple(input_shape)}")
     binarized = {id(m) for _, m in methods.binarized_layers(model)}
-    totals = {"fp": 0, "binary": 0}
+    binary_inputs = {id(m) for _, m in methods.input_binarized_layers(model)} & binarized
+    totals = {"fp": 0, "binary": 0, "w1a1": 0}
 
     def layer_hook(module, inputs, output):
         if isinstance(module, nn.Linear):
@@ -51,6 +62,8 @@ def count_ops(model: nn.Module, input_shape: Sequence[int]) -> dict:
                 k *= int(s)
             macs = output.numel() * (module.in_channels // module.groups) * k
         totals["binary" if id(module) in binarized else "fp"] += macs
+        if id(module) in binary_inputs:
+            totals["w1a1"] += macs
 
     def attention_hook(module, inputs, output):
         x = inputs[0]
@@ -79,4 +92,10 @@ def count_ops(model: nn.Module, input_shape: Sequence[int]) -> dict:
         model.train(was_training)
     batch = shape[0]
     macs_fp, macs_binary = totals["fp"] // batch, totals["binary"] // batch
-    return {"flops": 2 * macs_fp, "bops": macs_binary, "macs_fp": macs_fp, "macs_binary": macs_binary}
+    out = {"flops": 2 * macs_fp, "bops": macs_binary, "macs_fp": macs_fp, "macs_binary": macs_binary}
+    if binary_inputs:
+        macs_w1a1 = totals["w1a1"] // batch
+        flops_w1a1 = 2 * (macs_fp + macs_binary - macs_w1a1)
+        out.update({"macs_w1a1": macs_w1a1, "bops_w1a1": macs_w1a1, "flops_w1a1": flops_w1a1,
+                    "ops": macs_w1a1 / 64 + flops_w1a1})
+    return out

@@ -365,7 +365,7 @@ def _check_param(key: str, value, where: str, classes: list, prefix: str = "") -
 
 def _method_classes(names: list) -> list:
     """The registered method classes among ``names`` (other values are reported when cells resolve)."""
-    known = methods.list_methods()
+    known = methods.list_methods(w1a1=None)
     return [methods.get_method_class(n) for n in dict.fromkeys(n for n in names if isinstance(n, str)) if n in known]
 
 

@@ -12,6 +12,12 @@ The deployed model computes with ``export(w) = α·sign(w)`` for every binarized
   and class tokens, full-precision conv/linear weights) as float32 if it is a floating-point tensor, as
   int64 otherwise (``num_batches_tracked`` is **kept**, 8 bytes per BatchNorm layer).
 
+W1A1 methods: the bits and α are what the method's ``export_parts`` says the deployed layer uses (XNOR-Net++'s
+learnable Γ and ReCU's learnable scale are the α, so those parameters are not stored twice; ReCU's bits are
+sign(w − mean w)); the activation quantizers' learnable tensors (ReActNet's thresholds,
+``<layer>.input_quantizer.beta``) are ordinary state-dict entries, stored as float32. Such a file loads into
+the model with its deployed input quantizers attached and plain weights (``methods.binarize_inputs``).
+
 Container ("PXBPACK1"), little-endian, no pickle anywhere::
 
     magic      8 bytes   b"PXBPACK1"
@@ -74,6 +80,20 @@ def _binarized(model: nn.Module) -> dict[str, str]:
     return out
 
 
+def _learned(model: nn.Module) -> dict[str, tuple[dict, set]]:
+    """latent key -> (the layer's learnable weight tensors {name: tensor}, their state-dict keys)."""
+    out = {}
+    for name, module in methods.binarized_layers(model):
+        prefix = f"{name}." if name else ""
+        learned = {}
+        for p in module.parametrizations.weight:
+            if hasattr(p, "learned"):
+                learned.update(p.learned())
+        keys = {f"{prefix}parametrizations.weight.0.{k}" for k in learned}
+        out[f"{prefix}parametrizations.weight.original"] = (learned, keys)
+    return out
+
+
 def _plain_order(state: dict, latents: dict[str, str]) -> dict:
     """The state dict in the order of the unparametrized model: a binarized weight goes back in front of its
     layer's other direct entries (parametrize moves it behind the bias)."""
@@ -93,16 +113,22 @@ def _plain_order(state: dict, latents: dict[str, str]) -> dict:
 def deployed_entries(model: nn.Module):
     """Yield (plain key, kind, tensor, alpha) for every state-dict entry of the deployed model.
 
-    kind "bin": ``tensor`` is the latent (float, CPU) and ``alpha`` the α tensor (or None for α = 1);
-    kind "f32"/"i64": ``tensor`` is the value itself and ``alpha`` is None.
+    kind "bin": ``tensor`` is the bits (bool, CPU; True = +α) and ``alpha`` the α tensor (or None for α = 1);
+    kind "f32"/"i64": ``tensor`` is the value itself and ``alpha`` is None. Learnable weight tensors of a
+    method (``Method.weight_parameters``) are folded into α and not yielded.
     """
     method = methods.get_method(model)
     latents = _binarized(model)
+    learned_of = _learned(model)
+    folded = set().union(*(keys for _, keys in learned_of.values())) if learned_of else set()
     for key, value in _plain_order(model.state_dict(), latents).items():
+        if key in folded:
+            continue
         value = value.detach().cpu()
         if key in latents:
             w = value.float()
-            alpha = method.alpha(w)
+            learned = {k: v.detach().cpu().float() for k, v in learned_of[key][0].items()}
+            bits, alpha = method.export_parts(w, **learned)
             if isinstance(alpha, torch.Tensor):
                 alpha = alpha.detach().cpu().float()
                 if alpha.numel() == 1:
@@ -112,12 +138,14 @@ def deployed_entries(model: nn.Module):
                     alpha = torch.tensor(float(alpha))
                 else:
                     alpha = None
-            # Method.export is α·sign(w) by definition; a subclass that overrides export (or alpha) is checked.
-            if _custom_export(method) and not torch.equal(_rebuild(w >= 0, alpha), method.export(w).float()):
-                raise PackingError(
-                    f"{key}: method {method.name!r} does not export α·sign(w), so it cannot be stored as 1 bit per weight"
-                )
-            yield latents[key], "bin", w, alpha
+            # Method.export is α·sign(w) by definition; a subclass that overrides export (or alpha), or has
+            # learnable weight tensors, is checked.
+            if learned or _custom_export(method):
+                expect = method.export_learned(w, **learned) if learned else method.export(w)
+                if not torch.equal(_rebuild(bits, alpha), expect.float()):
+                    raise PackingError(f"{key}: method {method.name!r} does not export α·sign(w), so it cannot be "
+                                       "stored as 1 bit per weight")
+            yield latents[key], "bin", bits, alpha
         elif value.is_floating_point() or value.is_complex():
             yield key, "f32", value, None
         else:
@@ -169,9 +197,9 @@ def _encode(model: nn.Module, meta: dict | None) -> bytes:
     entries = []
     for key, kind, tensor, alpha in deployed_entries(model):
         shape = list(tensor.shape)
-        dtype = str(tensor.dtype).removeprefix("torch.")
+        dtype = str(tensor.dtype).removeprefix("torch.") if kind != "bin" else "float32"
         if kind == "bin":
-            packed = np.packbits((tensor >= 0).numpy().reshape(-1))
+            packed = np.packbits(tensor.numpy().reshape(-1))
             entry = [key, "bin", shape, dtype, sizes["bits"], tensor.numel(), None, None]
             bits.append(packed)
             sizes["bits"] += packed.size
@@ -311,7 +339,7 @@ def cli_export(args) -> int:
     # Check the round trip: every reloaded tensor equals the deployed one.
     state, _ = load_packed(args.out)
     for key, kind, tensor, alpha in deployed_entries(model):
-        expect = _rebuild(tensor >= 0, alpha) if kind == "bin" else tensor
+        expect = _rebuild(tensor, alpha) if kind == "bin" else tensor
         if not torch.equal(state[key].to(expect.dtype), expect):
             raise UserError(f"round-trip check failed for {key} in {args.out}")
     params = sum(p.numel() for p in model.parameters())

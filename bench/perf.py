@@ -155,9 +155,9 @@ def format_e2e_table(rows: list[dict]) -> str:
 
 
 def _method_keys(spec: str) -> list[str]:
-    keys = sorted({k for part in spec.split(",") for k in methods.list_methods(part.strip())})
+    keys = sorted({k for part in spec.split(",") for k in methods.list_methods(part.strip(), w1a1=None)})
     if not keys:
-        raise UserError(f"no method matches {spec!r} (valid: {', '.join(methods.list_methods())})")
+        raise UserError(f"no method matches {spec!r} (valid: {', '.join(methods.list_methods(w1a1=None))})")
     return keys
 
 

@@ -675,6 +675,8 @@ def _final_metrics(model: nn.Module, history: list[dict], info, dev: torch.devic
         **sizes,
         "flops": ops["flops"],
         "bops": ops["bops"],
+        **({"bops_w1a1": ops["bops_w1a1"], "flops_w1a1": ops["flops_w1a1"], "ops": ops["ops"]}
+           if "ops" in ops else {}),  # W1A1 models only: weight-only records keep their keys
         "peak_memory_mb": round(peak_memory_mb(dev), 1),
         "epochs_done": max((h["epoch"] for h in history), default=0),
     }

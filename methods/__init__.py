@@ -5,9 +5,19 @@ Quantizers", NeurIPS 2023. See DESIGN.md §2–3 and ``methods.base`` for the in
 """
 
 from . import builtin as _builtin  # noqa: F401  (registers the eight built-in methods)
+from . import activations as _activations  # noqa: F401  (registers the activation quantizers)
+from . import w1a1 as _w1a1  # noqa: F401  (registers the eight BiBench W1A1 methods)
+from .activations import (
+    ActivationQuantizer,
+    create_activation,
+    get_activation_class,
+    list_activations,
+    register_activation,
+)
 from .base import (
     Method,
     MethodError,
+    compose,
     create_method,
     get_method_class,
     list_methods,
@@ -18,7 +28,9 @@ from .binarize import (
     PRESETS,
     Policy,
     binarize,
+    binarize_inputs,
     binarized_layers,
+    input_binarized_layers,
     deployed,
     get_method,
     latent_weights,
@@ -33,5 +45,7 @@ __all__ = [
     "Method", "MethodError", "create_method", "get_method_class", "list_methods", "load_plugins",
     "register_method", "PRESETS", "Policy", "binarize", "binarized_layers", "deployed", "get_method",
     "latent_weights", "optimizer_step", "resolve_policy", "set_progress", "summary", "sign",
-    "linear_quantizer", "clamp_quantizer", "sign_swish", "sign_swish_grad",
+    "linear_quantizer", "clamp_quantizer", "sign_swish", "sign_swish_grad", "ActivationQuantizer",
+    "create_activation", "get_activation_class", "list_activations", "register_activation", "compose",
+    "binarize_inputs", "input_binarized_layers",
 ]

@@ -166,6 +166,9 @@ class Method:
     identity_backward: ClassVar[bool] = False
     binarizes: ClassVar[bool] = True
     forward_is_export: ClassVar[bool] = False
+    # The activation quantizer (a key of ``methods.activations``) applied to the inputs of the binarized
+    # layers, or None: a weight-only method (its config has no ``act_*`` key, so run ids never change).
+    activation: ClassVar[str | None] = None
     # Human-readable formulas for `python -m bench methods`.
     forward_formula: ClassVar[str] = "F(x)"
     backward_formula: ClassVar[str] = "B'(x)"
@@ -183,6 +186,10 @@ class Method:
 
     def __init__(self, **overrides):
         valid = self.valid_parameters()
+        act_overrides = {}
+        if self.activation is not None:  # act_<name>: a parameter of the activation quantizer
+            act_keys = {f"act_{k}" for k in self.activation_class().valid_parameters() if k not in ("scale",)}
+            act_overrides = {k[4:]: overrides.pop(k) for k in list(overrides) if k in act_keys}
         unknown = sorted(set(overrides) - set(valid))
         if unknown:
             raise MethodError(
@@ -215,8 +222,23 @@ class Method:
                 self._checked(key, value, bounds)
         for key, value in self._constants.items():
             setattr(self, key, value)
+        self.act = None
+        if self.activation is not None:
+            try:
+                self.act = self.activation_class()(**act_overrides)
+            except MethodError as exc:
+                raise MethodError(f"method {self.name!r}: activation quantizer {self.activation!r}: {exc}") from None
         self.validate()
         self.set_progress(0.0)
+
+    @classmethod
+    def activation_class(cls):
+        """The class of the activation quantizer (None for a weight-only method)."""
+        if cls.activation is None:
+            return None
+        from .activations import get_activation_class
+
+        return get_activation_class(cls.activation)
 
     def validate(self) -> None:
         """Check parameter values after construction (beyond ``bounds``); raise ``MethodError`` (no-op by default)."""
@@ -270,6 +292,9 @@ class Method:
         names = ["scale", "schedule", *cls.constants]
         for key in cls.schedules:
             names += [key, f"{key}_start", f"{key}_end"]
+        act = cls.activation_class()
+        if act is not None:
+            names += [f"act_{k}" for k in act.valid_parameters() if k != "scale"]
         return sorted(names)
 
     # -- schedule -------------------------------------------------------------------------------------
@@ -285,12 +310,16 @@ class Method:
             else:
                 value = start + (end - start) * t
             setattr(self, key, value)
+        if getattr(self, "act", None) is not None:
+            self.act.set_progress(t)
 
     def params(self) -> dict:
-        """Current parameter values, plus scale, schedule and progress."""
+        """Current parameter values, plus scale, schedule and progress (and the activation quantizer's as act_*)."""
         out = {"scale": self.scale, "schedule": self.schedule, "progress": self.progress}
         out.update({k: getattr(self, k) for k in self._ranges})
         out.update(self._constants)
+        if getattr(self, "act", None) is not None:
+            out.update({f"act_{k}": v for k, v in self.act.params().items() if k not in ("scale", "progress")})
         return out
 
     def config(self) -> dict:
@@ -299,6 +328,9 @@ class Method:
         for key, (start, end) in self._ranges.items():
             out[f"{key}_start"], out[f"{key}_end"] = start, end
         out.update(self._constants)
+        if getattr(self, "act", None) is not None:  # only W1A1 methods: weight-only configs are unchanged
+            out.update({f"act_{k}": v for k, v in self.act.config().items()
+                        if k != "scale" and (k != "schedule" or self.act._ranges)})
         return out
 
     # -- the quantizer pair ---------------------------------------------------------------------------
@@ -330,6 +362,25 @@ class Method:
         """The deployed tensor α·sign(w): exactly two values ±α per output channel."""
         with torch.no_grad():
             return self.alpha(w) * sign(w)
+
+    # -- per-layer learnable tensors of the weight quantizer (XNOR-Net++'s Γ, ReCU's α) ---------------------
+    def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
+        """Initial values of learnable tensors this method owns on each binarized layer (none by default);
+        ``binarize`` registers them as ``nn.Parameter``s of the layer's parametrization module
+        (``<layer>.parametrizations.weight.0.<name>``) and passes them to ``quantize``/``export_learned``."""
+        return {}
+
+    def quantize(self, w: Tensor, **learned: Tensor) -> Tensor:
+        """The training forward of a layer's weight given its learnable tensors (default ``forward(w)``)."""
+        return self.forward(w)
+
+    def export_learned(self, w: Tensor, **learned: Tensor) -> Tensor:
+        """The deployed weight given the layer's learnable tensors (default ``export(w)``)."""
+        return self.export(w)
+
+    def export_parts(self, w: Tensor, **learned: Tensor) -> tuple[Tensor, Tensor | float]:
+        """(bits, α) with ``export_learned(w) = α·(2·bits − 1)``: what the packed export stores."""
+        return w >= 0, self.alpha(w)
 
     def before_step(self, w: Tensor, lr: float) -> None:
         """In-place hook on the latent before ``optimizer.step()``; ``lr`` is the learning rate of the
@@ -391,10 +442,40 @@ def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
             ep.load()
 
 
-def list_methods(pattern: str = "*") -> list[str]:
-    """Sorted registry keys matching an fnmatch pattern (``list_methods("bnn*")``)."""
+def list_methods(pattern: str = "*", w1a1: bool | None = False) -> list[str]:
+    """Sorted registry keys matching an fnmatch pattern (``list_methods("bnn*")``).
+
+    ``w1a1=False`` (default): the weight-only methods (the PC++ weight quantizers); ``True``: the methods
+    that binarize activations too; ``None``: both. Composed names (``"bnn+++ste-sign-act"``) are never listed.
+    """
     load_plugins()
-    return sorted(k for k in _REGISTRY if fnmatch.fnmatchcase(k, pattern))
+    return sorted(k for k, cls in _REGISTRY.items() if fnmatch.fnmatchcase(k, pattern)
+                  and (w1a1 is None or (cls.activation is not None) == w1a1))
+
+
+_COMPOSED: dict[str, type[Method]] = {}
+COMPOSE_SUFFIX = "-act"
+
+
+def compose(weight: str, activation: str) -> type[Method]:
+    """The class of ``"<weight>+<activation>-act"``: weight method ``weight`` unchanged, with the activation
+    quantizer ``activation`` on the inputs of its binarized layers (no class to write)."""
+    from .activations import get_activation_class
+
+    base = get_method_class(weight)
+    if base.activation is not None:
+        raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it already has {base.activation!r}")
+    if not base.binarizes:
+        raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it binarizes nothing")
+    get_activation_class(activation)
+    name = f"{weight}+{activation}{COMPOSE_SUFFIX}"
+    if name not in _COMPOSED or _COMPOSED[name].__mro__[1] is not base:
+        cls = type(f"{base.__name__}With{activation.title().replace('-', '')}", (base,),
+                   {"activation": activation, "__doc__": f"{weight} weights (see {base.__name__}) with the "
+                    f"{activation!r} activation quantizer on the inputs of the binarized layers."})
+        cls.name = name
+        _COMPOSED[name] = cls
+    return _COMPOSED[name]
 
 
 def get_method_class(name: str) -> type[Method]:
@@ -402,6 +483,10 @@ def get_method_class(name: str) -> type[Method]:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if name.endswith(COMPOSE_SUFFIX) and "+" in name and name not in _REGISTRY:
+            weight, activation = name[: -len(COMPOSE_SUFFIX)].rsplit("+", 1)
+            if weight in _REGISTRY:
+                return compose(weight, activation)
         valid = sorted(_REGISTRY)
         raise MethodError(
             f"unknown method {name!r}{close_match_hint(name, valid)} (valid: {', '.join(valid)})"

@@ -42,6 +42,10 @@ class Policy:
     says, in module registration order, which is
     forward order for every model in this project and for timm/torchvision models. A layer named
     explicitly in ``include`` (no wildcard) is binarized even if it is the first or last.
+
+    ``inputs``: the binarized layers whose *input* the method's activation quantizer binarizes (W1A1), as
+    fnmatch globs on their names; None (default) = every binarized layer, [] = none. It only matters for a
+    method that declares an activation quantizer; a weight-only method ignores it.
     """
 
     types: tuple[str, ...] = ("conv2d", "linear")
@@ -49,6 +53,13 @@ class Policy:
     exclude: list[str] = field(default_factory=list)
     keep_first: bool = True
     keep_last: bool = True
+    inputs: list[str] | None = None
+
+    def select_inputs(self, names: list[str]) -> list[str]:
+        """The binarized layers (``names``) whose inputs are binarized too."""
+        if self.inputs is None:
+            return list(names)
+        return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in self.inputs)]
 
     def select(self, model: nn.Module) -> list[str]:
         for t in self.types:
@@ -84,6 +95,11 @@ PRESETS: dict[str, Policy] = {
     "vit-all-linear": Policy(types=("conv2d", "linear"), keep_first=False, keep_last=False),
     # timm ViT/DeiT: the Linear layers of the transformer blocks only; patch embedding and head stay FP
     "vit-keep-embed-head": Policy(types=("linear",), include=["blocks.*"], keep_first=False, keep_last=False),
+    # W1A1 (BiBench): weights and inputs of every conv/linear binarized, except the first layer and the
+    # classifier, which stay full precision (weights and inputs)
+    "w1a1": Policy(inputs=None),
+    # the same for timm ViT/DeiT: every Linear of the transformer blocks, binary weights and binary inputs
+    "vit-w1a1": Policy(types=("linear",), include=["blocks.*"], keep_first=False, keep_last=False, inputs=None),
 }
 
 
@@ -115,19 +131,38 @@ def resolve_policy(policy, model: nn.Module) -> Policy:
             )
         values = {**base.__dict__, **spec}
         values["types"] = tuple(values["types"])
+        if values.get("inputs") is not None:
+            values["inputs"] = list(values["inputs"])
         return Policy(**values)
     raise MethodError(f"a policy is a preset name, a dict or a methods.Policy, got {type(policy).__name__}")
 
 
 class BinarizedWeight(nn.Module):
-    """The parametrization: ``weight = method.forward(latent)``, or ``method.export(latent)`` when deployed."""
+    """The parametrization: ``weight = method.forward(latent)``, or ``method.export(latent)`` when deployed.
 
-    def __init__(self, method: Method):
+    A method with per-layer learnable tensors (``Method.weight_parameters``: XNOR-Net++'s Γ, ReCU's α) has
+    them registered here as ``nn.Parameter``s and gets them in ``quantize``/``export_learned``."""
+
+    def __init__(self, method: Method, weight: torch.Tensor | None = None):
         super().__init__()
         self.method = method
         self.deployed = False
+        self._names: list[str] = []
+        if weight is not None:
+            with torch.no_grad():
+                for name, value in method.weight_parameters(weight.detach()).items():
+                    self.register_parameter(name, nn.Parameter(value.to(weight.device, torch.float32)))
+                    self._names.append(name)
+
+    def learned(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self._names}
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        if self._names:
+            learned = self.learned()
+            if self.deployed:
+                return self.method.export_learned(latent, **learned)
+            return self.method.quantize(latent, **learned)
         if self.deployed:
             return self.method.export(latent)
         return self.method.forward(latent)
@@ -155,9 +190,43 @@ def binarize(model: nn.Module, method: str | Method, policy=None, **params) -> n
     model._proxbench_method = method
     modules = dict(model.named_modules())
     for name in names:
-        parametrize.register_parametrization(modules[name], "weight", BinarizedWeight(method), unsafe=True)
+        parametrize.register_parametrization(modules[name], "weight", BinarizedWeight(method, modules[name].weight),
+                                             unsafe=True)
     model._proxbench_layers = [(name, modules[name]) for name in names]  # hooks run every step: no tree walk
+    if method.act is not None:
+        _attach_inputs(model, method, resolved.select_inputs(names))
     return model
+
+
+def _attach_inputs(model: nn.Module, method: Method, names: list[str], deployed: bool = False) -> None:
+    from .activations import attach_input_quantizer
+
+    modules = dict(model.named_modules())
+    for name in names:
+        attach_input_quantizer(modules[name], method.act).deployed = deployed
+    model._proxbench_inputs = [(name, modules[name]) for name in names]
+
+
+def binarize_inputs(model: nn.Module, method: str | Method, policy=None, **params) -> nn.Module:
+    """The deployed-model skeleton of a W1A1 method: attach the method's activation quantizer, in its deployed
+    form, to the inputs of the layers ``binarize`` would binarize, *without* touching the weights. A packed
+    export (``bench.packing.load_packed_into``) loads into such a model: its plain weights are α·sign(w) and
+    its ``input_quantizer`` parameters (thresholds) come from the file."""
+    if isinstance(method, str):
+        method = create_method(method, **params)
+    if method.act is None:
+        raise MethodError(f"method {method.name!r} does not binarize activations")
+    resolved = resolve_policy(policy, model)
+    _attach_inputs(model, method, resolved.select_inputs(resolved.select(model)), deployed=True)
+    return model
+
+
+def input_binarized_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """(module name, module) of every layer whose input is binarized (an ``input_quantizer`` attached)."""
+    cached = getattr(model, "_proxbench_inputs", None)
+    if cached is not None:
+        return list(cached)
+    return [(n, m) for n, m in model.named_modules() if hasattr(m, "_proxbench_input_hook")]
 
 
 def get_method(model: nn.Module) -> Method | None:
@@ -218,6 +287,7 @@ def _group_lrs(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> 
 def deployed(model: nn.Module):
     """Within the block every binarized weight evaluates to ``export(w)`` (the deployed binary model)."""
     params = [p for _, m in binarized_layers(model) for p in m.parametrizations.weight if isinstance(p, BinarizedWeight)]
+    params += [m.input_quantizer for _, m in input_binarized_layers(model)]
     for p in params:
         p.deployed = True
     try:
@@ -234,6 +304,7 @@ class LayerInfo:
     binarized: bool
     params: int
     bits: int  # storage bits of the weight in the deployed model (1 per binarized weight, 32 otherwise)
+    input_binarized: bool = False  # the layer's input is binarized (W1A1)
 
 
 @dataclass
@@ -245,14 +316,18 @@ class Summary:
     binarized_params: int
 
     def __str__(self) -> str:
-        rows = [(l.name, l.kind, "yes" if l.binarized else "no", l.params, l.bits) for l in self.layers]
-        table = tabulate(rows, headers=["layer", "type", "binarized", "weights", "bits/weight"], tablefmt="github")
+        rows = [(l.name, l.kind, "yes" if l.binarized else "no", l.params, l.bits,
+                 "1-bit" if l.input_binarized else "fp") for l in self.layers]
+        table = tabulate(rows, headers=["layer", "type", "binarized", "weights", "bits/weight", "input"],
+                         tablefmt="github")
         return f"{table}\n\nparameters: {self.total_params:,}  binarized: {self.binarized_params:,}"
 
 
 def summary(model: nn.Module) -> Summary:
-    """Every conv/linear layer: binarized or not, weight count, bits per deployed weight."""
+    """Every conv/linear layer: binarized or not, weight count, bits per deployed weight, and whether its input
+    is binarized (``input``: 1-bit or fp)."""
     binarized = {name for name, _ in binarized_layers(model)}
+    inputs = {name for name, _ in input_binarized_layers(model)}
     layers = []
     for name, module in model.named_modules():
         if not isinstance(module, tuple(set(LAYER_TYPES.values()))):
@@ -260,6 +335,6 @@ def summary(model: nn.Module) -> Summary:
         is_bin = name in binarized
         w = module.parametrizations.weight.original if is_bin else module.weight
         kind = type(module).__mro__[1].__name__ if is_bin else type(module).__name__  # parametrize subclasses it
-        layers.append(LayerInfo(name, kind, is_bin, w.numel(), 1 if is_bin else 32))
+        layers.append(LayerInfo(name, kind, is_bin, w.numel(), 1 if is_bin else 32, name in inputs))
     total = sum(p.numel() for p in model.parameters())
     return Summary(layers, total, sum(l.params for l in layers if l.binarized))

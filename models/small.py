@@ -7,6 +7,7 @@ three (Adam, lr 3e-3, cosine, no augmentation: the default grid).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .registry import register_model
@@ -76,3 +77,71 @@ def fmnist_cnn(num_classes, in_chans, img_size, pretrained, widths=(16, 32, 64))
 def fmnist_mlp(num_classes, in_chans, img_size, pretrained, hidden=(256, 256)):
     """MLP for Fashion-MNIST: flatten + 2×(Linear-BN-ReLU) of width 256 + linear, ~270k parameters."""
     return MLP(num_classes, in_chans * img_size * img_size, tuple(hidden))
+
+
+class RPReLU(nn.Module):
+    """ReActNet's RPReLU: PReLU(x − γ) + ζ with γ, ζ and the negative slope learnable per channel."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.shift_in = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.prelu = nn.PReLU(channels, init=0.25)
+        self.shift_out = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x):
+        return self.prelu(x - self.shift_in) + self.shift_out
+
+
+class BinaryBlock(nn.Module):
+    """BN(conv3×3(x)) + shortcut(x) (Bi-Real Net's real-valued shortcut around the binary convolution; the
+    shortcut repeats the channels when the width doubles, as ReActNet's), then RPReLU when ``react``."""
+
+    def __init__(self, cin: int, cout: int, react: bool):
+        super().__init__()
+        if cout % cin:
+            raise ValueError(f"BinaryBlock: the output width {cout} must be a multiple of the input width {cin}")
+        self.conv = nn.Conv2d(cin, cout, 3, 1, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.repeat = cout // cin
+        self.act = RPReLU(cout) if react else nn.Identity()
+
+    def forward(self, x):
+        shortcut = x if self.repeat == 1 else torch.cat([x] * self.repeat, dim=1)
+        return self.act(self.bn(self.conv(x)) + shortcut)
+
+
+class BiRealCNN(nn.Module):
+    """``SmallCNN`` rebuilt for binary activations: stem conv5×5/2-BN (no ReLU: the next layer's input must
+    keep its sign), then per width a ``BinaryBlock`` (2×2 max-pooling between them), then the linear
+    classifier. In ``fmnist-cnn`` every binarized convolution sees a ReLU output (≥ 0), whose sign is +1
+    everywhere; here it sees a signed, real-valued stream carried by the shortcuts (Bi-Real Net)."""
+
+    def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, widths=(16, 32, 64),
+                 react: bool = False):
+        super().__init__()
+        if img_size < 8:
+            raise ValueError(f"BiRealCNN needs img_size >= 8, got {img_size}")
+        layers = [nn.Conv2d(in_chans, widths[0], 5, 2, padding=2, bias=False), nn.BatchNorm2d(widths[0])]
+        side = (img_size + 1) // 2
+        for i, (cin, cout) in enumerate(zip(widths[:-1], widths[1:])):
+            if i > 0:
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+            layers.append(BinaryBlock(cin, cout, react))
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(widths[-1] * side * side, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+@register_model("fmnist-cnn-bireal", default_img_size=28, default_in_chans=1, family="cnn")
+def fmnist_cnn_bireal(num_classes, in_chans, img_size, pretrained, widths=(16, 32, 64)):
+    """fmnist-cnn for W1A1 methods: Bi-Real real-valued shortcut around each binarized conv, no ReLU."""
+    return BiRealCNN(num_classes, in_chans, img_size, tuple(widths), react=False)
+
+
+@register_model("fmnist-cnn-react", default_img_size=28, default_in_chans=1, family="cnn")
+def fmnist_cnn_react(num_classes, in_chans, img_size, pretrained, widths=(16, 32, 64)):
+    """fmnist-cnn-bireal with ReActNet's RPReLU after each binary block (pair with method reactnet's RSign)."""
+    return BiRealCNN(num_classes, in_chans, img_size, tuple(widths), react=True)

@@ -1,0 +1,278 @@
+"""Activation quantizers: the (F, B') pair a method applies to the *inputs* of its binarized layers (W1A1).
+
+larq's split of a binarized layer into a ``kernel_quantizer`` and an ``input_quantizer`` is the model: a
+weight method (``methods.Method``) quantizes the kernel, and a method that binarizes activations as well
+names an activation quantizer in its ``activation`` attribute. An activation quantizer is itself a
+``Method`` subclass (same ``schedules``/``constants``/``bounds`` machinery, same F and B' on x) acting on the
+raw input (α = 1): the network computes with F(x) and backprop multiplies the gradient by B'(x). It may own
+per-layer learnable parameters (ReActNet's threshold β): ``layer_parameters(layer)`` gives their initial
+values, ``methods.binarize`` registers them as ``nn.Parameter``s of an ``InputQuantizer`` module attached to
+the layer (``<layer>.input_quantizer.<name>``), so they are in ``state_dict()``, in checkpoints, in the
+optimizer and in the packed export. ``deploy(x, **learned)`` is the deployed form (no gradient).
+
+Registered here (``list_activations()``):
+
+* ``ste-sign``  F = sign(x), B'(x) = 1[|x| ≤ 1] (BNN's clipped straight-through estimator, Hubara et al. 2016);
+* ``xnor-sign`` F = sign(x), B'(x) = 1[|x| < 1] (XNOR-Net's ``BinActive``: the gradient is zeroed at |x| ≥ 1);
+* ``approx-sign`` F = sign(x), B'(x) = max(0, 2 − 2|x|) (Bi-Real Net's piecewise-quadratic ApproxSign);
+* ``rsign``     F = sign(x − β), B' = ApproxSign'(x − β), β a learnable threshold per input channel
+  (ReActNet's RSign; ∂/∂β = −B');
+* ``recu-sign`` F = sign(x), B' = ApproxSign' of x / sqrt(Var(x) + 1e-5) (per sample) in training, as ReCU's
+  official code (``z-hXu/ReCU``) normalises the activations before binarizing them (sign is unchanged);
+* ``dorefa``    F = round(clip(x, 0, 1)) ∈ {0, 1} (DoReFa-Net's 1-bit activation; round half to even, so
+  0.5 ↦ 0), B'(x) = 1[0 ≤ x ≤ 1];
+* ``fda-sign``  F = sign(x), B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1, else 0 (FDA's truncated
+  Fourier series of the square wave's derivative; ω = 0.1, n = ⌊9 → 18⌋ over training, as the official code
+  ``xuyixing0707/FDA-BNN``).
+
+sign(0) = +1 everywhere (``methods.functional.sign``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .base import Method, MethodError, _quantize, close_match_hint, non_negative, positive
+from .functional import sign
+
+_ACT_REGISTRY: dict[str, type["ActivationQuantizer"]] = {}
+
+
+class ActivationQuantizer(Method):
+    """F and B' on the raw input x of a binarized layer (α = 1). Subclass and register with
+    ``@register_activation(name)``; override ``layer_parameters`` (learnable per-layer tensors) and
+    ``apply``/``deploy`` when the quantizer uses them."""
+
+    default_scale: ClassVar[str] = "none"
+    forward_is_export = True  # every activation quantizer here computes its deployed form in the forward
+    # the value of a binary input: "sign" (±1, an XNOR-popcount MAC) or "unipolar" ({0, 1}, an AND-popcount MAC)
+    levels: ClassVar[str] = "sign"
+
+    def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
+        """Initial values of the learnable tensors this quantizer owns on ``layer`` (none by default)."""
+        return {}
+
+    def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
+        """F(x) in the forward, grad·B'(x) in the backward (the training forward and the F(w) model)."""
+        return _quantize(x, self)
+
+    def deploy(self, x: Tensor, **learned: Tensor) -> Tensor:
+        """The deployed input: F(x) without a graph."""
+        with torch.no_grad():
+            return self.F(x)
+
+    def export(self, w: Tensor) -> Tensor:
+        return self.F(w).detach()
+
+
+def register_activation(name: str) -> Callable[[type[ActivationQuantizer]], type[ActivationQuantizer]]:
+    """Class decorator: register an ``ActivationQuantizer`` under ``name`` (re-registering replaces it)."""
+
+    def decorator(cls: type[ActivationQuantizer]) -> type[ActivationQuantizer]:
+        if not (isinstance(cls, type) and issubclass(cls, ActivationQuantizer)):
+            raise MethodError(f"@register_activation({name!r}) needs a subclass of methods.ActivationQuantizer")
+        cls.name = name
+        _ACT_REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_activations(pattern: str = "*") -> list[str]:
+    return sorted(k for k in _ACT_REGISTRY if fnmatch.fnmatchcase(k, pattern))
+
+
+def get_activation_class(name: str) -> type[ActivationQuantizer]:
+    try:
+        return _ACT_REGISTRY[name]
+    except KeyError:
+        valid = sorted(_ACT_REGISTRY)
+        raise MethodError(f"unknown activation quantizer {name!r}{close_match_hint(name, valid)} "
+                          f"(valid: {', '.join(valid)})") from None
+
+
+def create_activation(name: str, **params) -> ActivationQuantizer:
+    return get_activation_class(name)(**params)
+
+
+# -- the elementwise backward factors ---------------------------------------------------------------------
+def ste_clip_grad(x: Tensor) -> Tensor:
+    """1[|x| ≤ 1]."""
+    return (x.abs() <= 1.0).to(x.dtype)
+
+
+def approx_sign_grad(x: Tensor) -> Tensor:
+    """ApproxSign' (Bi-Real Net): 2 − 2|x| for |x| < 1, else 0 (2 at 0, 0 at ±1)."""
+    return torch.clamp(2.0 - 2.0 * x.abs(), min=0.0)
+
+
+def fourier_sign_grad(x: Tensor, n: int, omega: float) -> Tensor:
+    """(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) on |x| ≤ 1, 0 outside (FDA)."""
+    total = torch.zeros_like(x)
+    for i in range(int(n) + 1):
+        total = total + torch.cos((2 * i + 1) * omega * x)
+    return (4.0 * omega / math.pi) * total * (x.abs() <= 1.0).to(x.dtype)
+
+
+class _SignAct(ActivationQuantizer):
+    forward_formula = "sign(x)"
+
+    def F(self, x: Tensor) -> Tensor:
+        return sign(x)
+
+
+@register_activation("ste-sign")
+class SteSign(_SignAct):
+    """F(x) = sign(x), B'(x) = 1[|x| ≤ 1]: BNN's clipped straight-through estimator (Hubara et al. 2016)."""
+
+    backward_formula = "1[|x| ≤ 1]"
+
+    def B(self, x: Tensor) -> Tensor:
+        return torch.clamp(x, -1.0, 1.0)
+
+    def dB(self, x: Tensor) -> Tensor:
+        return ste_clip_grad(x)
+
+
+@register_activation("xnor-sign")
+class XnorSign(_SignAct):
+    """F(x) = sign(x), B'(x) = 1[|x| < 1]: XNOR-Net's ``BinActive`` zeroes the gradient where |x| ≥ 1
+    (Rastegari et al., ECCV 2016; code ``allenai/XNOR-Net``, ``newLayers/BinActiveZ.lua``)."""
+
+    backward_formula = "1[|x| < 1]"
+
+    def dB(self, x: Tensor) -> Tensor:
+        return (x.abs() < 1.0).to(x.dtype)
+
+
+@register_activation("approx-sign")
+class ApproxSign(_SignAct):
+    """F(x) = sign(x), B'(x) = 2 − 2|x| for |x| < 1 else 0; B(x) = the piecewise quadratic
+    2x + x² (x < 0), 2x − x² (x ≥ 0) clipped to ±1 (Liu et al., Bi-Real Net, ECCV 2018)."""
+
+    backward_formula = "max(0, 2 − 2|x|)"
+
+    def B(self, x: Tensor) -> Tensor:
+        c = torch.clamp(x, -1.0, 1.0)
+        return 2 * c - c * c.abs()
+
+    def dB(self, x: Tensor) -> Tensor:
+        return approx_sign_grad(x)
+
+
+@register_activation("rsign")
+class RSign(ApproxSign):
+    """ReActNet's RSign (Liu et al., ECCV 2020; code ``liuzechun/ReActNet``): F(x) = sign(x − β) with a
+    learnable threshold β per input channel (initialised to 0), backward ApproxSign'(x − β); the gradient
+    reaching β is −grad·ApproxSign'(x − β). Deployed: sign(x − β)."""
+
+    forward_formula = "sign(x − β)"
+
+    def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
+        if isinstance(layer, nn.Linear):
+            return {"beta": torch.zeros(layer.in_features)}
+        channels = layer.in_channels
+        return {"beta": torch.zeros((1, channels) + (1,) * (layer.weight.dim() - 2))}
+
+    def apply(self, x: Tensor, training: bool = True, beta: Tensor | None = None) -> Tensor:
+        return _quantize(x - beta.to(x.dtype), self)
+
+    def deploy(self, x: Tensor, beta: Tensor | None = None) -> Tensor:
+        with torch.no_grad():
+            return sign(x - beta.to(x.dtype))
+
+
+@register_activation("recu-sign")
+class ReCUSign(ApproxSign):
+    """ReCU's activation (Xu et al., ICCV 2021; code ``z-hXu/ReCU``): F(x) = sign(x); in training the
+    backward is ApproxSign' evaluated at x̂ = x / sqrt(Var(x) + 1e-5), the variance per sample over all other
+    dimensions (with its own gradient through the normalisation, as the official code); sign(x̂) = sign(x),
+    so the deployed form is sign(x)."""
+
+    backward_formula = "ApproxSign'(x/σ(x))"
+
+    def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
+        if training and x.dim() > 1:
+            dims = tuple(range(1, x.dim()))
+            x = x / torch.sqrt(x.var(dim=dims, keepdim=True) + 1e-5)
+        return _quantize(x, self)
+
+
+@register_activation("dorefa")
+class DoReFaAct(ActivationQuantizer):
+    """DoReFa-Net's 1-bit activation (Zhou et al., 2016; code ``tensorpack/examples/DoReFa-Net``):
+    F(x) = round(clip(x, 0, 1)) ∈ {0, 1} (0.5 ↦ 0, round half to even as ``tf.round``), B'(x) = 1[0 ≤ x ≤ 1]
+    (straight through the rounding, the clip's own derivative)."""
+
+    levels = "unipolar"
+    forward_formula, backward_formula = "round(clip(x, 0, 1))", "1[0 ≤ x ≤ 1]"
+
+    def F(self, x: Tensor) -> Tensor:
+        return torch.round(torch.clamp(x, 0.0, 1.0))
+
+    def B(self, x: Tensor) -> Tensor:
+        return torch.clamp(x, 0.0, 1.0)
+
+    def dB(self, x: Tensor) -> Tensor:
+        return ((x >= 0.0) & (x <= 1.0)).to(x.dtype)
+
+
+@register_activation("fda-sign")
+class FDASign(_SignAct):
+    """FDA (Xu et al., NeurIPS 2021; code ``xuyixing0707/FDA-BNN``): F(x) = sign(x),
+    B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1 and 0 outside: the derivative of the first n + 1
+    terms of the square wave's Fourier series (4/π)·Σ sin((2i+1)ωx)/(2i+1). ω = 0.1; n goes from 9 to 18
+    over training and is used rounded down (the official code: n = 9 + ⌊9·epoch/epochs⌋). The official
+    code's noise-adaptation module (a small learned residual added to the binary tensors) is not included.
+    """
+
+    schedules = {"n": (9.0, 18.0)}
+    constants = {"omega": 0.1}
+    bounds = {"n": non_negative(), "omega": positive()}
+    backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωx)·1[|x| ≤ 1]"
+
+    def dB(self, x: Tensor) -> Tensor:
+        return fourier_sign_grad(x, math.floor(self.n), self.omega)
+
+
+class InputQuantizer(nn.Module):
+    """Attached to a binarized layer as ``<layer>.input_quantizer``; a forward pre-hook on the layer replaces
+    its input by ``quantizer.apply(x)`` (training forward and F(w) model) or ``quantizer.deploy(x)``
+    (``deployed = True``). Owns the quantizer's learnable per-layer tensors as ``nn.Parameter``s."""
+
+    def __init__(self, quantizer: ActivationQuantizer, layer: nn.Module):
+        super().__init__()
+        self.quantizer = quantizer
+        self.deployed = False
+        self._names = []
+        for name, value in quantizer.layer_parameters(layer).items():
+            self.register_parameter(name, nn.Parameter(value.to(layer.weight.device, torch.float32)))
+            self._names.append(name)
+
+    def learned(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in self._names}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.deployed:
+            return self.quantizer.deploy(x, **self.learned())
+        return self.quantizer.apply(x, training=self.training, **self.learned())
+
+    def extra_repr(self) -> str:
+        return f"{self.quantizer.name}, deployed={self.deployed}"
+
+
+def _pre_hook(layer: nn.Module, args):
+    return (layer.input_quantizer(args[0]), *args[1:])
+
+
+def attach_input_quantizer(layer: nn.Module, quantizer: ActivationQuantizer) -> InputQuantizer:
+    """Add ``layer.input_quantizer`` and the forward pre-hook that applies it."""
+    module = InputQuantizer(quantizer, layer)
+    layer.add_module("input_quantizer", module)
+    layer._proxbench_input_hook = layer.register_forward_pre_hook(_pre_hook)
+    return module

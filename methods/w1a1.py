@@ -1,0 +1,262 @@
+"""The eight methods of BiBench (Qin et al., ICML 2023) that binarize weights *and* activations (W1A1).
+
+Each is a weight quantizer (``methods.Method``: forward, backward, export α·sign) plus an activation
+quantizer (``activation``, a key of ``methods.activations``) that ``methods.binarize`` applies to the inputs
+of the binarized layers through a forward pre-hook. Notation: w the latent weight, α the per-output-channel
+mean |w| (detached), x a layer input, sign(0) = +1. "B'(w)" is the factor the gradient reaching the binary
+weight is multiplied by before it reaches w (on the raw latent, as the official codes clamp the raw w).
+
+| method | weights: forward / backward | activations: forward / backward | paper; code followed |
+|---|---|---|---|
+| ``bnn-w1a1`` | sign(w) / 1[|w| ≤ 1], clip w to [−1, 1] | sign / 1[|x| ≤ 1] | Hubara et al. 2016; ``itayhubara/BinaryNet.pytorch`` |
+| ``xnor`` | α·sign(w) / 1[|w| ≤ 1] | sign / 1[|x| < 1] | Rastegari et al. ECCV 2016; ``allenai/XNOR-Net`` |
+| ``dorefa`` | E|w|·sign(w) (per tensor) / 1 | round(clip(x,0,1)) / 1[0 ≤ x ≤ 1] | Zhou et al. 2016; tensorpack ``DoReFa-Net`` |
+| ``bireal`` | α·sign(w) / 1[|w| ≤ 1] | sign / max(0, 2 − 2|x|) | Liu et al. ECCV 2018; ``liuzechun/Bi-Real-net`` |
+| ``xnor++`` | Γ·sign(w), Γ learnable per channel / 1[|w| ≤ 1] | sign / 1[|x| ≤ 1] | Bulat & Tzimiropoulos BMVC 2019 |
+| ``reactnet`` | α·sign(w) / 1[|w| ≤ 1] | sign(x − β), β learnable / ApproxSign' | Liu et al. ECCV 2020; ``liuzechun/ReActNet`` |
+| ``recu`` | a·sign(clamp(ŵ, ±Q_τ)), a learnable / STE | sign / ApproxSign'(x/σ) | Xu et al. ICCV 2021; ``z-hXu/ReCU`` |
+| ``fda`` | α·sign(w) / FDA'(w) | sign / FDA'(x) | Xu et al. NeurIPS 2021; ``xuyixing0707/FDA-BNN`` |
+
+Architectural pieces (Bi-Real's real-valued shortcut around each binary convolution, ReActNet's RPReLU) are
+model variants, not part of the methods: ``fmnist-cnn-bireal`` and ``fmnist-cnn-react`` (``models.small``).
+Any weight method gains an activation quantizer by name, without a class: ``"bnn+++ste-sign-act"``
+(``methods.compose``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .activations import fourier_sign_grad
+from .base import Bound, Method, non_negative, positive, register_method
+from .builtin import BNN
+from .functional import sign
+
+
+class _SignGrad(torch.autograd.Function):
+    """sign(w) in the forward; grad · method.dW(w) in the backward (w the raw latent)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, method: "_ScaledSign") -> Tensor:
+        ctx.method = method
+        ctx.save_for_backward(w)
+        return sign(w)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (w,) = ctx.saved_tensors
+        return grad * ctx.method.dW(w), None
+
+
+@torch.compiler.disable
+def _sign_grad(w: Tensor, method) -> Tensor:
+    return _SignGrad.apply(w, method)
+
+
+def channel_mean_abs(w: Tensor) -> Tensor:
+    """mean |w| per output channel (dim 0), shaped to broadcast against w."""
+    dims = tuple(range(1, w.dim()))
+    return w.detach().abs().mean(dim=dims, keepdim=True) if dims else w.detach().abs()
+
+
+class _ScaledSign(Method):
+    """θ = α·sign(w), α = ``alpha(w)`` detached (per output channel by default); backward grad·dW(w) on the
+    raw latent. The forward is exactly ``export(w)``."""
+
+    default_scale = "channel"
+    forward_is_export = True
+    forward_formula = "α·sign(w)"
+    backward_formula = "1[|w| ≤ 1]"
+
+    def F(self, x: Tensor) -> Tensor:
+        return sign(x)
+
+    def dW(self, w: Tensor) -> Tensor:
+        """The backward factor on the raw latent (default: 1[|w| ≤ 1], the clamp(w, −1, 1) of the references)."""
+        return (w.abs() <= 1.0).to(w.dtype)
+
+    def forward(self, w: Tensor) -> Tensor:
+        return self.alpha(w) * _sign_grad(w, self)
+
+    def backward_factor(self, w: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.dW(w)
+
+
+@register_method("bnn-w1a1")
+class BNNW1A1(BNN):
+    """BNN with binary activations (Hubara et al., NeurIPS 2016; code ``itayhubara/BinaryNet.pytorch``).
+    Weights as ``bnn``: sign(w), B'(w) = 1[|w| ≤ 1], latents clipped to [−1, 1]. Activations: sign(x) with
+    the clipped straight-through estimator B'(x) = 1[|x| ≤ 1] (1 at |x| = 1, 0 beyond)."""
+
+    activation = "ste-sign"
+
+
+@register_method("xnor")
+class XNOR(_ScaledSign):
+    """XNOR-Net (Rastegari, Ordonez, Redmon & Farhadi, ECCV 2016; code ``allenai/XNOR-Net``).
+    Weights: θ = α·sign(w), α = mean |w| per output channel (detached); backward grad·1[|w| ≤ 1] (the
+    reference masks the gradient of weights outside [−1, 1]; α's own derivative is not propagated).
+    Activations: sign(x), backward 1[|x| < 1] (``BinActive``: zero at |x| ≥ 1). The paper's per-position
+    activation scale K is omitted, as in BiBench and in the reference's final models."""
+
+    activation = "xnor-sign"
+
+
+@register_method("dorefa")
+class DoReFa(_ScaledSign):
+    """DoReFa-Net, 1-bit weights and activations (Zhou et al., 2016; code tensorpack ``examples/DoReFa-Net``).
+    Weights: θ = E(|w|)·sign(w/E|w|) = E|w|·sign(w), E the mean over the whole tensor (detached), backward 1
+    (straight through). Activations: round(clip(x, 0, 1)) ∈ {0, 1}, backward 1[0 ≤ x ≤ 1]."""
+
+    default_scale = "tensor"
+    identity_backward = True
+    backward_formula = "1"
+    activation = "dorefa"
+
+    def dW(self, w: Tensor) -> Tensor:
+        return torch.ones_like(w)
+
+
+@register_method("bireal")
+class BiReal(_ScaledSign):
+    """Bi-Real Net (Liu, Wu, Luo, Yang, Liu & Cheng, ECCV 2018; code ``liuzechun/Bi-Real-net``).
+    Weights: magnitude-aware sign θ = α·sign(w), α = mean |w| per output channel (detached), backward
+    1[|w| ≤ 1] (the code's clamp(w, −1, 1) straight-through). Activations: sign(x) with the piecewise
+    quadratic ApproxSign backward B'(x) = 2 − 2|x| for |x| < 1, else 0. The real-valued shortcut around each
+    binary convolution is the model's: ``fmnist-cnn-bireal``."""
+
+    activation = "approx-sign"
+
+
+@register_method("xnor++")
+class XNORPlusPlus(_ScaledSign):
+    """XNOR-Net++ (Bulat & Tzimiropoulos, BMVC 2019). Weights: θ = Γ·sign(w) with Γ a learnable scale per
+    output channel (an ``nn.Parameter`` on each layer, initialised to the layer's α = mean |w|): the layer
+    computes (sign(x) ⊛ sign(w))·Γ. Backward: grad·1[|w| ≤ 1] to w, Σ grad·sign(w) to Γ. Activations:
+    sign(x), B'(x) = 1[|x| ≤ 1]. The paper's factorised Γ = α⊗β⊗γ over (channel, height, width) of the
+    output is reduced to its channel factor (the paper's case 1)."""
+
+    activation = "ste-sign"
+    forward_formula = "Γ·sign(w)"
+
+    def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
+        return {"gamma": channel_mean_abs(w).clone()}
+
+    def quantize(self, w: Tensor, gamma: Tensor) -> Tensor:
+        return gamma.to(w.dtype) * _sign_grad(w, self)
+
+    def export_learned(self, w: Tensor, gamma: Tensor) -> Tensor:
+        with torch.no_grad():
+            return gamma.detach().to(w.dtype) * sign(w)
+
+    def export_parts(self, w: Tensor, gamma: Tensor):
+        return w >= 0, gamma.detach()
+
+
+@register_method("reactnet")
+class ReActNet(_ScaledSign):
+    """ReActNet (Liu, Shen, Savvides & Cheng, ECCV 2020; code ``liuzechun/ReActNet``). Weights as Bi-Real:
+    α·sign(w), backward 1[|w| ≤ 1]. Activations: RSign, sign(x − β) with β a learnable threshold per input
+    channel (``<layer>.input_quantizer.beta``), backward ApproxSign'(x − β). RPReLU and the shortcuts are the
+    model's: ``fmnist-cnn-react``."""
+
+    activation = "rsign"
+
+
+@register_method("recu")
+class ReCU(Method):
+    """ReCU (Xu, Lin, Zhang, Ding, Qian & Ji, "ReCU: Reviving the Dead Weights in Binary Neural Networks",
+    ICCV 2021; code ``z-hXu/ReCU``, ``modules/binarized_modules.py``).
+
+    Weights: standardise per output channel, ŵ = (w − mean w)/(σ(w)/(2√2)) with σ² the unbiased variance
+    + 1e-5; rectified clamp at the τ-quantile of a Laplace fit, Q_τ = −E|ŵ|·ln(2 − 2τ) (E over the whole
+    tensor, detached), w̃ = clamp(ŵ, −Q_τ, Q_τ); θ = a·sign(w̃) with a a learnable scale per output channel
+    (the code multiplies the output by it; initialised here to mean |w| per channel, the code draws U[0, 1)).
+    Backward: straight through sign (factor 1), then the exact derivatives of the clamp (0 beyond ±Q_τ) and
+    of the standardisation. τ follows the code's exponential schedule τ(t) = A·e^t + B, A = (τ_end −
+    τ_start)/(e − 1), B = τ_start − A, from 0.85 to 0.99 (t = epoch/epochs there, the step's progress here).
+    Activations: sign(x), backward ApproxSign'(x/σ(x)) in training (``recu-sign``). Deployed: a·sign(ŵ)
+    (bits from sign(w − mean w), not sign(w)).
+    """
+
+    default_scale = "none"
+    schedules = {"tau": (0.85, 0.99)}
+    bounds = {"tau": Bound(low=0.5, high=1.0, low_inclusive=False, high_inclusive=False)}
+    forward_is_export = True
+    activation = "recu-sign"
+    forward_formula = "a·sign(clamp(ŵ, ±Q_τ))"
+    backward_formula = "STE · clamp' · standardise'"
+
+    def set_progress(self, t: float) -> None:
+        super().set_progress(t)
+        start, end = self._ranges["tau"]
+        a = (end - start) / (math.e - 1.0)
+        self.tau = a * math.exp(float(t)) + (start - a)
+
+    def F(self, x: Tensor) -> Tensor:
+        return sign(x)
+
+    @staticmethod
+    def standardise(w: Tensor) -> Tensor:
+        dims = tuple(range(1, w.dim()))
+        w0 = w - w.mean(dim=dims, keepdim=True)
+        return w0 / (torch.sqrt(w0.var(dim=dims, keepdim=True) + 1e-5) / 2.0 / math.sqrt(2.0))
+
+    def clamp_threshold(self, w1: Tensor) -> float:
+        return float(-w1.detach().abs().mean() * math.log(2.0 - 2.0 * self.tau))
+
+    def rectified(self, w: Tensor) -> Tensor:
+        w1 = self.standardise(w)
+        q = self.clamp_threshold(w1)
+        return torch.clamp(w1, -q, q)
+
+    def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
+        return {"scale_a": channel_mean_abs(w).clone()}
+
+    def dW(self, w: Tensor) -> Tensor:
+        return torch.ones_like(w)
+
+    def quantize(self, w: Tensor, scale_a: Tensor) -> Tensor:
+        return scale_a.to(w.dtype) * _sign_grad(self.rectified(w), self)
+
+    def export_learned(self, w: Tensor, scale_a: Tensor) -> Tensor:
+        with torch.no_grad():
+            return scale_a.detach().to(w.dtype) * sign(self.standardise(w))
+
+    def export_parts(self, w: Tensor, scale_a: Tensor):
+        with torch.no_grad():
+            return self.standardise(w) >= 0, scale_a.detach()
+
+    def forward(self, w: Tensor) -> Tensor:  # without a layer's learned scale: a = mean |w| per channel
+        return channel_mean_abs(w) * _sign_grad(self.rectified(w), self)
+
+    def export(self, w: Tensor) -> Tensor:
+        with torch.no_grad():
+            return channel_mean_abs(w) * sign(self.standardise(w))
+
+
+@register_method("fda")
+class FDA(_ScaledSign):
+    """FDA, Fourier frequency-domain approximation (Xu, Han, Wang, Xu, Xu & Wang, "Learning Frequency Domain
+    Approximation for Binary Neural Networks", NeurIPS 2021; code ``xuyixing0707/FDA-BNN``,
+    ``FDAConv2d``). sign is the square wave (4/π)·Σ_{i≥0} sin((2i+1)ωx)/(2i+1); its first n + 1 terms give
+    the backward B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1, 0 beyond, for weights and
+    activations alike. ω = 0.1; n goes from 9 to 18 over training, rounded down (the code's
+    n = 9 + ⌊9·epoch/epochs⌋). Weights: θ = α·sign(w), α = mean |w| per output channel (detached), backward
+    B'(w) on the raw latent. Activations: ``fda-sign`` (its own n schedule, ``act_n_*``). Not included: the
+    code's noise-adaptation module (a small learned residual added to the binary tensors, weighted by a
+    factor that decays to 0 over training), so the forward is the plain sign.
+    """
+
+    schedules = {"n": (9.0, 18.0)}
+    constants = {"omega": 0.1}
+    bounds = {"n": non_negative(), "omega": positive()}
+    activation = "fda-sign"
+    backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωw)·1[|w| ≤ 1]"
+
+    def dW(self, w: Tensor) -> Tensor:
+        return fourier_sign_grad(w, math.floor(self.n), self.omega)
