@@ -11,10 +11,11 @@ CLUSTER ?= slurm/local.toml
 DATASET ?= fashion-mnist
 PARALLEL ?= 2
 
-.PHONY: help setup system-packages bench test results grid data slurm-up slurm-down perf clean
+.PHONY: help setup system-packages bench bench-w1a1 test results grid data slurm-up slurm-down perf clean
 
 help:
 	@echo "make bench    set up, run the default grid (Fashion-MNIST, every method, CPU) and print the leaderboard"
+	@echo "make bench-w1a1  the same for the eight W1A1 (binary weights and activations) methods of BiBench"
 	@echo "make test     set up and run the test suite"
 	@echo "make results  rebuild every leaderboard and figure from the run records"
 	@echo "make grid GRID=NAME EXECUTOR=local|debug|slurm [CLUSTER=slurm/v100.toml]"
@@ -47,6 +48,10 @@ $(STAMP): pyproject.toml
 bench: setup
 	$(PY) -m bench grid run default --executor local --parallel $(PARALLEL)
 	$(PY) -m bench aggregate default
+
+bench-w1a1: setup
+	$(PY) -m bench grid run default-w1a1 --executor local --parallel $(PARALLEL)
+	$(PY) -m bench aggregate default-w1a1
 
 test: setup
 	$(PY) -m pytest -q
