@@ -92,6 +92,8 @@ class BNNW1A1(BNN):
     Weights as ``bnn``: sign(w), B'(w) = 1[|w| ≤ 1], latents clipped to [−1, 1]. Activations: sign(x) with
     the clipped straight-through estimator B'(x) = 1[|x| ≤ 1] (1 at |x| = 1, 0 beyond)."""
 
+    label, color, marker = "BNN-W1A1", "#17becf", "o"
+
     activation = "ste-sign"
 
 
@@ -103,6 +105,8 @@ class XNOR(_ScaledSign):
     Activations: sign(x), backward 1[|x| < 1] (``BinActive``: zero at |x| ≥ 1). The paper's per-position
     activation scale K is omitted, as in BiBench and in the reference's final models."""
 
+    label, color, marker = "XNOR", "#bcbd22", "s"
+
     activation = "xnor-sign"
 
 
@@ -111,6 +115,8 @@ class DoReFa(_ScaledSign):
     """DoReFa-Net, 1-bit weights and activations (Zhou et al., 2016; code tensorpack ``examples/DoReFa-Net``).
     Weights: θ = E(|w|)·sign(w/E|w|) = E|w|·sign(w), E the mean over the whole tensor (detached), backward 1
     (straight through). Activations: round(clip(x, 0, 1)) ∈ {0, 1}, backward 1[0 ≤ x ≤ 1]."""
+
+    label, color, marker = "DoReFa", "#7f7f7f", "^"
 
     default_scale = "tensor"
     identity_backward = True
@@ -129,6 +135,8 @@ class BiReal(_ScaledSign):
     quadratic ApproxSign backward B'(x) = 2 − 2|x| for |x| < 1, else 0. The real-valued shortcut around each
     binary convolution is the model's: ``fmnist-cnn-bireal``."""
 
+    label, color, marker = "Bi-Real", "#393b79", "v"
+
     activation = "approx-sign"
 
 
@@ -139,6 +147,8 @@ class XNORPlusPlus(_ScaledSign):
     computes (sign(x) ⊛ sign(w))·Γ. Backward: grad·1[|w| ≤ 1] to w, Σ grad·sign(w) to Γ. Activations:
     sign(x), B'(x) = 1[|x| ≤ 1]. The paper's factorised Γ = α⊗β⊗γ over (channel, height, width) of the
     output is reduced to its channel factor (the paper's case 1)."""
+
+    label, color, marker = "XNOR++", "#8c6d31", "D"
 
     activation = "ste-sign"
     forward_formula = "Γ·sign(w)"
@@ -164,6 +174,8 @@ class ReActNet(_ScaledSign):
     channel (``<layer>.input_quantizer.beta``), backward ApproxSign'(x − β). RPReLU and the shortcuts are the
     model's: ``fmnist-cnn-react``."""
 
+    label, color, marker = "ReActNet", "#843c39", "P"
+
     activation = "rsign"
 
 
@@ -182,6 +194,8 @@ class ReCU(Method):
     Activations: sign(x), backward ApproxSign'(x/σ(x)) in training (``recu-sign``). Deployed: a·sign(ŵ)
     (bits from sign(w − mean w), not sign(w)).
     """
+
+    label, color, marker = "ReCU", "#637939", "X"
 
     default_scale = "none"
     schedules = {"tau": (0.85, 0.99)}
@@ -251,6 +265,8 @@ class FDA(_ScaledSign):
     code's noise-adaptation module (a small learned residual added to the binary tensors, weighted by a
     factor that decays to 0 over training), so the forward is the plain sign.
     """
+
+    label, color, marker = "FDA", "#7b4173", "*"
 
     schedules = {"n": (9.0, 18.0)}
     constants = {"omega": 0.1}
