@@ -1,4 +1,4 @@
-"""Leaderboards rebuilt from run records alone (DESIGN.md §8): ``python -m bench aggregate [GRID]``.
+"""Leaderboards rebuilt from run records alone: ``python -m bench aggregate [GRID]``.
 
 Input: ``<results>/runs/<grid>/*.json`` (schema 1, see ``bench.records``). Output, under ``<results>/<grid>/``:
 

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the target folder, fsync, rename (DESIGN.md §6).
+"""Atomic file writes: a temp file in the target folder, fsync, rename.
 
 A reader sees the old file or the complete new one, never a half-written file; an interrupted write
 leaves only a hidden ``.NAME.*.tmp`` behind, which nothing reads.

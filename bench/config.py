@@ -1,4 +1,4 @@
-"""Run configurations: defaults, validation, resolution and run ids (DESIGN.md §6).
+"""Run configurations: defaults, validation, resolution and run ids.
 
 A run is fully described by its resolved config (a flat dict with the keys of ``DEFAULTS``). Its run id is
 a short hash of that dict with sorted keys, so the same cell always gets the same id. Runtime options that

@@ -1,4 +1,4 @@
-"""Datasets and loaders (DESIGN.md §5).
+"""Datasets and loaders.
 
 Registry
     ``list_datasets()``, ``dataset_info(name, options)``: ``fashion-mnist`` (the default), ``cifar10``,

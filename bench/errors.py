@@ -1,4 +1,4 @@
-"""User-facing errors: the CLI prints their message on one line to stderr and exits non-zero (DESIGN.md §10).
+"""User-facing errors: the CLI prints their message on one line to stderr and exits non-zero.
 
 ``bench.cli.main`` reports these and ``OSError`` as ``error: ...`` (exit status 2), and any other exception as
 ``internal error: ...`` (exit status 1); ``python -m bench --debug`` re-raises instead.

@@ -1,4 +1,4 @@
-"""FFCV: writing ``.beton`` files and reading them with FFCV's ``Loader`` (DESIGN.md §5).
+"""FFCV: writing ``.beton`` files and reading them with FFCV's ``Loader``.
 
 FFCV is optional: this module imports it lazily, and :func:`require_ffcv` turns its absence into a
 ``UserError`` with the install line, so the rest of ``bench`` imports and runs without it.

@@ -1,4 +1,4 @@
-"""Grid files: a TOML description of a model × method × dataset × seed × ... experiment (DESIGN.md §7).
+"""Grid files: a TOML description of a model × method × dataset × seed × ... experiment.
 
 Format::
 

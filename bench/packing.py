@@ -1,4 +1,4 @@
-"""Bit-packed export of the deployed model, and the memory numbers of the leaderboard (DESIGN.md §8).
+"""Bit-packed export of the deployed model, and the memory numbers of the leaderboard.
 
 The deployed model computes with ``export(w) = α·sign(w)`` for every binarized weight (``sign(0) = +1``).
 ``save_packed`` writes exactly that model to one file:

@@ -1,4 +1,4 @@
-"""``python -m bench perf step|loaders|all``: performance budgets as ratios measured in one run (DESIGN.md §11).
+"""``python -m bench perf step|loaders|all``: performance budgets as ratios measured in one run.
 
 ``perf step`` times a full training step (forward, backward, hooks, ``optimizer.step()``,
 ``set_progress``) of every registered method against ``fp`` on the same model and batch. The methods are

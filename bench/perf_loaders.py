@@ -1,4 +1,4 @@
-"""``python -m bench perf loaders``: loader throughput as ratios to the torchvision DataLoader (DESIGN.md §11).
+"""``python -m bench perf loaders``: loader throughput as ratios to the torchvision DataLoader.
 
 Every loader serves the same training split with the same augmentation (random crop with padding +
 horizontal flip + normalisation) at the same batch size, in one process. Each loader is built once; its

@@ -1,4 +1,4 @@
-"""``python -m bench data prepare DATASET``: FFCV ``.beton`` files with a manifest (DESIGN.md §5).
+"""``python -m bench data prepare DATASET``: FFCV ``.beton`` files with a manifest.
 
 Writes ``<out>/<split>.beton`` (default ``<out>`` = ``<data-root>/ffcv/<dataset>``; synthetic data with
 non-default options gets ``synthetic-<hash>``) and ``<out>/<split>.manifest.json`` beside it: the source

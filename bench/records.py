@@ -1,4 +1,4 @@
-"""Run records: the schema-versioned JSON every table and figure is rebuilt from (DESIGN.md §6, §8).
+"""Run records: the schema-versioned JSON every table and figure is rebuilt from.
 
 ``results/runs/<grid>/<run_id>.json``, written atomically (temp file, fsync, rename): a reader never
 sees a half-written record. ``SCHEMA`` is bumped on any incompatible change; readers skip other versions.

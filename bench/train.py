@@ -1,4 +1,4 @@
-"""One training run: model × method × dataset, with checkpoints, resume and a run record (DESIGN.md §6).
+"""One training run: model × method × dataset, with checkpoints, resume and a run record.
 
 Per step: forward with θ = α·F(w/α), backward with B', then ``methods.optimizer_step`` (hooks around
 ``optimizer.step()`` and ``set_progress((step+1)/total_steps)``), then the per-step lr scheduler; every

@@ -1,7 +1,7 @@
 """proxbench methods: the PC++ quantizer interface, the method registry and ``binarize``.
 
 Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and Backward Proximal
-Quantizers", NeurIPS 2023. See DESIGN.md §2–3 and ``methods.base`` for the interface.
+Quantizers", NeurIPS 2023. See ``methods.base`` for the interface.
 """
 
 from . import builtin as _builtin  # noqa: F401  (registers the eight built-in methods)

@@ -1,4 +1,4 @@
-"""The quantizer interface of the PC++ framework and the method registry (DESIGN.md §2).
+"""The quantizer interface of the PC++ framework and the method registry.
 
 A binarization method is a forward quantizer F and a backward quantizer B (Lu et al., NeurIPS 2023):
 the network computes with θ = α·F(w/α) and backprop multiplies the gradient reaching θ by B'(w/α) before

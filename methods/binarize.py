@@ -1,4 +1,4 @@
-"""Attach a method to the weights of a model's layers without editing the model's code (DESIGN.md §3).
+"""Attach a method to the weights of a model's layers without editing the model's code.
 
 Each selected weight becomes a ``torch.nn.utils.parametrize`` parametrization: the latent full-precision
 tensor lives at ``<layer>.parametrizations.weight.original`` (what the optimizer updates) and
@@ -85,7 +85,7 @@ class Policy:
         return chosen
 
 
-# Named presets per model family (DESIGN.md §3; the ViT presets are discussed in methods/README and issue 7).
+# Named presets per model family.
 PRESETS: dict[str, Policy] = {
     # every conv/linear except the first layer and the classifier
     "cnn-default": Policy(),

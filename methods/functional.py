@@ -1,4 +1,4 @@
-"""The elementwise maps every method is built from (DESIGN.md §2).
+"""The elementwise maps every method is built from.
 
 All functions act on tensors elementwise, never produce NaN or overflow for finite inputs, and follow
 the conventions of Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and

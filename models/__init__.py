@@ -1,4 +1,4 @@
-"""proxbench models: the registry of CNNs and vision transformers to binarize (DESIGN.md §4).
+"""proxbench models: the registry of CNNs and vision transformers to binarize.
 
     >>> import models
     >>> models.list_models("resnet*")

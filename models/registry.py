@@ -1,4 +1,4 @@
-"""The model registry (DESIGN.md §4), shaped like timm's and like ``methods``' own registry.
+"""The model registry, shaped like timm's and like ``methods``' own registry.
 
 A model is a plain builder function registered with one decorator::
 

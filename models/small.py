@@ -1,6 +1,6 @@
 """Small Fashion-MNIST networks: a three-block CNN and a two-hidden-layer MLP.
 
-Both are sized for a 2-core CPU (DESIGN.md §11, §13): ``fmnist-cnn`` trains one Fashion-MNIST epoch
+Both are sized for a 2-core CPU: ``fmnist-cnn`` trains one Fashion-MNIST epoch
 (60k images of 1×28×28) in about 35 s on one core and reaches about 89% test accuracy after it, 91% after
 three (Adam, lr 3e-3, cosine, no augmentation: the default grid).
 """

@@ -14,7 +14,7 @@ from bench import data as D
 from bench import prepare as P
 from bench.errors import UserError
 
-pytest.importorskip("ffcv", reason="pip install ffcv==1.0.2 (see DESIGN.md §13)")
+pytest.importorskip("ffcv", reason="pip install ffcv==1.0.2")
 from bench.ffcv_data import FFCV_MISSING, beton_info, read_beton  # noqa: E402
 
 DEBIAN = D.debian_fmnist_dir()  # $PROXBENCH_DEBIAN_FMNIST or Debian's path

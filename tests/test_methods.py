@@ -1,4 +1,4 @@
-"""Properties of every registered method (registry-driven, DESIGN.md §12) and of ``binarize``."""
+"""Properties of every registered method (registry-driven) and of ``binarize``."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def lq(x, rho):
     return (x + rho * torch.where(x >= 0, 1.0, -1.0)) / (1 + rho)
 
 
-# Reference formulas (DESIGN.md §2), written independently of the implementation: F and B' at progress t.
+# Reference formulas, written independently of the implementation: F and B' at progress t.
 REFERENCE = {
     "fp": (lambda x, t: x, lambda x, t: torch.ones_like(x)),
     "bc": (lambda x, t: torch.where(x >= 0, 1.0, -1.0), lambda x, t: torch.ones_like(x)),

@@ -1,4 +1,4 @@
-"""Tests of the model registry, driven by ``models.list_models()`` (DESIGN.md §4, §12).
+"""Tests of the model registry, driven by ``models.list_models()``.
 
 Every registered model is built for the dataset inputs (Fashion-MNIST 1×28×28, CIFAR 3×32×32 and its
 registered default), run forward and backward, binarized with ``bnn++`` and stepped once. The ViT-S and

@@ -1,4 +1,4 @@
-"""`grid run --executor slurm` against the real local SLURM cluster (DESIGN.md §7, §10; issue 5).
+"""`grid run --executor slurm` against the real local SLURM cluster.
 
 Every test drives the CLI as a user would (`python -m bench grid run/status/cancel`) in a fresh tmp
 folder (work dir, results and submitit folder: job ids restart when the cluster is purged, and a reused
