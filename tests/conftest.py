@@ -27,6 +27,27 @@ def wait_until(pred, timeout: float, what: str, step: float = 0.2):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """``python -m bench ARGV`` in this process (no interpreter start-up): (exit status, stdout, stderr)."""
+    from bench import cli
+
+    rc = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def one_line_error(rc: int, err: str, *needles: str) -> str:
+    """Assert a user error: exit status 2, exactly one stderr line ``error: ...`` holding every needle, no
+    traceback; returns that line."""
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 # --------------------------------------------------------------------------- SLURM
 # The `slurm_cluster` session fixture: the local single-node cluster of slurm/local/ (tests marked `slurm`).
 # Skips (with the reason) when no cluster can be had -- no `sbatch` on PATH, not root so start.sh cannot run,

@@ -25,6 +25,7 @@ import methods
 from bench import cli
 from bench import config as configs
 from bench.errors import UserError
+from conftest import one_line_error, run_cli
 
 # A run that trains in about a second: a small MLP on 8x8 synthetic images.
 TINY = ["--model", "fmnist-mlp", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "32",
@@ -35,20 +36,8 @@ TINY_CFG = {"model": "fmnist-mlp", "dataset": "synthetic", "epochs": 1, "batch_s
             "model_kwargs": {"hidden": [32, 32]}}
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def assert_one_line_error(rc: int, err: str, *needles: str) -> str:
-    assert rc == 2, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -129,7 +118,7 @@ BAD_RUNS = [
 @pytest.mark.parametrize("argv, message", BAD_RUNS, ids=[" ".join(a) for a, _ in BAD_RUNS])
 def test_bad_run_input_is_one_line_and_writes_nothing(workspace, capsys, argv, message):
     rc, out, err = run_cli(capsys, "run", *TINY, *argv)
-    assert_one_line_error(rc, err, message)
+    one_line_error(rc, err, message)
     assert [p.name for p in (workspace / "results").rglob("*.json")] == ["keep.json"], "a record was written"
     assert not (workspace / "work" / "runs").exists() or not list((workspace / "work" / "runs").rglob("*.pt"))
 
@@ -137,23 +126,23 @@ def test_bad_run_input_is_one_line_and_writes_nothing(workspace, capsys, argv, m
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
 def test_cuda_without_a_gpu_is_one_line(workspace, capsys):
     rc, _, err = run_cli(capsys, "run", *TINY, "--device", "cuda")
-    assert_one_line_error(rc, err, "device 'cuda' asked for but no CUDA device is available")
+    one_line_error(rc, err, "device 'cuda' asked for but no CUDA device is available")
 
 
 def test_bad_values_from_a_config_file_and_a_grid(workspace, capsys):
     (workspace / "run.toml").write_text('method = "bnn++"\nmethod_params = { mu_end = "abc" }\n')
     rc, _, err = run_cli(capsys, "run", "--config", "run.toml")
-    assert_one_line_error(rc, err, "method 'bnn++': parameter mu_end must be a number, got 'abc'")
+    one_line_error(rc, err, "method 'bnn++': parameter mu_end must be a number, got 'abc'")
     (workspace / "p.toml").write_text('method = "bnn++"\nmethod_params = 3\n')
     rc, _, err = run_cli(capsys, "run", "--config", "p.toml", "--param", "mu_end=4")
-    assert_one_line_error(rc, err, "method_params must be a table, got 3")
+    one_line_error(rc, err, "method_params must be a table, got 3")
     (workspace / "g.toml").write_text('description = "bad mu"\n[defaults]\nepochs = 1\n[axes]\nmethod = ["bnn++"]\n'
                                       '[method."bnn++"]\nmu_start = -1.0\n')
     rc, _, err = run_cli(capsys, "grid", "run", "g.toml", "--dry-run")
-    assert_one_line_error(rc, err, "cell (method=bnn++)", "parameter mu_start must be > 0, got -1")
+    one_line_error(rc, err, "cell (method=bnn++)", "parameter mu_start must be > 0, got -1")
     (workspace / "s.toml").write_text('description = "bad seed"\n[defaults]\nepochs = 1\n[axes]\nseed = [0, -3]\n')
     rc, _, err = run_cli(capsys, "grid", "run", "s.toml", "--dry-run")
-    assert_one_line_error(rc, err, "seed must be an integer in [0, 4294967295], got -3")
+    one_line_error(rc, err, "seed must be an integer in [0, 4294967295], got -3")
 
 
 # -- every config key has a type and range check -------------------------------------------------------------
@@ -323,7 +312,7 @@ def test_damaged_checkpoint_is_one_line_and_the_record_is_untouched(workspace, c
     needle = damage(ckpt)
     rel = Path("work") / ckpt.relative_to(workspace / "work")
     rc, _, err = run_cli(capsys, "run", *TINY, "--method", "bnn")
-    line = assert_one_line_error(rc, err, f"checkpoint {rel} ", needle, "delete it or run with --fresh")
+    line = one_line_error(rc, err, f"checkpoint {rel} ", needle, "delete it or run with --fresh")
     assert line.startswith(f"error: checkpoint {rel} is unreadable or incomplete (")
     assert record.read_bytes() == before
     rc, out, err = run_cli(capsys, "run", *TINY, "--method", "bnn", "--fresh")
@@ -335,7 +324,7 @@ def test_export_of_a_truncated_checkpoint_is_one_line(workspace, capsys):
     ckpt, _, _ = _finished_run(workspace, capsys)
     _truncate(ckpt)
     rc, _, err = run_cli(capsys, "export", str(ckpt), "--out", "packed.bin")
-    assert_one_line_error(rc, err, f"checkpoint {ckpt} is unreadable or incomplete")
+    one_line_error(rc, err, f"checkpoint {ckpt} is unreadable or incomplete")
     assert not Path("packed.bin").exists()
 
 
@@ -379,7 +368,7 @@ def test_full_disk_while_writing_a_checkpoint_keeps_the_previous_one(workspace, 
     disk = small_tmpfs(4096 * (pages + pages // 2 + 2))  # one checkpoint fits, not a second beside it
     rc, out, err = run_cli(capsys, *args, "--workdir", disk)
     (ckpt,) = disk.glob("runs/*/checkpoint.pt")
-    assert_one_line_error(rc, err, f"error: cannot write {ckpt}: No space left on device")
+    one_line_error(rc, err, f"error: cannot write {ckpt}: No space left on device")
     state = torch.load(ckpt, weights_only=True)  # the epoch-1 checkpoint, whole
     assert state["epoch"] == 1 and state["status"] == "running"
     assert sorted(p.name for p in ckpt.parent.iterdir()) == ["checkpoint.pt", "progress.json", "steps.jsonl"]  # no temp
@@ -404,7 +393,7 @@ def test_full_disk_while_writing_the_record(workspace, capsys, small_tmpfs):
     rc, out, err = run_cli(capsys, "run", *TINY, "--results", disk)
     (ckpt,) = (workspace / "work").glob("runs/*/checkpoint.pt")
     rid = ckpt.parent.name
-    assert_one_line_error(rc, err, f"error: cannot write {disk}/runs/adhoc/{rid}.json: No space left on device")
+    one_line_error(rc, err, f"error: cannot write {disk}/runs/adhoc/{rid}.json: No space left on device")
     assert keep.read_text() == '{"other": 1}'
     assert sorted(p.name for p in keep.parent.iterdir()) == ["other.json"]  # no temp file
     # with room again, the finished checkpoint only rewrites the record
@@ -420,10 +409,10 @@ def test_full_disk_while_writing_the_record(workspace, capsys, small_tmpfs):
 def test_os_errors_become_one_line_naming_the_path(workspace, capsys):
     (workspace / "afile").write_text("not a folder")
     rc, _, err = run_cli(capsys, "run", *TINY, "--workdir", "afile/work")
-    assert_one_line_error(rc, err, "error: cannot write afile/work/runs/", "Not a directory")
+    one_line_error(rc, err, "error: cannot write afile/work/runs/", "Not a directory")
     # an OSError from any command (here: plot-quantizers writing under a file) is one line with the path
     rc, _, err = run_cli(capsys, "plot-quantizers", "--out", "afile/plots", "bc")
-    assert_one_line_error(rc, err, "afile", "Not a directory")
+    one_line_error(rc, err, "afile", "Not a directory")
 
 
 # -- bugs: one line "internal error" (exit 1) without --debug, the traceback with it --------------------------

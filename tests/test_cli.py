@@ -20,7 +20,7 @@ import pytest
 
 from bench import cli, train
 from bench import config as configs
-from conftest import ROOT
+from conftest import ROOT, one_line_error, run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records"
 
@@ -32,19 +32,8 @@ TINY_CFG = {"model": "fmnist-mlp", "dataset": "synthetic", "batch_size": 32,
             "model_kwargs": {"hidden": [32, 32]}}
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def one_line_error(rc: int, err: str, *needles: str) -> str:
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture

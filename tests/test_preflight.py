@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, one_line_error
 
 SYNTHETIC = '''
 [defaults]
@@ -35,13 +35,6 @@ def bench(capsys, tmp_path: Path, *argv: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def one_line_error(rc: int, err: str, *expected: str) -> str:
-    lines = err.strip().splitlines()
-    assert rc == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for text in expected:
-        assert text in lines[0], lines[0]
-    return lines[0]
 
 
 def grid_file(tmp_path: Path, text: str, name: str = "g") -> str:

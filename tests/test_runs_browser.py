@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench import cli
+from conftest import one_line_error, run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records"
 TINY = ["--model", "fmnist-mlp", "--dataset", "synthetic", "--epochs", "2", "--batch-size", "32", "--method", "bnn++",
@@ -19,18 +20,8 @@ TINY = ["--model", "fmnist-mlp", "--dataset", "synthetic", "--epochs", "2", "--b
 HEADERS = ["run id", "grid", "status", "model", "method", "dataset", "seed", "epochs", "acc", "acc_forward"]
 
 
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = cli.main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def one_line_error(rc: int, err: str, *needles: str) -> str:
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def table(out: str) -> list[dict]:
