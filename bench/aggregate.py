@@ -239,11 +239,11 @@ def record_keys(record: dict) -> set[str]:
     return keys | _paths(record, "", set()) | _paths(cfg, "", set())
 
 
-def close_keys_hint(key: str, known) -> str:
+def close_keys_hint(key: str, known, cutoff: float = 0.6) -> str:
     """'; did you mean 'a' or 'b'?' with up to three keys of ``known`` close to ``key``, or ''."""
     import difflib
 
-    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=cutoff)
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
@@ -434,13 +434,15 @@ def _seed_free(cfg: dict, runs: dict, seen: frozenset = frozenset()) -> dict:
     return out
 
 
-def _flat(obj, prefix: str, out: dict) -> dict:
-    """Dotted paths to leaves; an empty dict, a list and a scalar are leaves."""
-    if isinstance(obj, dict) and obj:
-        for k, v in obj.items():
-            _flat(v, f"{prefix}.{k}" if prefix else str(k), out)
-    else:
-        out[prefix] = obj
+def flatten(obj: dict, prefix: str = "", empty: bool = True) -> dict:
+    """{'method_params': {'mu_end': 30}} -> {'method_params.mu_end': 30}; an empty table stays as {} unless
+    ``empty`` is False (then it is left out, as a table without keys)."""
+    out: dict = {}
+    for key, value in obj.items():
+        if isinstance(value, dict) and (value or not empty):
+            out.update(flatten(value, f"{prefix}{key}.", empty))
+        else:
+            out[f"{prefix}{key}"] = value
     return out
 
 
@@ -477,7 +479,7 @@ def _cell_conflict(cell: list[dict], dropped: list[str], runs: dict) -> tuple[li
             path = _config_path(record, key)
             if path:
                 cfg = _without(cfg, path)
-        flat = _flat(_seed_free(cfg, runs), "", {})
+        flat = flatten(_seed_free(cfg, runs))
         flats.append(flat)
         unknown.append(flat.get("init.run") is _UNKNOWN)
     diffs = []
@@ -544,12 +546,12 @@ def _check_seeds_only(members: dict, order: list, columns: list, row_keys: tuple
                     f"in the rows, e.g. --by {by}{more}")
 
 
-def _borrow_parent_fp(grouped: dict[tuple, dict], row_keys: list[str], members: dict | None = None) -> None:
+def _borrow_parent_fp(grouped: dict[tuple, dict], row_keys: list[str], members: dict) -> None:
     """A fine-tune row without an FP cell shows the FP of the row its runs were fine-tuned from: the row of
     their ``init = 'run:<id>'`` fp parents when those are all in one row, else (``mode`` a row key) the row
     with ``mode = e2e`` and the same other keys."""
     row_of = {}
-    for (key, _), cell in (members or {}).items():
+    for (key, _), cell in members.items():
         for record in cell:
             row_of[str(record["run_id"])] = (key, record["config"]["method"])
     for key, cells in grouped.items():
@@ -557,7 +559,7 @@ def _borrow_parent_fp(grouped: dict[tuple, dict], row_keys: list[str], members: 
             continue
         parents = set()
         for column in cells:
-            for record in (members or {}).get((key, column), []):
+            for record in members.get((key, column), []):
                 init = record["config"].get("init")
                 if isinstance(init, str) and init.startswith("run:") and row_of.get(init[4:], (None, ""))[1] == "fp":
                     parents.add(row_of[init[4:]][0])
@@ -808,14 +810,6 @@ def to_csv(table: Table) -> str:
     return out.getvalue()
 
 
-def _flatten(prefix: str, obj, out: dict) -> None:
-    if isinstance(obj, dict):  # an empty dict adds no column
-        for k, v in obj.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = obj
-
-
 def _csv_value(value) -> str:
     """Like ``_text``, but an undefined value is an empty CSV field."""
     return "" if value is None else _text(value)
@@ -830,11 +824,9 @@ def summary_csv(records: list[dict]) -> str:
     rows = []
     config_keys, final_keys = set(), set()
     for record in records:
-        flat: dict = {}
-        _flatten("", record["config"], flat)
+        flat = flatten(record["config"], empty=False)  # an empty table adds no column
         config_keys |= set(flat)
-        final: dict = {}
-        _flatten("final", record["final"], final)
+        final = flatten(record["final"], "final.", empty=False)
         final_keys |= set(final)
         rows.append((record, flat, final))
     header = [*SUMMARY_HEAD, *sorted(config_keys), *sorted(final_keys), *SUMMARY_TAIL]

@@ -59,10 +59,7 @@ CHOICES = {
     "optimizer": ("sgd", "adam", "adamw"),
     "lr_schedule": ("cosine", "step", "constant"),
 }
-POSITIVE_INTS = ("epochs", "batch_size")
-OPTIONAL_POSITIVE_INTS = ("subset", "test_subset")
 FLOATS = ("lr", "momentum", "weight_decay", "latent_weight_decay", "warmup_epochs", "label_smoothing")  # stored as float
-DICTS = ("method_params", "data_options", "model_kwargs")
 SEED_MAX = 2**32 - 1  # torch, numpy and the data order's generators all take seeds in [0, 2**32 - 1]
 
 
@@ -252,8 +249,12 @@ def load_toml(path: str | Path) -> dict:
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"at line (\d+), column (\d+)", str(exc))
         line = found.group(1) if found else str(max(1, len(text.rstrip().splitlines())))
-        reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-        raise UserError(f"{path}: line {line}: malformed TOML: {reason}") from None
+        raise UserError(f"{path}: line {line}: malformed TOML: {_toml_reason(exc)}") from None
+
+
+def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
+    """tomllib's message without its '(at line L, column C)' position."""
+    return re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
 
 
 def parse_assignment(text: str, where: str) -> tuple[str, object]:
@@ -269,7 +270,6 @@ def parse_assignment(text: str, where: str) -> tuple[str, object]:
         parsed = tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError as exc:
         if value[0] in "[{\"'" or "\n" in value:
-            reason = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-            raise UserError(f"{where}: {key}: malformed TOML value {value!r}: {reason}") from None
+            raise UserError(f"{where}: {key}: malformed TOML value {value!r}: {_toml_reason(exc)}") from None
         parsed = value
     return key, parsed

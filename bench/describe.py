@@ -79,6 +79,7 @@ def dataset_files(name: str, data_root=None) -> tuple[str, str]:
         debian = data.debian_fmnist_dir()
         if not all((raw / n).is_file() for n in names) and all((debian / f"{n}.gz").is_file() for n in names):
             return "present", f"{debian} (Debian package; a run decompresses it into the data root)"
+    allowed = data.download_allowed()
     saved = os.environ.get("PROXBENCH_NO_DOWNLOAD")
     os.environ["PROXBENCH_NO_DOWNLOAD"] = "1"
     try:
@@ -90,7 +91,7 @@ def dataset_files(name: str, data_root=None) -> tuple[str, str]:
                     folders.append(folder)
     except (UserError, OSError) as exc:
         text = " ".join(str(exc).replace(" (downloads disabled by PROXBENCH_NO_DOWNLOAD)", "").split())
-        if name != "imagenet" and (saved or "").strip().lower() in ("", "0", "false", "no"):
+        if name != "imagenet" and allowed:
             text += "; or let a run download it (network needed)"
         return "missing", text
     finally:

@@ -498,10 +498,10 @@ def cli_grid_run(args) -> int:
     return 0
 
 
-def _wait_slurm(grid: Grid, args, progress: GridProgress | None = None) -> int:
+def _wait_slurm(grid: Grid, args) -> int:
     """Poll until every cell is final (done/diverged/failed/timed-out/cancelled or never submitted), showing
     the grid's progress (``GridProgress`` on stderr); then print the status table."""
-    progress = progress or GridProgress(grid, args.workdir)
+    progress = GridProgress(grid, args.workdir)
     try:
         while True:
             rows = grid_status(grid, args.workdir, args.results)

@@ -30,7 +30,6 @@ Reproducibility: the Agg backend, matplotlib's default style (not the user's mat
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from bench.aggregate import (  # noqa: E402
-    DEFAULT_ROWS, finite_number, method_attribute, method_label, method_sort_key, value_of)
+    DEFAULT_ROWS, Cell, finite_number, method_attribute, method_label, method_sort_key, value_of)
 from bench.atomic import atomic_write  # noqa: E402
 
 PREFIXES = ("accuracy_", "schedule_", "acc_vs_compression_")
@@ -107,10 +106,8 @@ def _slug(*parts) -> str:
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (ddof = 1; None for one value)."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    cell = Cell(list(values))
+    return cell.mean, cell.std
 
 
 def _per_epoch(histories: list[list[dict]], key) -> tuple[list[int], list[float], list[float | None], list[int]]:

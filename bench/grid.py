@@ -73,6 +73,7 @@ class Grid:
     name: str
     path: Path
     description: str
+    gpu_hours: float | None = None  # the grid file's estimate for the whole grid (None: none given)
     cells: list[Cell] = field(default_factory=list)
 
     def stages(self) -> list[list[Cell]]:
@@ -110,10 +111,7 @@ def check_name(name: str, where: str, what: str = "") -> None:
 def load_grid(name: str) -> Grid:
     path = grid_path(name)
     where = str(path)
-    try:
-        spec = configs.load_toml(path)
-    except OSError as exc:  # e.g. permission denied: one line naming the file
-        raise UserError(f"{where}: cannot read: {exc.strerror or exc}") from None
+    spec = configs.load_toml(path)  # an unreadable file is load_toml's one-line UserError
     check_name(path.stem, where, "(the file name without .toml; rename the file)")
     axes = spec.get("axes", {})
     defaults = spec.get("defaults", {})
@@ -168,7 +166,7 @@ def load_grid(name: str) -> Grid:
         choices[key] = [(v, *split.get(t, ({}, {}))) for v, t in zip(values, texts)]
 
     keys = list(axes)
-    grid = Grid(name=path.stem, path=path, description=spec.get("description", ""))
+    grid = Grid(name=path.stem, path=path, description=spec.get("description", ""), gpu_hours=spec.get("gpu_hours"))
     resolved = []
     for raw in _expand(keys, choices, defaults, excludes):
         label = ", ".join(f"{k}={raw[k]}" for k in keys)

@@ -132,8 +132,9 @@ def check_run_options(executor: str, device: str | None, parallel: int | None, c
 def use_gpu(device: str, torch) -> None:
     """Make GPU i the current CUDA device for ``device = 'cuda:i'`` when it exists (else train.execute says
     why it cannot be used)."""
-    found = _DEVICE.fullmatch(str(device))
-    if found and found.group(1) == "cuda" and found.group(2) is not None and torch.cuda.is_available():
-        index = int(found.group(2))
-        if index < torch.cuda.device_count():
-            torch.cuda.set_device(index)
+    try:
+        kind, index = parse_device(device)
+    except UserError:
+        return  # train.execute reports a malformed device
+    if kind == "cuda" and index is not None and torch.cuda.is_available() and index < torch.cuda.device_count():
+        torch.cuda.set_device(index)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from . import config as configs
 from .errors import UserError
 from .grid import Cell, Grid
 from .placement import cuda_devices, device_problem, local_placement, parse_device
@@ -75,7 +74,7 @@ def raise_preflight(problems: list[str]) -> None:
 
 def gpu_hours_note(grid: Grid, n_to_run: int) -> str:
     """The grid file's ``gpu_hours`` (top-level key) as a sentence, pro rata for ``n_to_run`` of its cells."""
-    hours = configs.load_toml(grid.path).get("gpu_hours")
+    hours = grid.gpu_hours
     if hours is None:
         return f"no GPU-hour estimate (no gpu_hours in {grid.path})"
     text = f"about {_hours(hours)} GPU-hours for the whole grid (gpu_hours in {grid.path})"

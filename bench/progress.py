@@ -30,7 +30,7 @@ def images_per_epoch(cfg: dict) -> int:
 
 def epochs_done(workdir: str | Path, run_id: str) -> int:
     """Epochs a run has finished: ``epoch`` of its ``<workdir>/runs/<run_id>/progress.json`` (0: none)."""
-    path = Path(workdir) / "runs" / run_id / "progress.json"
+    path = train.checkpoint_path(workdir, run_id).with_name(train.PROGRESS_FILE)
     try:
         return int(json.loads(path.read_text())["epoch"])
     except (OSError, ValueError, KeyError):
@@ -43,7 +43,7 @@ def images_done(workdir: str | Path, run_id: str, cfg: dict, per_epoch: int | No
     the batch size; at most the run's total."""
     per_epoch = images_per_epoch(cfg) if per_epoch is None else per_epoch
     images = epochs_done(workdir, run_id) * per_epoch
-    step = _last_step(Path(workdir) / "runs" / run_id / train.STEPS_FILE)
+    step = _last_step(train.checkpoint_path(workdir, run_id).with_name(train.STEPS_FILE))
     return min(max(images, step * cfg["batch_size"]), cfg["epochs"] * per_epoch)
 
 

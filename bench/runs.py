@@ -24,7 +24,6 @@ were skipped: ``show`` and ``compare`` leave naming them to ``list``).
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
 import math
@@ -34,9 +33,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .aggregate import close_keys_hint, list_grids, record_keys, value_of
+from .aggregate import close_keys_hint, flatten, list_grids, record_keys, value_of
 from .errors import UserError
-from .records import load_records, read_record
+from .records import load_records, read_record, record_path
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def find_entries(results: str | Path = "results", workdir: str | Path = "work", 
             if grid is not None and name != grid:
                 continue
             for record in load_records(root, name, warn):
-                path = root / "runs" / name / f"{record['run_id']}.json"
+                path = record_path(root, name, record["run_id"])
                 entries.append(Entry(record, path if path.is_file() else root / "runs" / name))
     return sorted(entries, key=lambda e: (e.grid, e.run_id, str(e.path)))
 
@@ -120,8 +119,7 @@ def resolve_run(spec: str, entries: list[Entry], roots: list[Path], skipped: int
                         "or by its file")
     if not matches:
         known = sorted({e.run_id for e in pool})
-        close = difflib.get_close_matches(run_id, known, n=3, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = close_keys_hint(run_id, known, cutoff=0.5)
         bad = f"; {skipped} invalid record file(s) skipped, named by runs list" if skipped else ""
         raise UserError(f"no run record with id {spec!r} (searched {_searched(roots)}, {len(known)} runs{bad})"
                         f"{hint}")
@@ -140,17 +138,6 @@ def text(value) -> str:
         return f"{value:.6g}" if math.isfinite(value) else str(value)
     return json.dumps(value, sort_keys=True)
 
-
-def flatten(obj: dict, prefix: str = "", empty: bool = True) -> dict:
-    """{'method_params': {'mu_end': 30}} -> {'method_params.mu_end': 30}; an empty table stays as {} unless
-    ``empty`` is False (then it is left out, as a table without keys)."""
-    out: dict = {}
-    for key, value in obj.items():
-        if isinstance(value, dict) and (value or not empty):
-            out.update(flatten(value, f"{prefix}{key}.", empty))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _number(value) -> float | None:

@@ -292,6 +292,7 @@ class _Progress:
             self.bar.close()
 
 
+PROGRESS_FILE = "progress.json"  # epochs done, in the run directory beside the checkpoint
 STEPS_FILE = "steps.jsonl"  # per-step metrics, in the run directory beside the checkpoint
 TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files (``--logger tensorboard``), in the run directory
 LOGGERS = ("none", "tensorboard")
@@ -407,8 +408,6 @@ class StepLog:
 
 def _scheduled_params(method) -> dict:
     """The method's scheduled parameters (``schedules``) and their current values."""
-    if method is None:
-        return {}
     values = method.params()
     return {name: float(values[name]) for name in type(method).schedules if name in values}
 
@@ -560,7 +559,7 @@ def execute(
              "wall_seconds": earlier_seconds + time.time() - started},
             ckpt_path,
         )
-        progress = ckpt_path.with_name("progress.json")
+        progress = ckpt_path.with_name(PROGRESS_FILE)
         with writing(progress):
             records.write_json_atomic({"epoch": epoch + 1, "epochs": cfg["epochs"]}, progress)
 

@@ -115,7 +115,7 @@ def fourier_sign_grad(x: Tensor, n: int, omega: float) -> Tensor:
     """(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) on |x| ≤ 1, 0 outside (FDA)."""
     total = torch.zeros_like(x)
     for i in range(int(n) + 1):
-        total = total + torch.cos((2 * i + 1) * omega * x)
+        total += torch.cos((2 * i + 1) * omega * x)
     return (4.0 * omega / math.pi) * total * (x.abs() <= 1.0).to(x.dtype)
 
 

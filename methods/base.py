@@ -397,11 +397,15 @@ class Method:
             w.clamp_(-limit, limit)
 
     @property
+    def uses_lr(self) -> bool:
+        """Does a step hook (``before_step``/``after_step``) of this method need the learning rate?"""
+        cls = type(self)
+        return cls.before_step is not Method.before_step or cls.after_step is not Method.after_step
+
+    @property
     def has_hooks(self) -> bool:
         """Does the optimizer step need this method (a hook, or latent clipping)?"""
-        cls = type(self)
-        return (cls.before_step is not Method.before_step or cls.after_step is not Method.after_step
-                or bool(getattr(self, "clip", 0.0)))
+        return self.uses_lr or bool(getattr(self, "clip", 0.0))
 
     def __repr__(self) -> str:
         values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params().items())

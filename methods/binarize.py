@@ -266,7 +266,7 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, progress:
     method = get_method(model)
     hooks = method is not None and method.has_hooks
     latents = latent_weights(model) if hooks else ()
-    lrs = _group_lrs(optimizer, latents) if hooks else ()
+    lrs = _group_lrs(optimizer, latents) if hooks and method.uses_lr else [0.0] * len(latents)
     for w, lr in zip(latents, lrs):
         method.before_step(w.data, lr)
     optimizer.step()

@@ -42,11 +42,14 @@ class _SignGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w: Tensor, method: "_ScaledSign") -> Tensor:
         ctx.method = method
-        ctx.save_for_backward(w)
+        if not method.identity_backward:
+            ctx.save_for_backward(w)
         return sign(w)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
+        if ctx.method.identity_backward:
+            return grad, None
         (w,) = ctx.saved_tensors
         return grad * ctx.method.dW(w), None
 
@@ -220,8 +223,9 @@ class ReCU(Method):
         w0 = w - w.mean(dim=dims, keepdim=True)
         return w0 / (torch.sqrt(w0.var(dim=dims, keepdim=True) + 1e-5) / 2.0 / math.sqrt(2.0))
 
-    def clamp_threshold(self, w1: Tensor) -> float:
-        return float(-w1.detach().abs().mean() * math.log(2.0 - 2.0 * self.tau))
+    def clamp_threshold(self, w1: Tensor) -> Tensor:
+        """Q_τ as a 0-dim tensor (no host sync on a GPU)."""
+        return -w1.detach().abs().mean() * math.log(2.0 - 2.0 * self.tau)
 
     def rectified(self, w: Tensor) -> Tensor:
         w1 = self.standardise(w)

@@ -27,6 +27,17 @@ def wait_until(pred, timeout: float, what: str, step: float = 0.2):
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+# a grid's [defaults] for cells that train in about a second: an MLP on 8x8 synthetic images
+TINY_GRID = '''
+[defaults]
+model = "fmnist-mlp"
+dataset = "synthetic"
+data_options = {img_size = 8, in_chans = 1, num_classes = 4, train_size = 512, test_size = 256}
+epochs = 1
+batch_size = 64
+'''
+
+
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
     """``python -m bench ARGV`` in this process (no interpreter start-up): (exit status, stdout, stderr)."""
     from bench import cli

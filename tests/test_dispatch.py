@@ -18,17 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TESTS, wait_until
+from conftest import ROOT, TESTS, TINY_GRID, wait_until
 
-# one quick, learnable cell per method on synthetic data
-GRID = '''
-[defaults]
-model = "fmnist-mlp"
-dataset = "synthetic"
-data_options = {img_size = 8, in_chans = 1, num_classes = 4, train_size = 512, test_size = 256}
-epochs = 1
-batch_size = 64
-'''
 
 
 def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -42,7 +33,7 @@ def plugin_grid(tmp_path: Path) -> Path:
     """A user's folder: their method module (not importable from the job's default sys.path) and a grid."""
     shutil.copy(TESTS / "plugin_methods.py", tmp_path / "my_methods.py")
     grid = tmp_path / "plug.toml"
-    grid.write_text(GRID + '[axes]\nmethod = ["tanh-ste"]\n')
+    grid.write_text(TINY_GRID + '[axes]\nmethod = ["tanh-ste"]\n')
     return grid
 
 
@@ -83,7 +74,7 @@ def test_the_job_imports_the_plugin_from_its_own_folder(tmp_path):
 # --------------------------------------------------------------------------- one grid run at a time
 def test_a_second_grid_run_of_the_same_grid_refuses_and_jobs_json_is_merged(tmp_path):
     grid = tmp_path / "lk.toml"
-    slow = GRID.replace("train_size = 512", "train_size = 8192").replace("epochs = 1", "epochs = 3")
+    slow = TINY_GRID.replace("train_size = 512", "train_size = 8192").replace("epochs = 1", "epochs = 3")
     grid.write_text(slow + '[axes]\nseed = [0]\n')
     jobs_file = tmp_path / "w" / "grids" / "lk" / "jobs.json"
     jobs_file.parent.mkdir(parents=True)
@@ -150,7 +141,7 @@ def test_each_local_job_gets_its_own_gpu(tmp_path):
     if cuda_devices()[0]:
         pytest.skip("CUDA is available: the jobs would train instead of naming their device")
     path = tmp_path / "gpus.toml"
-    path.write_text(GRID + '[axes]\nseed = [0, 1, 2]\n')
+    path.write_text(TINY_GRID + '[axes]\nseed = [0, 1, 2]\n')
     grid = load_grid(str(path))
     said: list[str] = []
     submitted = submit_grid(grid, "local", workdir=str(tmp_path / "w"), results=str(tmp_path / "r"), device="cuda",
@@ -171,7 +162,7 @@ def test_local_jobs_of_a_wave_are_polled_together_and_progress_is_shown(tmp_path
     """A wave of a slow and a fast cell: the fast one is reported as soon as it ends (not after the slow one
     before it), and stderr (not a terminal) gets plain progress lines with images/s and the ETA."""
     grid = tmp_path / "wave.toml"
-    grid.write_text(GRID.replace("train_size = 512", "train_size = 4096") + '[axes]\nepochs = [20, 1]\n')
+    grid.write_text(TINY_GRID.replace("train_size = 512", "train_size = 4096") + '[axes]\nepochs = [20, 1]\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROXBENCH_POLL_S": "0.3", "PROXBENCH_PROGRESS_S": "1000"}
     proc = subprocess.run([sys.executable, "-m", "bench", "grid", "run", grid.name, "--parallel", "2", "--workdir",
                            "w", "--results", "r"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
@@ -206,7 +197,7 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
     from bench.grid import load_grid
 
     path = tmp_path / "p.toml"
-    path.write_text(GRID.replace("epochs = 1", "epochs = 2") + '[axes]\nseed = [0, 1, 2, 3]\n')
+    path.write_text(TINY_GRID.replace("epochs = 1", "epochs = 2") + '[axes]\nseed = [0, 1, 2, 3]\n')
     grid = load_grid(str(path))
     a, b, c, d = (cell.run_id for cell in grid.cells)
     per_epoch = images_per_epoch(grid.cells[0].config)
@@ -243,7 +234,7 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
     write(b, epochs=2)
     progress.update({b: "done", c: "running"})
     assert out.getvalue().splitlines()[-1] == \
-        f"[15s] grid p: 1/4 done, 2 running, 0 failed, 1 pending | 85 images/s | ETA 27s"
+        "[15s] grid p: 1/4 done, 2 running, 0 failed, 1 pending | 85 images/s | ETA 27s"
     now[0] += 40  # past the interval: a line without a cell ending
     progress.update({a: "failed"})
     assert out.getvalue().splitlines()[-1].startswith("[55s] grid p: 1/4 done, 1 running, 1 failed, 1 pending")
@@ -256,7 +247,7 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
     assert progress.eta() == 0.0 and progress.counts()["done"] == 3
     progress.close()
     last = out.getvalue().splitlines()[-1]
-    assert last == f"[1m 00s] grid p: 3/4 done, 0 running, 1 failed, 0 pending | 47 images/s | ETA 0s"
+    assert last == "[1m 00s] grid p: 3/4 done, 0 running, 1 failed, 0 pending | 47 images/s | ETA 0s"
     assert out.getvalue().count(last) == 1  # close does not repeat a line just printed
 
     tty = _Terminal()

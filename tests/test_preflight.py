@@ -14,16 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, one_line_error
+from conftest import ROOT, TINY_GRID, one_line_error
 
-SYNTHETIC = '''
-[defaults]
-model = "fmnist-mlp"
-dataset = "synthetic"
-data_options = {img_size = 8, in_chans = 1, num_classes = 4, train_size = 512, test_size = 256}
-epochs = 1
-batch_size = 64
-'''
 
 
 def bench(capsys, tmp_path: Path, *argv: str) -> tuple[int, str, str]:
@@ -102,7 +94,7 @@ def test_device_cuda_without_a_cuda_device_is_one_line_and_submits_nothing(capsy
     n_gpus, _ = cuda_devices()
     device = "cuda" if n_gpus == 0 else f"cuda:{n_gpus}"  # on a GPU machine: one past the last GPU
     expect = "no CUDA device is available here" if n_gpus == 0 else f"this machine has {n_gpus} CUDA device(s)"
-    grid = grid_file(tmp_path, SYNTHETIC + "[axes]\nseed = [0, 1]\n")
+    grid = grid_file(tmp_path, TINY_GRID + "[axes]\nseed = [0, 1]\n")
     for executor in ("local", "debug"):
         rc, out, err = bench(capsys, tmp_path, "grid", "run", grid, "--executor", executor, "--device", device)
         one_line_error(rc, err, f"error: pre-flight: --device {device}: ", expect, "nothing submitted")
@@ -119,7 +111,7 @@ def test_device_cuda_without_a_cuda_device_is_one_line_and_submits_nothing(capsy
     (["--parallel", "0"], "--parallel must be at least 1, got 0"),
 ])
 def test_device_options_that_do_not_fit_together_are_one_line(capsys, tmp_path, argv, message):
-    grid = grid_file(tmp_path, SYNTHETIC + "[axes]\nseed = [0]\n")
+    grid = grid_file(tmp_path, TINY_GRID + "[axes]\nseed = [0]\n")
     rc, out, err = bench(capsys, tmp_path, "grid", "run", grid, *argv)
     one_line_error(rc, err, message)
     assert "pre-flight" not in out and not (tmp_path / "w").exists()
@@ -130,7 +122,7 @@ def test_preflight_of_a_synthetic_grid_passes_and_states_the_estimate(capsys, tm
     from bench.preflight import gpu_hours_note
     from bench.grid import load_grid
 
-    path = grid_file(tmp_path, "gpu_hours = 12\n" + SYNTHETIC + "[axes]\nseed = [0, 1, 2, 3]\n")
+    path = grid_file(tmp_path, "gpu_hours = 12\n" + TINY_GRID + "[axes]\nseed = [0, 1, 2, 3]\n")
     rc, out, err = bench(capsys, tmp_path, "grid", "run", path, "--dry-run", "--parallel", "2")
     assert rc == 0 and err == "", err
     assert f"pre-flight: grid g: 4 cells, 4 to run; about 12 GPU-hours for the whole grid (gpu_hours in {path})" in out
@@ -139,7 +131,7 @@ def test_preflight_of_a_synthetic_grid_passes_and_states_the_estimate(capsys, tm
     assert "4 cells, 4 to submit" in out and not (tmp_path / "w").exists()
     grid = load_grid(path)
     assert gpu_hours_note(grid, 1).endswith("about 3.0 for the 1 cells to run (pro rata)")
-    assert gpu_hours_note(load_grid(grid_file(tmp_path, SYNTHETIC + "[axes]\nseed = [0]\n", "n")), 1) == \
+    assert gpu_hours_note(load_grid(grid_file(tmp_path, TINY_GRID + "[axes]\nseed = [0]\n", "n")), 1) == \
         f"no GPU-hour estimate (no gpu_hours in {tmp_path / 'n.toml'})"
 
 
@@ -205,7 +197,7 @@ def test_a_grid_with_every_cell_finished_checks_nothing(capsys, tmp_path, offlin
 
 # --------------------------------------------------------------------------- cluster profiles
 def test_executor_slurm_needs_cluster_and_lists_the_shipped_profiles(capsys, tmp_path):
-    grid = grid_file(tmp_path, SYNTHETIC + "[axes]\nseed = [0]\n")
+    grid = grid_file(tmp_path, TINY_GRID + "[axes]\nseed = [0]\n")
     rc, _, err = bench(capsys, tmp_path, "grid", "run", grid, "--executor", "slurm")
     shipped = sorted(f"slurm/{p.name}" for p in (ROOT / "slurm").glob("*.toml"))
     assert "slurm/local.toml" in shipped and "slurm/v100.toml" in shipped
@@ -215,7 +207,7 @@ def test_executor_slurm_needs_cluster_and_lists_the_shipped_profiles(capsys, tmp
 
 @pytest.mark.parametrize("cluster", ["slurm/v100.toml", "v100", str(ROOT / "slurm" / "v100.toml")])
 def test_the_v100_profile_is_refused_until_its_partition_is_edited(capsys, tmp_path, cluster):
-    grid = grid_file(tmp_path, SYNTHETIC + "[axes]\nseed = [0]\n")
+    grid = grid_file(tmp_path, TINY_GRID + "[axes]\nseed = [0]\n")
     for extra in ((), ("--dry-run",)):
         rc, out, err = bench(capsys, tmp_path, "grid", "run", grid, "--executor", "slurm", "--cluster", cluster, *extra)
         one_line_error(rc, err, 'v100.toml: partition = "<your-gpu-partition>" is a placeholder: edit the file',
@@ -250,7 +242,7 @@ def test_placeholders_anywhere_in_a_profile_and_an_edited_copy(tmp_path):
 
 def test_slurm_device_must_agree_with_the_profile(capsys, tmp_path):
     """Checked by the pre-flight, before SLURM is contacted (no cluster needed)."""
-    grid = grid_file(tmp_path, SYNTHETIC + "[axes]\nseed = [0]\n")
+    grid = grid_file(tmp_path, TINY_GRID + "[axes]\nseed = [0]\n")
     gpu = tmp_path / "gpu.toml"
     gpu.write_text('partition = "gpu"\ngpus_per_node = 1\n')
     for profile, device, message in (
