@@ -3,7 +3,7 @@
 Each subcommand's handler lives in the module that does the work and is imported only when that
 subcommand runs, so ``python -m bench methods`` stays fast. Every option has a help text that shows its
 default and its choices (``_HelpFormatter``); the defaults of ``run``'s config flags are the config
-defaults of ``bench.config``, read only when help is printed. ``--version`` prints the package version.
+defaults of ``bench.run.config``, read only when help is printed. ``--version`` prints the package version.
 
 Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
 missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
@@ -34,13 +34,13 @@ def _handler(spec: str):
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
     (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flag``)
-    shows the config default and the key's choices, looked up when help is printed (imports bench.config)."""
+    shows the config default and the key's choices, looked up when help is printed (imports bench.run.config)."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         key = getattr(action, "config_key", None)
         if key is not None:
-            from bench import config
+            from bench.run import config
 
             choices = config.CHOICES.get(key)
             if key == "policy":
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logger", choices=["none", "tensorboard"], default="none",
                    help="also log the per-step and per-epoch metrics to TensorBoard, in "
                         "WORKDIR/runs/RUN_ID/tensorboard (needs: pip install tensorboard; not part of the config)")
-    p.set_defaults(func=_handler("bench.train:cli_run"))
+    p.set_defaults(func=_handler("bench.run.train:cli_run"))
 
     grid = sub.add_parser("grid", help="run, inspect or cancel a grid of runs")
     gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -214,15 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait for the jobs to finish, showing the grid's progress (default: yes for local/debug, "
                         "no for slurm)")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch:cli_grid_run"))
+    p.set_defaults(func=_handler("bench.dispatch.submit:cli_grid_run"))
     p = gsub.add_parser("status", help="table of the grid's cells and their state")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch:cli_grid_status"))
+    p.set_defaults(func=_handler("bench.dispatch.submit:cli_grid_status"))
     p = gsub.add_parser("cancel", help="cancel the grid's queued and running jobs")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch:cli_grid_cancel"))
+    p.set_defaults(func=_handler("bench.dispatch.submit:cli_grid_cancel"))
 
     data = sub.add_parser("data", help="dataset files")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=None, help="JPEG quality 1..100 for --format jpg (default: 90)")
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None, help="output folder (default: <data-root>/ffcv/<dataset>)")
-    p.set_defaults(func=_handler("bench.prepare:cli_prepare"))
+    p.set_defaults(func=_handler("bench.data.prepare:cli_prepare"))
 
     p = sub.add_parser("aggregate", help="rebuild leaderboards and figures from run records")
     p.add_argument("name", nargs="?", default=None, help="grid name (default: every grid with records)")
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="row keys and column key (config keys, method parameters, final metrics), e.g. "
                         "'dataset,model,mode,lr:method' (default: dataset,model,mode:method)")
     p.add_argument("--no-figures", action="store_true", help="write the tables only, no figures")
-    p.set_defaults(func=_handler("bench.aggregate:cli_aggregate"))
+    p.set_defaults(func=_handler("bench.report.aggregate:cli_aggregate"))
 
     p = sub.add_parser("plot-quantizers", help="plot F and B' of every method at the start and end of its schedule")
     p.add_argument("--out", default="results/quantizers", help="output folder")
@@ -255,13 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default=None, metavar="NAME",
                    help="draw the method parameters (and, for rPC/PQ's prox, the lr) of this grid's cells "
                         "(bench/grids/NAME.toml or a path) (default: the registry's defaults)")
-    p.set_defaults(func=_handler("bench.plots:cli_plot_quantizers"))
+    p.set_defaults(func=_handler("bench.report.plots:cli_plot_quantizers"))
 
     p = sub.add_parser("export", help="write a run's deployed model bit-packed (1 bit per binarized weight)")
     p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
     p.add_argument("--out", required=True, help="the packed file to write (required)")
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
-    p.set_defaults(func=_handler("bench.packing:cli_export"))
+    p.set_defaults(func=_handler("bench.run.export:cli_export"))
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None,
                    help="report file (default: results/perf/DEVICE.md for all and gpu; step and loaders only print)")
-    p.set_defaults(func=_handler("bench.perf:cli_perf"))
+    p.set_defaults(func=_handler("bench.perf.step:cli_perf"))
 
     runs = sub.add_parser("runs", help="list, show or compare run records")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -288,16 +288,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep records whose KEY (a config key, method parameter, final metric, dotted path) "
                         "matches VALUE (fnmatch pattern, numbers compared as numbers); repeatable (default: none)")
     _runs_common(p)
-    p.set_defaults(func=_handler("bench.runs:cli_list"))
+    p.set_defaults(func=_handler("bench.report.runs:cli_list"))
     p = rsub.add_parser("show", help="one run: config, final metrics and history")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
     _runs_common(p)
-    p.set_defaults(func=_handler("bench.runs:cli_show"))
+    p.set_defaults(func=_handler("bench.report.runs:cli_show"))
     p = rsub.add_parser("compare", help="two runs: the config keys that differ, then final metrics side by side")
     p.add_argument("run_a", metavar="RUN_A", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
     p.add_argument("run_b", metavar="RUN_B", help="the same for the second run")
     _runs_common(p)
-    p.set_defaults(func=_handler("bench.runs:cli_compare"))
+    p.set_defaults(func=_handler("bench.report.runs:cli_compare"))
     return parser
 
 

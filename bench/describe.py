@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 import methods
 
-from .errors import UserError
+from bench.errors import UserError
 
 
 def _no_match(kind: str, pattern: str, registered: list[str]) -> UserError:
@@ -65,11 +65,11 @@ def cli_models(args) -> int:
 
 def dataset_files(name: str, data_root=None) -> tuple[str, str]:
     """(state, detail) of a dataset's files under ``data_root``: ("present", the folders holding them),
-    ("missing", how to get them: ``bench.data``'s not-found message) or ("none needed", ...) for synthetic.
-    Looks with ``bench.data.source_files``, writing nothing: it never downloads (``PROXBENCH_NO_DOWNLOAD`` is
+    ("missing", how to get them: ``bench.data.datasets``'s not-found message) or ("none needed", ...) for synthetic.
+    Looks with ``bench.data.datasets.source_files``, writing nothing: it never downloads (``PROXBENCH_NO_DOWNLOAD`` is
     set while it looks), and Fashion-MNIST found only in Debian's package is reported there (a run
     decompresses it into the data root)."""
-    from . import data
+    from bench.data import datasets as data
 
     if name == "synthetic":
         return "none needed", "generated from a seed"
@@ -105,7 +105,7 @@ def dataset_files(name: str, data_root=None) -> tuple[str, str]:
 def cli_datasets(args) -> int:
     """The registry table with a files column: the folder holding a dataset's files, ``missing`` (how to get
     them is listed below the table) or ``none needed``."""
-    from . import data
+    from bench.data import datasets as data
 
     rows, missing = [], []
     for name in data.list_datasets():

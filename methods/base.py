@@ -173,7 +173,7 @@ class Method:
     forward_formula: ClassVar[str] = "F(x)"
     backward_formula: ClassVar[str] = "B'(x)"
     hooks_formula: ClassVar[str] = "—"
-    # Presentation in tables and figures (``bench.aggregate``, ``bench.figures``, ``bench.plots``): the display
+    # Presentation in tables and figures (``bench.report.aggregate``, ``bench.report.figures``, ``bench.report.plots``): the display
     # name (None: the registry key), a matplotlib colour and marker (None: a fixed fallback derived from the
     # registry key, out of a palette the built-ins do not use) and a symbol per parameter for axis labels
     # (merged along the class hierarchy; a parameter without one is shown by its name, a Greek letter's name

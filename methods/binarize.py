@@ -210,7 +210,7 @@ def _attach_inputs(model: nn.Module, method: Method, names: list[str], deployed:
 def binarize_inputs(model: nn.Module, method: str | Method, policy=None, **params) -> nn.Module:
     """The deployed-model skeleton of a W1A1 method: attach the method's activation quantizer, in its deployed
     form, to the inputs of the layers ``binarize`` would binarize, *without* touching the weights. A packed
-    export (``bench.packing.load_packed_into``) loads into such a model: its plain weights are α·sign(w) and
+    export (``bench.run.export.load_packed_into``) loads into such a model: its plain weights are α·sign(w) and
     its ``input_quantizer`` parameters (thresholds) come from the file."""
     if isinstance(method, str):
         method = create_method(method, **params)

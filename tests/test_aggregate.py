@@ -1,4 +1,4 @@
-"""Leaderboards and figures from run records (bench.aggregate, bench.figures), on fixture records.
+"""Leaderboards and figures from run records (bench.report.aggregate, bench.report.figures), on fixture records.
 
 tests/fixtures/records/fixture/ holds 14 valid records of a grid "fixture" (fashion-mnist, e2e):
 fmnist-cnn: fp 91.0/91.2/91.4, bnn++ 89.0/89.5/90.0, bc 88.0/88.4, pq diverged, bnn 87.0 + one failed seed;
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import aggregate as agg
+from bench.report import aggregate as agg
 from bench.errors import UserError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records"

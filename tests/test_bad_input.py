@@ -23,7 +23,7 @@ import torch
 
 import methods
 from bench import cli
-from bench import config as configs
+from bench.run import config as configs
 from bench.errors import UserError
 from conftest import one_line_error, run_cli
 

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import cli, train
-from bench import config as configs
+from bench import cli
+
+from bench.run import train
+from bench.run import config as configs
 from conftest import ROOT, one_line_error, run_cli
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records"

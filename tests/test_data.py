@@ -1,4 +1,4 @@
-"""bench/data.py: registry, file lookup, real Fashion-MNIST, the memory and torch loaders (no mocks)."""
+"""bench/data/datasets.py: registry, file lookup, real Fashion-MNIST, the memory and torch loaders (no mocks)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import data as D
+from bench.data import datasets as D
 from bench.errors import UserError
 
 DEBIAN = D.debian_fmnist_dir()  # $PROXBENCH_DEBIAN_FMNIST or Debian's path
@@ -19,7 +19,7 @@ needs_debian = pytest.mark.skipif(not (DEBIAN / "t10k-images-idx3-ubyte.gz").is_
 
 @pytest.fixture(scope="session")
 def fmnist_root(tmp_path_factory):
-    """A data root holding real Fashion-MNIST, decompressed from Debian's package by bench.data."""
+    """A data root holding real Fashion-MNIST, decompressed from Debian's package by bench.data.datasets."""
     if not (DEBIAN / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip("apt-get install dataset-fashion-mnist")
     root = tmp_path_factory.mktemp("fmnist-root")

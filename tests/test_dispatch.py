@@ -50,19 +50,19 @@ def test_a_plugin_method_runs_in_a_grid(executor, tmp_path):
 
 def test_the_job_imports_the_plugin_from_its_own_folder(tmp_path):
     """The import root travels with the job: a job started in another folder still finds the module."""
-    from bench.dispatch import import_plugins, plugin_specs
+    from bench.dispatch.submit import import_plugins, plugin_specs
 
     pkg = tmp_path / "userpkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     shutil.copy(TESTS / "plugin_methods.py", pkg / "extra.py")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import userpkg.extra; "
-            "from bench.dispatch import plugin_specs; print(repr(plugin_specs(['userpkg.extra'])))")
+            "from bench.dispatch.submit import plugin_specs; print(repr(plugin_specs(['userpkg.extra'])))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     specs = eval(out.stdout.strip())  # noqa: S307 - our own repr of a tuple of strings
     assert specs == (("userpkg.extra", str(tmp_path.resolve())),)
-    code = ("import sys, methods; from bench.dispatch import import_plugins; import_plugins(eval(sys.argv[1])); "
+    code = ("import sys, methods; from bench.dispatch.submit import import_plugins; import_plugins(eval(sys.argv[1])); "
             "print(methods.create_method('tanh-ste').params())")
     elsewhere = subprocess.run([sys.executable, "-c", code, repr(specs)], capture_output=True, text=True,
                                timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd="/")
@@ -107,7 +107,7 @@ def test_a_second_grid_run_of_the_same_grid_refuses_and_jobs_json_is_merged(tmp_
 
 def test_a_stale_lock_is_taken_over_and_a_foreign_host_lock_is_named(tmp_path):
     from bench.errors import UserError
-    from bench.lock import grid_lock, lock_path
+    from bench.dispatch.lock import grid_lock, lock_path
 
     path = lock_path(tmp_path, "g")
     path.parent.mkdir(parents=True)
@@ -134,9 +134,9 @@ def test_each_local_job_gets_its_own_gpu(tmp_path):
     """Three cells on two GPUs (assumed: ``n_gpus=2``) in the real local executor: each job is handed its
     ``cuda:i`` and passes it to train.execute, which refuses it on this CPU-only machine, so every failed
     record names the device its job got: waves [cuda:0, cuda:1], [cuda:0]."""
-    from bench.dispatch import submit_grid
-    from bench.placement import cuda_devices
-    from bench.grid import load_grid
+    from bench.dispatch.submit import submit_grid
+    from bench.dispatch.placement import cuda_devices
+    from bench.dispatch.grid import load_grid
 
     if cuda_devices()[0]:
         pytest.skip("CUDA is available: the jobs would train instead of naming their device")
@@ -193,8 +193,8 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
     """GridProgress on the files a run writes (progress.json per epoch, steps.jsonl per logged step), with a
     clock the test moves: counts, rate, ETA; plain lines at the start, at each cell's end and every interval;
     on a terminal one line rewritten in place."""
-    from bench.progress import GridProgress, images_per_epoch
-    from bench.grid import load_grid
+    from bench.dispatch.progress import GridProgress, images_per_epoch
+    from bench.dispatch.grid import load_grid
 
     path = tmp_path / "p.toml"
     path.write_text(TINY_GRID.replace("epochs = 1", "epochs = 2") + '[axes]\nseed = [0, 1, 2, 3]\n')

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench import data as D
-from bench import prepare as P
+from bench.data import datasets as D
+from bench.data import prepare as P
 from bench.errors import UserError
 
 pytest.importorskip("ffcv", reason="pip install ffcv==1.0.2")
-from bench.ffcv_data import FFCV_MISSING, beton_info, read_beton  # noqa: E402
+from bench.data.ffcv_loader import FFCV_MISSING, beton_info, read_beton  # noqa: E402
 
 DEBIAN = D.debian_fmnist_dir()  # $PROXBENCH_DEBIAN_FMNIST or Debian's path
 SYN = {"train_size": 300, "test_size": 100}  # CIFAR-shaped (3x32x32, 10 classes) by default
@@ -276,7 +276,7 @@ def test_abandoned_ffcv_epochs_stop_their_thread(mini_root):
     whatever is still live is stopped at exit."""
     import threading
 
-    from bench import ffcv_data
+    from bench.data import ffcv_loader as ffcv_data
 
     def live():
         return [t for t in threading.enumerate() if type(t).__name__ == "EpochIterator" and t.is_alive()]

@@ -1,4 +1,4 @@
-"""Figures (bench.figures) and quantizer plots (bench.plots): one style per method everywhere, seed bands,
+"""Figures (bench.report.figures) and quantizer plots (bench.report.plots): one style per method everywhere, seed bands,
 schedules recomputed from the config, FP parents of fine-tunes, readable accuracy-vs-compression slots,
 deterministic bytes.
 
@@ -20,9 +20,10 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 
 import methods
-from bench import aggregate as agg
-from bench import figures, plots
-from bench.figures import Style, method_style, param_symbol
+from bench.report import aggregate as agg
+from bench.report import figures
+from bench.report import plots
+from bench.report.figures import Style, method_style, param_symbol
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records"
 BUILTIN = ("fp", "bc", "pc", "rpc", "pq", "bnn", "bnn+", "bnn++")

@@ -1,4 +1,4 @@
-"""Operation counts (bench.flops) against hand counts."""
+"""Operation counts (bench.run.flops) against hand counts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import nn
 
 import methods
 import models
-from bench.flops import count_ops
+from bench.run.flops import count_ops
 
 
 def _tiny():

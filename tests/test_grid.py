@@ -10,9 +10,9 @@ import pytest
 
 import models
 
-from bench import config as configs
+from bench.run import config as configs
 from bench.errors import UserError
-from bench.grid import list_grids, load_grid
+from bench.dispatch.grid import list_grids, load_grid
 
 
 def write(tmp_path, text: str, name: str = "g.toml"):
@@ -78,7 +78,7 @@ def test_run_ids_are_stable_and_distinct(tmp_path):
 
 @pytest.mark.parametrize("name", list_grids())
 def test_every_shipped_grid_expands_and_validates(name):
-    from bench import data
+    from bench.data import datasets as data
 
     grid = load_grid(name)
     assert grid.cells and grid.description

@@ -1,4 +1,4 @@
-"""Bit-packed export (bench.packing): round trips for every registered model, the byte formula, the ratios."""
+"""Bit-packed export (bench.run.export): round trips for every registered model, the byte formula, the ratios."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 
 import methods
 import models
-from bench import packing
+from bench.run import export as packing
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -185,8 +185,8 @@ def test_bad_files_and_models(tmp_path):
 
 
 def test_cli_export_real_checkpoint(tmp_path, capsys):
-    from bench import config as configs
-    from bench.train import build_model, checkpoint_path
+    from bench.run import config as configs
+    from bench.run.train import build_model, checkpoint_path
 
     cfg = configs.resolve({"model": "fmnist-cnn", "method": "bnn++", "dataset": "fashion-mnist", "epochs": 1})
     model = build_model(cfg, load_init=False)

@@ -47,7 +47,7 @@ def offline(monkeypatch, tmp_path):
 
 # --------------------------------------------------------------------------- GPU placement
 def test_gpu_waves_spread_the_cells_over_every_gpu_before_sharing_one():
-    from bench.placement import gpu_waves
+    from bench.dispatch.placement import gpu_waves
 
     assert gpu_waves(5, 2) == [["cuda:0", "cuda:1"], ["cuda:0", "cuda:1"], ["cuda:0"]]
     assert gpu_waves(5, 2, cells_per_gpu=2) == [["cuda:0", "cuda:1", "cuda:0", "cuda:1"], ["cuda:0"]]
@@ -69,7 +69,7 @@ def test_gpu_waves_spread_the_cells_over_every_gpu_before_sharing_one():
 
 
 def test_local_placement_from_the_device_and_an_injected_gpu_count():
-    from bench.placement import Placement, local_placement, parse_device
+    from bench.dispatch.placement import Placement, local_placement, parse_device
     from bench.errors import UserError
 
     assert local_placement("cpu", parallel=2).waves(3) == [["cpu", "cpu"], ["cpu"]]
@@ -89,7 +89,7 @@ def test_local_placement_from_the_device_and_an_injected_gpu_count():
 
 
 def test_device_cuda_without_a_cuda_device_is_one_line_and_submits_nothing(capsys, tmp_path):
-    from bench.placement import cuda_devices
+    from bench.dispatch.placement import cuda_devices
 
     n_gpus, _ = cuda_devices()
     device = "cuda" if n_gpus == 0 else f"cuda:{n_gpus}"  # on a GPU machine: one past the last GPU
@@ -119,8 +119,8 @@ def test_device_options_that_do_not_fit_together_are_one_line(capsys, tmp_path, 
 
 # --------------------------------------------------------------------------- pre-flight
 def test_preflight_of_a_synthetic_grid_passes_and_states_the_estimate(capsys, tmp_path):
-    from bench.preflight import gpu_hours_note
-    from bench.grid import load_grid
+    from bench.dispatch.preflight import gpu_hours_note
+    from bench.dispatch.grid import load_grid
 
     path = grid_file(tmp_path, "gpu_hours = 12\n" + TINY_GRID + "[axes]\nseed = [0, 1, 2, 3]\n")
     rc, out, err = bench(capsys, tmp_path, "grid", "run", path, "--dry-run", "--parallel", "2")
@@ -137,7 +137,7 @@ def test_preflight_of_a_synthetic_grid_passes_and_states_the_estimate(capsys, tm
 
 def test_preflight_lists_every_problem_at_once_and_submits_nothing(capsys, tmp_path, offline):
     """CIFAR files missing, timm weights not cached, no such GPU: three lines, then the count; exit 2."""
-    from bench.placement import cuda_devices
+    from bench.dispatch.placement import cuda_devices
 
     n_gpus, _ = cuda_devices()
     device = f"cuda:{n_gpus}"  # never there
@@ -179,9 +179,9 @@ def test_preflight_of_the_paper_cifar_grid_without_its_files(capsys, tmp_path, o
 
 def test_a_grid_with_every_cell_finished_checks_nothing(capsys, tmp_path, offline):
     """Nothing to run: no data, weights or device check (a finished CIFAR grid re-runs on any machine)."""
-    from bench import records
-    from bench.preflight import preflight
-    from bench.grid import load_grid
+    from bench.run import records
+    from bench.dispatch.preflight import preflight
+    from bench.dispatch.grid import load_grid
 
     grid = load_grid(grid_file(tmp_path, '[defaults]\ndataset = "cifar10"\nepochs = 1\n[axes]\nseed = [0]\n'))
     said: list[str] = []
@@ -217,7 +217,7 @@ def test_the_v100_profile_is_refused_until_its_partition_is_edited(capsys, tmp_p
 
 
 def test_placeholders_anywhere_in_a_profile_and_an_edited_copy(tmp_path):
-    from bench.cluster import load_profile
+    from bench.dispatch.cluster import load_profile
     from bench.errors import UserError
 
     shipped = (ROOT / "slurm" / "v100.toml").read_text()

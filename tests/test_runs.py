@@ -13,8 +13,9 @@ import time
 import pytest
 import torch
 
-from bench import config as configs
-from bench import records, train
+from bench.run import config as configs
+from bench.run import records
+from bench.run import train
 from conftest import ROOT
 
 QUICK = {"model": "fmnist-cnn", "dataset": "fashion-mnist", "subset": 4096, "test_subset": 2000, "epochs": 2,

@@ -14,8 +14,8 @@ from torch import nn
 
 import methods
 import models
-from bench.flops import count_ops
-from bench.packing import load_packed_into, save_packed
+from bench.run.flops import count_ops
+from bench.run.export import load_packed_into, save_packed
 
 W1A1 = methods.list_methods(w1a1=True)
 PI = math.pi

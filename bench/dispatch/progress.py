@@ -1,5 +1,5 @@
 """Live progress of a grid's run: cells done / running / failed / pending, training images per second and an
-ETA (``GridProgress``). A run's progress is read from the files ``bench.train`` writes in its folder
+ETA (``GridProgress``). A run's progress is read from the files ``bench.run.train`` writes in its folder
 ``<workdir>/runs/<run_id>/``: the epochs done of ``progress.json`` (``epochs_done``) and the last step of the
 steps log (``train.STEPS_FILE``), combined into the images trained so far by ``images_done``.
 """
@@ -13,8 +13,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from . import data, train
-from .grid import Grid
+from bench.data import datasets as data
+
+from bench.run import train
+from bench.dispatch.grid import Grid
 
 PROGRESS_SECONDS = float(os.environ.get("PROXBENCH_PROGRESS_S", "30"))
 _BUCKET = {"done": "done", "diverged": "done", "running": "running", "failed": "failed", "timed-out": "failed",

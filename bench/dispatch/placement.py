@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from .errors import UserError
+from bench.errors import UserError
 
 _DEVICE = re.compile(r"(cpu|cuda)(?::(\d+))?")
 

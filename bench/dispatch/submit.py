@@ -5,7 +5,7 @@
   default) a wave is ``--parallel`` cells, each with ``cores // cells in the wave`` torch threads. With
   ``--device cuda`` a wave spreads its cells over every visible GPU, ``--cells-per-gpu`` per GPU (default 1),
   and each cell trains on its own ``cuda:i``; ``--device cuda:N`` puts every cell on GPU N (the waves:
-  ``bench.placement``). The running jobs of a wave are polled together; the next wave starts when the wave is
+  ``bench.dispatch.placement``). The running jobs of a wave are polled together; the next wave starts when the wave is
   over.
 * ``debug``: every cell in this process, one after the other (submitit's DebugExecutor), on ``--device``.
 * ``slurm``: one job array per stage; fine-tune cells depend (``afterok``) on their fp parent's job. Jobs
@@ -13,11 +13,11 @@
   last epoch checkpoint in the work directory (read when the job starts, never from the pickled call). The
   cluster profile (``--cluster``, required) decides the device: cuda when it asks for GPUs.
 
-Before anything is submitted (and in ``--dry-run``) the pre-flight (``bench.preflight``) checks what the cells
+Before anything is submitted (and in ``--dry-run``) the pre-flight (``bench.dispatch.preflight``) checks what the cells
 to run need: their datasets' files, the pretrained weights of ``init = "timm"`` cells, the device; it prints
 the grid's cell count and GPU-hour estimate. Every problem is listed, one line each, and nothing is submitted.
 
-While local and debug cells run (and under ``grid run --executor slurm --wait``) ``bench.progress.GridProgress``
+While local and debug cells run (and under ``grid run --executor slurm --wait``) ``bench.dispatch.progress.GridProgress``
 shows the cells done / running / failed / pending, the images per second and an ETA for the grid.
 
 Cells with a finished record (done or diverged) are skipped; on SLURM, cells already queued or running are
@@ -37,14 +37,16 @@ from pathlib import Path
 import submitit
 from tabulate import tabulate
 
-from . import cluster, records
-from . import config as configs
-from .errors import UserError
-from .grid import Cell, Grid, load_grid
-from .lock import grid_lock
-from .placement import check_run_options, cuda_devices, device_problem, local_placement, parse_device, use_gpu
-from .preflight import preflight, raise_preflight
-from .progress import GridProgress, epochs_done
+from bench.dispatch import cluster
+
+from bench.run import records
+from bench.run import config as configs
+from bench.errors import UserError
+from bench.dispatch.grid import Cell, Grid, load_grid
+from bench.dispatch.lock import grid_lock
+from bench.dispatch.placement import check_run_options, cuda_devices, device_problem, local_placement, parse_device, use_gpu
+from bench.dispatch.preflight import preflight, raise_preflight
+from bench.dispatch.progress import GridProgress, epochs_done
 
 POLL_SECONDS = float(os.environ.get("PROXBENCH_POLL_S", "2"))
 # SLURM state of a cell's job (when it has no record) -> the state `grid status` shows
@@ -83,7 +85,7 @@ class CellJob(submitit.helpers.Checkpointable):
 
         import torch
 
-        from . import train
+        from bench.run import train
 
         import_plugins(plugins)
         if threads:
@@ -195,7 +197,7 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
                 plugins: tuple = (), progress: bool | GridProgress = True, log=print) -> dict:
     """Submit every unfinished cell; returns {run_id: job id}. Waits for local/debug cells to end.
 
-    Holds the grid's lock (``bench.lock``) meanwhile: a second ``grid run`` of the grid refuses to start.
+    Holds the grid's lock (``bench.dispatch.lock``) meanwhile: a second ``grid run`` of the grid refuses to start.
     ``device``: local: cpu (``parallel`` cells at a time), cuda (every GPU, ``cells_per_gpu`` cells on each;
     ``n_gpus`` assumes that many GPUs instead of counting them) or cuda:N (``local_placement``); debug: the
     device of every cell; slurm: ignored, the ``profile`` (required) decides. ``progress``: a ``GridProgress``

@@ -45,7 +45,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from bench.aggregate import (  # noqa: E402
+from bench.report.aggregate import (  # noqa: E402
     DEFAULT_ROWS, Cell, finite_number, method_attribute, method_label, method_sort_key, value_of)
 from bench.atomic import atomic_write  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Records are searched in ``<results>/runs/*/`` (grid runs; ``results/`` by default) and
 ``<workdir>/results/runs/*/`` (ad-hoc runs; ``work/`` by default), each folder read with
-``bench.records.load_records`` (a run id recorded twice in one folder counts once).
+``bench.run.records.load_records`` (a run id recorded twice in one folder counts once).
 
 * ``list [--grid G] [--filter KEY=VALUE ...]``: one row per record, sorted by grid then run id: run id,
   grid, status, model, method, dataset, seed, epochs (``done/total`` when the run stopped early), deployed
@@ -33,9 +33,9 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .aggregate import close_keys_hint, flatten, list_grids, record_keys, value_of
-from .errors import UserError
-from .records import load_records, read_record, record_path
+from bench.report.aggregate import close_keys_hint, flatten, list_grids, record_keys, value_of
+from bench.errors import UserError
+from bench.run.records import load_records, read_record, record_path
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch import nn
 import methods
 import models
 
-from .errors import UserError
+from bench.errors import UserError
 
 
 def _sync(device: torch.device) -> None:
@@ -127,8 +127,8 @@ def end_to_end_epochs(device: str, method_keys=("fp", "bnn++"), log=print) -> li
     """One ResNet-20 epoch on synthetic CIFAR-shaped data (50k/10k) per method, through ``train.execute``."""
     import tempfile
 
-    from . import config as configs
-    from . import train
+    from bench.run import config as configs
+    from bench.run import train
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -175,7 +175,7 @@ def cli_perf(args) -> int:
         print(text)
         sections.append(text)
     if args.what in ("loaders", "all"):
-        from .perf_loaders import format_loader_table, run_loader_benchmark
+        from bench.perf.loaders import format_loader_table, run_loader_benchmark
 
         rows = run_loader_benchmark(dataset=args.dataset, data_root=args.data_root, device=args.device)
         text = (f"## Loaders: {args.dataset}, same augmentations, {args.device}\n\n{format_loader_table(rows)}\n"
@@ -205,7 +205,7 @@ def _gpu_report(args) -> int:
             f"{format_step_table(rows, False)}\n")
     print(text, flush=True)
     sections.append(text)
-    from .perf_loaders import format_loader_table, run_loader_benchmark
+    from bench.perf.loaders import format_loader_table, run_loader_benchmark
 
     rows = run_loader_benchmark(dataset="synthetic", options=SYNTHETIC_CIFAR, device="cuda", seconds=3.0)
     text = (f"## Loaders: synthetic CIFAR-shaped (50k × 3×32×32), crop+flip, to cuda\n\n"

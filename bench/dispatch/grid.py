@@ -5,7 +5,7 @@ Format::
     description = "..."            # optional
     max_cells = 20000              # optional: the most cells this grid may have (default below)
     leaderboard_by = "dataset,model,mode,scale:method"  # optional: the leaderboard's rows:column (aggregate --by)
-    [defaults]                     # config keys shared by every cell (bench.config.DEFAULTS)
+    [defaults]                     # config keys shared by every cell (bench.run.config.DEFAULTS)
     epochs = 4
     [axes]                         # lists whose cross product makes the cells
     method = ["fp", "bc", "bnn++"]
@@ -31,7 +31,7 @@ The grid's name is its file name without ``.toml``; it names the folders ``resul
 
 Values are checked for their shape before any cell is resolved: a method, model or dataset is a string, a
 seed an integer, ``data_options`` a table, a method parameter a number (or a string where the method takes
-one: ``scale``, ``schedule``, ``lq``), and so on; ``bench.config.resolve`` then checks each cell's values.
+one: ``scale``, ``schedule``, ``lq``), and so on; ``bench.run.config.resolve`` then checks each cell's values.
 """
 
 from __future__ import annotations
@@ -46,16 +46,15 @@ from pathlib import Path
 
 import methods
 
-from . import config as configs
-from .errors import UserError
+from bench.run import config as configs
+from bench.errors import UserError
+from bench.run.records import check_name
 
-GRID_DIR = Path(__file__).resolve().parent / "grids"
+GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours", "max_cells", "leaderboard_by")
 PARENT_KEYS = ("model", "dataset", "seed", "data_options", "model_kwargs")  # same network, data and seed
 MAX_CELLS = 10_000  # default size limit (grid key max_cells, then $PROXBENCH_MAX_CELLS, override it)
 MAX_CELLS_ENV = "PROXBENCH_MAX_CELLS"
-NAME_CHARS = "A-Za-z0-9._+-"
-_NAME = re.compile(f"[{NAME_CHARS}]+")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -96,16 +95,6 @@ def grid_path(name: str) -> Path:
 
 def list_grids() -> list[str]:
     return sorted(p.stem for p in GRID_DIR.glob("*.toml"))
-
-
-def check_name(name: str, where: str, what: str = "") -> None:
-    """A grid name becomes a folder name (results/runs/NAME, work/grids/NAME): refuse anything unsafe.
-
-    ``what`` follows the name in the message, e.g. "(the file name without .toml)"."""
-    if not name or name.startswith(".") or not _NAME.fullmatch(name):
-        raise UserError(f"{where}: the grid name {name!r}{' ' + what if what else ''} cannot be a folder name under "
-                        f"results/runs/ and work/grids/: it must be non-empty, must not start with '.', and may use "
-                        f"only the characters {NAME_CHARS}")
 
 
 def load_grid(name: str) -> Grid:
@@ -317,7 +306,7 @@ _NAMES = {"method": " (a method name)", "model": " (a model name)", "dataset": "
 
 
 def _kind_of(key: str) -> _Kind | None:
-    """The shape a config key's value has (from its default); None: left to bench.config.resolve."""
+    """The shape a config key's value has (from its default); None: left to bench.run.config.resolve."""
     default = configs.DEFAULTS.get(key)
     if key == "policy":
         return POLICY

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError
+from bench.errors import UserError
 
 
 def lock_path(workdir: str | Path, grid: str) -> Path:

@@ -33,11 +33,12 @@ from torch import nn
 import methods
 import models
 
-from . import config as configs
-from . import data, records
-from .atomic import atomic_write
-from .errors import UserError
-from .grid import check_name
+from bench.run import config as configs
+from bench.data import datasets as data
+from bench.run import records
+from bench.atomic import atomic_write
+from bench.errors import UserError
+from bench.run.records import check_name
 
 
 def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work") -> nn.Module:
@@ -658,7 +659,8 @@ def reestimated_accuracy(model: nn.Module, train_loader, test_loader, dev: torch
 
 def _final_metrics(model: nn.Module, history: list[dict], info, dev: torch.device, cfg: dict, train_loader,
                    test_loader) -> dict:
-    from . import flops, packing
+    from bench.run import flops
+    from bench.run import export as packing
 
     cpu_model = model
     sizes = packing.measure(cpu_model)

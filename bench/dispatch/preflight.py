@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from collections import Counter
 
-from .errors import UserError
-from .grid import Cell, Grid
-from .placement import cuda_devices, device_problem, local_placement, parse_device
+from bench.errors import UserError
+from bench.dispatch.grid import Cell, Grid
+from bench.dispatch.placement import cuda_devices, device_problem, local_placement, parse_device
 
 
 def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: str | None = None,
@@ -23,7 +23,7 @@ def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: 
     * the grid's cells, the cells to run, and the grid file's ``gpu_hours`` estimate (pro rata for the cells
       to run when some are finished);
     * data: per distinct (dataset, loader) of the cells to run, the train and test files, looked up as a job
-      does (``bench.data.source_files``, whose error says where the files belong and how to get them;
+      does (``bench.data.datasets.source_files``, whose error says where the files belong and how to get them;
       CIFAR is downloaded there unless ``PROXBENCH_NO_DOWNLOAD`` is set); loader ``ffcv`` also needs FFCV;
     * pretrained weights: per model of the ``init = "timm"`` cells, the weights in the local cache;
     * device: local and debug executors: the CUDA device(s) of ``--device`` are here (``n_gpus`` assumes
@@ -94,11 +94,11 @@ def _one_line(exc: BaseException) -> str:
 
 def _data_problem(dataset: str, loader: str, data_root: str | None) -> str | None:
     """Why the files of ``dataset`` (train and test split) cannot be read with ``loader`` (None: they can)."""
-    from . import data
+    from bench.data import datasets as data
 
     try:
         if loader == "ffcv":
-            from . import ffcv_data
+            from bench.data import ffcv_loader as ffcv_data
 
             ffcv_data.require_ffcv()
         for split in ("train", "test"):

@@ -8,18 +8,34 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .atomic import atomic_write
+from bench.atomic import atomic_write
+from bench.errors import UserError
 
 SCHEMA = 1
 REQUIRED = ("schema", "run_id", "grid", "status", "config", "history", "final")
 STATUSES = ("done", "diverged", "failed")
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "submitit", "pandas", "ffcv", "proxbench")
+
+
+NAME_CHARS = "A-Za-z0-9._+-"
+NAME = re.compile(f"[{NAME_CHARS}]+")
+
+
+def check_name(name: str, where: str, what: str = "") -> None:
+    """A grid name becomes a folder name (results/runs/NAME, work/grids/NAME): refuse anything unsafe.
+
+    ``what`` follows the name in the message, e.g. "(the file name without .toml)"."""
+    if not name or name.startswith(".") or not NAME.fullmatch(name):
+        raise UserError(f"{where}: the grid name {name!r}{' ' + what if what else ''} cannot be a folder name under "
+                        f"results/runs/ and work/grids/: it must be non-empty, must not start with '.', and may use "
+                        f"only the characters {NAME_CHARS}")
 
 
 def record_path(results: str | Path, grid: str, run_id: str) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 import methods
 from methods.base import close_match_hint
 
-from .errors import UserError
+from bench.errors import UserError
 
 # Hyperparameters of one run, with their units; every key may be set in a grid or on the command line.
 DEFAULTS: dict = {
@@ -184,7 +184,7 @@ def _check_model(cfg: dict, where: str) -> None:
 
 def _check_dataset(cfg: dict, where: str) -> None:
     """The dataset is registered, its options are valid, and the subsets fit in its splits."""
-    from . import data
+    from bench.data import datasets as data
 
     try:
         info = data.dataset_info(cfg["dataset"], cfg["data_options"])

@@ -16,7 +16,7 @@ training, ``CenterCropRGBImageDecoder`` for evaluation) → ``ToTensor`` → ``T
 Determinism. FFCV's own ``RandomTranslate`` / ``RandomHorizontalFlip`` draw from numba's per-thread
 RNG inside parallel loops and its ``OrderOption.RANDOM`` seeds numpy with ``seed + epoch``; the former is
 not reproducible with several workers (threads). So this loader replaces both by the same per-(seed,
-epoch) plan the ``memory`` loader uses (:func:`bench.data.epoch_plan`): a custom traversal order serves
+epoch) plan the ``memory`` loader uses (:func:`bench.data.datasets.epoch_plan`): a custom traversal order serves
 the plan's permutation, and :class:`CropFlipNormalize` (a torch stage of the pipeline that receives the
 batch's sample indices) applies the plan's per-sample crop offset and flip. Hence, for any number of
 workers, epoch ``e`` is a pure function of ``(seed, e)``, and the ``ffcv`` and ``memory`` loaders give
@@ -153,7 +153,7 @@ def _crop_flip_normalize_class():
             self.owner = owner
 
         def generate_code(self):
-            from bench.data import crop_flip
+            from bench.data.datasets import crop_flip
 
             owner = self.owner
             x_device_is_cpu = owner.device.type == "cpu"
@@ -204,14 +204,14 @@ def _plan_order_class():
 
 
 def FFCVLoader(info, split, **kw):  # noqa: N802 - a factory that reads like a class
-    """``bench.data.build_loader(..., loader="ffcv")``: see the module doc."""
+    """``bench.data.datasets.build_loader(..., loader="ffcv")``: see the module doc."""
     require_ffcv()
     return _ffcv_loader_class()(info, split, **kw)
 
 
 @functools.cache
 def _ffcv_loader_class():
-    from bench.data import EpochPlan, Loader, Normalizer, augment_padding, epoch_plan
+    from bench.data.datasets import EpochPlan, Loader, Normalizer, augment_padding, epoch_plan
 
     class _FFCVLoader(Loader):
         kind = "ffcv"
@@ -225,7 +225,7 @@ def _ffcv_loader_class():
             from ffcv.loader import OrderOption
             from ffcv.transforms import Squeeze, ToDevice, ToTensor, ToTorchImage
 
-            from bench.prepare import ensure_beton
+            from bench.data.prepare import ensure_beton
 
             self.beton, self.manifest = ensure_beton(info.name, split, data_root=data_root, options=options)
             total = int(self.manifest["num_samples"])

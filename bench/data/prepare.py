@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import data as D
+from bench.data import datasets as D
 from bench.atomic import atomic_write, fsync_dir
 from bench.errors import UserError
 
@@ -292,7 +292,7 @@ def _stale_reason(old, beton, dataset, split, info, opts, fingerprint, force, ac
 
 
 def _build(beton: Path, mpath: Path, dataset, split, info, opts, fingerprint, provider, data_root) -> dict:
-    from bench import ffcv_data
+    from bench.data import ffcv_loader as ffcv_data
 
     ffcv_data.require_ffcv()
     out = beton.parent
@@ -379,7 +379,7 @@ def prepare_dataset(dataset: str, splits="train,test", *, fmt=None, max_res=None
     info = D.dataset_info(D.check_dataset(dataset), options)
     split_list = _parse_splits(dataset, splits)
     effective_options(dataset, fmt, max_res, quality, info)
-    from bench import ffcv_data
+    from bench.data import ffcv_loader as ffcv_data
 
     ffcv_data.require_ffcv()
     out_dir = Path(out) if out else default_out_dir(dataset, data_root, options)

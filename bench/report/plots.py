@@ -4,7 +4,7 @@ One PNG per method (two panels: F(x) and B'(x), each at t = 0, dashed, and t = 1
 weight x = w/α) plus ``overview.png`` with every method, in the paper's order (fp, bc, pc, rpc, pq, bnn, bnn+,
 bnn++, then other methods alphabetically), F in the top row and B' in the bottom row, one y scale per row. F
 is drawn from ``method.forward`` and B' from ``method.backward_factor`` with α = 1 (``scale = "none"``), so
-the plots show exactly what the code computes. Each method has its colour of ``bench.figures.method_style``.
+the plots show exactly what the code computes. Each method has its colour of ``bench.report.figures.method_style``.
 
 rPC and PQ compute with F(x) = x and B'(x) = 1: what binarizes is their hook, a proximal step on the latent.
 Their F panel also draws that step's map, x ↦ prox_s(x) (dotted), computed by the method's own
@@ -12,7 +12,7 @@ Their F panel also draws that step's map, x ↦ prox_s(x) (dotted), computed by 
 learning rate, ``bench/grids/paper-cifar.toml``), so s = 1 with ρ_end = 10; with ``--grid`` η is each cell's
 ``lr``. A step at η = 1e-3 has s = 0.01 and is within 1% of the identity; such steps compound over training.
 
-``--grid NAME`` draws the method parameters of the grid's cells (``bench.grid.load_grid``) instead of the
+``--grid NAME`` draws the method parameters of the grid's cells (``bench.dispatch.grid.load_grid``) instead of the
 registry's defaults: every distinct parameter set (and, for rPC and PQ, learning rate) of a method is drawn,
 the first in the method's colour and the others in lighter shades of it.
 """
@@ -33,9 +33,9 @@ from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import methods  # noqa: E402
-from bench.aggregate import method_sort_key  # noqa: E402
+from bench.report.aggregate import method_sort_key  # noqa: E402
 from bench.atomic import atomic_write  # noqa: E402
-from bench.figures import SETTINGS, method_style, param_symbol  # noqa: E402
+from bench.report.figures import SETTINGS, method_style, param_symbol  # noqa: E402
 
 X = torch.linspace(-3, 3, 1201)
 SAVE_ARGS = {"dpi": 110, "format": "png", "metadata": {"Software": None}}
@@ -187,9 +187,9 @@ def plot_overview(keys: list[str], out: Path, variants: dict[str, list[Variant]]
 
 def grid_variants(grid, keys: list[str]) -> dict[str, list[Variant]]:
     """The distinct method parameters (``scale`` aside) of the cells of ``grid`` (a name, a path, or a loaded
-    ``bench.grid.Grid``) for each method of ``keys``, with the cells' lr for methods with a proximal step; in
+    ``bench.dispatch.grid.Grid``) for each method of ``keys``, with the cells' lr for methods with a proximal step; in
     the grid's cell order."""
-    from bench.grid import load_grid
+    from bench.dispatch.grid import load_grid
 
     found: dict[str, list[Variant]] = {}
     for cell in (load_grid(grid) if isinstance(grid, str) else grid).cells:
@@ -210,7 +210,7 @@ def plot_quantizers(out: str | Path, pattern: str = "*", grid: str | None = None
     """Write one PNG per method matching ``pattern`` and ``overview.png`` under ``out``; the paths, in order.
 
     With ``grid``, only the methods of the grid's cells, with their parameters (``grid_variants``)."""
-    from .errors import UserError
+    from bench.errors import UserError
 
     out = Path(out)
     keys = sorted(methods.list_methods(pattern), key=method_sort_key)
@@ -218,7 +218,7 @@ def plot_quantizers(out: str | Path, pattern: str = "*", grid: str | None = None
         raise UserError(f"no method matches {pattern!r} (valid: {', '.join(methods.list_methods())})")
     variants, source = None, ""
     if grid is not None:
-        from bench.grid import load_grid
+        from bench.dispatch.grid import load_grid
 
         loaded = load_grid(grid)
         variants = grid_variants(loaded, keys)

@@ -19,7 +19,7 @@ Loaders (``build_loader``), all yielding ``(x float32 N×C×H×W normalised, y i
   flip as one batched gather, normalisation fused.  Tens of times faster than a DataLoader on a CPU.
 * ``torch``: a torchvision ``Dataset`` + ``DataLoader`` with ``RandomCrop(padding)``,
   ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` — the reference.
-* ``ffcv``: ``.beton`` files read by FFCV (``bench/ffcv_data.py``), prepared on first use.
+* ``ffcv``: ``.beton`` files read by FFCV (``bench/data/ffcv_loader.py``), prepared on first use.
 
 ``augment=False`` (the run config's ``augment = false``) keeps the per-epoch shuffle and drops crop and
 flip (ImageNet: the validation centre crop instead of the random resized crop) in all three.
@@ -775,6 +775,6 @@ def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: i
         return MemoryLoader(info, split, **kw)
     if loader == "torch":
         return TorchLoader(info, split, num_workers=num_workers, **kw)
-    from bench.ffcv_data import FFCVLoader
+    from bench.data.ffcv_loader import FFCVLoader
 
     return FFCVLoader(info, split, num_workers=num_workers, **kw)

@@ -326,7 +326,7 @@ def measure(model: nn.Module) -> dict:
 def cli_export(args) -> int:
     """``python -m bench export SOURCE --out FILE``: pack a run's deployed model and print its sizes."""
     from bench.errors import UserError
-    from bench.train import load_run_model
+    from bench.run.train import load_run_model
 
     model, config = load_run_model(args.source, args.workdir)
     model = model.cpu().eval()

@@ -1,6 +1,6 @@
 """Leaderboards rebuilt from run records alone: ``python -m bench aggregate [GRID]``.
 
-Input: ``<results>/runs/<grid>/*.json`` (schema 1, see ``bench.records``). Output, under ``<results>/<grid>/``:
+Input: ``<results>/runs/<grid>/*.json`` (schema 1, see ``bench.run.records``). Output, under ``<results>/<grid>/``:
 
 * ``leaderboard.md`` (GitHub table), ``leaderboard.csv`` (the same numbers, one column each), ``leaderboard.tex``
   (booktabs): rows dataset × model × mode, columns FP and each method (fp, bc, pc, rpc, pq, bnn, bnn+, bnn++,
@@ -9,7 +9,7 @@ Input: ``<results>/runs/<grid>/*.json`` (schema 1, see ``bench.records``). Outpu
   from FP (FP − best binarized) and the compression ratio of the best binarized method; the .tex states the
   seeds once and is laid out to fit one column of a two-column paper (``to_latex``);
 * ``summary.csv``: one row per record (flattened config, ``final.*`` metrics), sorted by run id;
-* ``figures/*.png`` (``bench.figures``).
+* ``figures/*.png`` (``bench.report.figures``).
 
 Pooling rule: a cell averages seeds of one config, nothing else. Its runs (any status) must have the same
 whole resolved ``config``, nested dicts (``method_params``, ``data_options``, ``model_kwargs``, ...) compared
@@ -32,7 +32,7 @@ Only ``status == "done"`` records enter a mean; a cell with no done seed shows `
 formatted with fixed precision and nothing depends on time or file order. Corrupt, partial or unknown-schema
 records, and done records whose ``final.acc`` is not a finite number in [0, 100] (a percentage), are skipped
 with one warning on stderr that names them; a run id recorded in several files counts once, with one more
-warning naming the files (``bench.records.load_records``).
+warning naming the files (``bench.run.records.load_records``).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from tabulate import tabulate
 
 from bench.atomic import atomic_write
 from bench.errors import UserError
-from bench.records import load_records
+from bench.run.records import load_records
 
 METHOD_ORDER = ("fp", "bc", "pc", "rpc", "pq", "bnn", "bnn+", "bnn++")
 DEFAULT_ROWS = ("dataset", "model", "mode")
@@ -82,7 +82,7 @@ def finite_number(value) -> float | None:
 
 
 def _problem(record: dict) -> str | None:
-    """Beyond ``bench.records.validate``: what aggregation itself needs."""
+    """Beyond ``bench.run.records.validate``: what aggregation itself needs."""
     cfg = record.get("config")
     if not isinstance(cfg, dict):
         return "partial: config is not an object"
@@ -854,8 +854,8 @@ def _write(path: Path, text: str) -> Path:
 
 def shipped_layout(grid: str) -> str | None:
     """The ``leaderboard_by`` of the shipped grid file ``bench/grids/<grid>.toml`` (None: the paper's layout)."""
-    from bench.config import load_toml
-    from bench.grid import GRID_DIR
+    from bench.run.config import load_toml
+    from bench.dispatch.grid import GRID_DIR
 
     path = GRID_DIR / f"{grid}.toml"
     return load_toml(path).get("leaderboard_by") if path.is_file() else None
@@ -879,7 +879,7 @@ def aggregate(grid: str, results_dir: str | Path = "results", by: str | None = N
         _write(out / "summary.csv", summary_csv(records)),
     ]
     if figures:
-        from bench import figures as figs
+        from bench.report import figures as figs
 
         written += figs.render(records, out / "figures", parse_by(layout)[0])
     return sorted(written)

@@ -17,10 +17,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import config as configs
-from .errors import UserError
+from bench.run import config as configs
+from bench.errors import UserError
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "slurm"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm"
 FIELDS: dict[str, type | tuple[type, ...]] = {
     "partition": str,
     "gpus_per_node": int,

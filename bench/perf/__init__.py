@@ -1,0 +1,1 @@
+"""Benchmarks that print measured ratios: the training step and the data loaders."""

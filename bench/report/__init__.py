@@ -1,0 +1,1 @@
+"""Reports from run records: leaderboards, figures, quantizer plots, the run browser."""

@@ -1,0 +1,1 @@
+"""One run: its config, the training loop, checkpoints and the run-directory layout, records, export."""
