@@ -8,7 +8,7 @@ import torch
 import methods
 import models
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
 @pytest.mark.parametrize("key", ["fp", "bnn++", "pq"])
@@ -22,12 +22,17 @@ def test_binarized_resnet20_step_under_bf16_autocast_channels_last(key):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         loss = torch.nn.functional.cross_entropy(model(x).float(), y)
     loss.backward()
-    before = [w.detach().clone() for w in methods.latent_weights(model)]
+    trained = methods.latent_weights(model) if key != "fp" else [m.weight for m in model.modules()
+                                                                  if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    assert len(trained) == (20 if key == "fp" else 18)  # ResNet-20: 19 convs + classifier; first and last stay fp
+    before = [w.detach().clone() for w in trained]
     methods.optimizer_step(model, opt, progress=0.5)
     assert torch.isfinite(loss)
-    assert all(not torch.equal(a, b) for a, b in zip(before, methods.latent_weights(model)))
+    assert all(not torch.equal(a, b) for a, b in zip(before, trained))
+    layers = list(methods.binarized_layers(model))
+    assert len(layers) == (0 if key == "fp" else 18)
     with methods.deployed(model):
-        for _, layer in methods.binarized_layers(model):
+        for _, layer in layers:
             w = layer.weight.abs().flatten(1)
             assert torch.equal(w, w[:, :1].expand_as(w))  # |weight| = α_c across each output channel
 
