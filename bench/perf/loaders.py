@@ -61,7 +61,7 @@ def run_loader_benchmark(dataset: str = "fashion-mnist", data_root=None, batch_s
     Row keys: loader, images_per_s, ratio_to_torch, floor, meets_floor, compile_s, first_epoch_s (ffcv),
     images, seconds, dataset, batch_size, num_workers, device; ``error`` instead when a loader cannot
     run (e.g. FFCV missing)."""
-    from bench.data.datasets import build_loader
+    from bench.data import build_loader
 
     if seconds <= 0 or rounds <= 0:
         raise UserError("perf loaders: seconds and rounds must be positive")
