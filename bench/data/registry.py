@@ -148,7 +148,7 @@ class Dataset:
                 os.environ.pop("PROXBENCH_NO_DOWNLOAD", None)
             else:
                 os.environ["PROXBENCH_NO_DOWNLOAD"] = saved
-        return "present", ", ".join(folders)
+        return ("present", ", ".join(folders)) if folders else ("none needed", "no files")
 
     # ------------------------------------------------------------------------ FFCV preparation
 
