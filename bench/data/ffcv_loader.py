@@ -98,6 +98,8 @@ def plan_order_class():
 class FFCVLoader(Loader):
     """``.beton`` files read by FFCV's ``Loader`` (see the module doc)."""
 
+    compiles_first_epoch = True  # numba compiles the pipeline during the first epoch
+
     @classmethod
     def check_available(cls) -> None:
         require_ffcv()

@@ -33,6 +33,7 @@ class Loader:
     with the number of samples it serves."""
 
     kind = "?"  # set by @register_loader
+    compiles_first_epoch = False  # the first epoch includes compiling the pipeline (perf measures it apart)
 
     def __init__(self, dataset: Dataset, split: str, *, batch_size: int, train: bool, device, seed: int,
                  num_samples: int):

@@ -79,7 +79,7 @@ def run_loader_benchmark(dataset: str = "fashion-mnist", data_root=None, batch_s
         except UserError as exc:
             row["error"] = str(exc)
             continue
-        if kind == "ffcv":  # numba compiles the pipeline during the first epoch
+        if loader.compiles_first_epoch:  # ffcv: numba compiles the pipeline during the first epoch
             n_first, t_first = _epoch(loader, dev)
             n_warm, t_warm = _epoch(loader, dev)
             row["first_epoch_s"] = round(t_first, 3)
