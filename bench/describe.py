@@ -7,7 +7,6 @@ where (without downloading anything), or ``missing`` and how to get them.
 
 from __future__ import annotations
 
-import os
 
 from tabulate import tabulate
 
@@ -65,47 +64,17 @@ def cli_models(args) -> int:
 
 def dataset_files(name: str, data_root=None) -> tuple[str, str]:
     """(state, detail) of a dataset's files under ``data_root``: ("present", the folders holding them),
-    ("missing", how to get them: ``bench.data.datasets``'s not-found message) or ("none needed", ...) for synthetic.
-    Looks with ``bench.data.datasets.source_files``, writing nothing: it never downloads (``PROXBENCH_NO_DOWNLOAD`` is
-    set while it looks), and Fashion-MNIST found only in Debian's package is reported there (a run
-    decompresses it into the data root)."""
-    from bench.data import datasets as data
+    ("missing", how to get them: the dataset's not-found message) or ("none needed", ...) for generated data.
+    Asks the dataset (``bench.data.Dataset.locate``), which writes nothing and never downloads."""
+    from bench import data
 
-    if name == "synthetic":
-        return "none needed", "generated from a seed"
-    if name == "fashion-mnist":
-        raw = data.resolve_data_root(data_root) / "FashionMNIST" / "raw"
-        names = [n for pair in data.FMNIST_FILES.values() for n in pair]
-        debian = data.debian_fmnist_dir()
-        if not all((raw / n).is_file() for n in names) and all((debian / f"{n}.gz").is_file() for n in names):
-            return "present", f"{debian} (Debian package; a run decompresses it into the data root)"
-    allowed = data.download_allowed()
-    saved = os.environ.get("PROXBENCH_NO_DOWNLOAD")
-    os.environ["PROXBENCH_NO_DOWNLOAD"] = "1"
-    try:
-        folders: list[str] = []
-        for split in data.SPLITS:
-            for path in data.source_files(name, split, data_root):
-                folder = str(path if path.is_dir() else path.parent)
-                if folder not in folders:
-                    folders.append(folder)
-    except (UserError, OSError) as exc:
-        text = " ".join(str(exc).replace(" (downloads disabled by PROXBENCH_NO_DOWNLOAD)", "").split())
-        if name != "imagenet" and allowed:
-            text += "; or let a run download it (network needed)"
-        return "missing", text
-    finally:
-        if saved is None:
-            os.environ.pop("PROXBENCH_NO_DOWNLOAD", None)
-        else:
-            os.environ["PROXBENCH_NO_DOWNLOAD"] = saved
-    return "present", ", ".join(folders)
+    return data.get_dataset(name).locate(data_root)
 
 
 def cli_datasets(args) -> int:
     """The registry table with a files column: the folder holding a dataset's files, ``missing`` (how to get
     them is listed below the table) or ``none needed``."""
-    from bench.data import datasets as data
+    from bench import data
 
     rows, missing = [], []
     for name in data.list_datasets():

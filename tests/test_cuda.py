@@ -38,7 +38,7 @@ def test_binarized_resnet20_step_under_bf16_autocast_channels_last(key):
 
 
 def test_memory_loader_on_gpu_gives_the_cpu_batches():
-    from bench.data import datasets as data
+    from bench import data
 
     options = {"train_size": 512, "test_size": 256}
     cpu = data.build_loader("synthetic", "train", batch_size=128, train=True, device="cpu", seed=3, options=options)

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import datasets as D
+import bench.data as D
 from bench.data import prepare as P
 from bench.errors import UserError
 
 pytest.importorskip("ffcv", reason="pip install ffcv==1.0.2")
-from bench.data.ffcv_loader import FFCV_MISSING, beton_info, read_beton  # noqa: E402
+from bench.data.beton import FFCV_MISSING, beton_info, read_beton  # noqa: E402
+from bench.data.datasets.fashion_mnist import FMNIST_FILES, debian_fmnist_dir  # noqa: E402
 
-DEBIAN = D.debian_fmnist_dir()  # $PROXBENCH_DEBIAN_FMNIST or Debian's path
+DEBIAN = debian_fmnist_dir()  # $PROXBENCH_DEBIAN_FMNIST or Debian's path
 SYN = {"train_size": 300, "test_size": 100}  # CIFAR-shaped (3x32x32, 10 classes) by default
 
 
@@ -43,7 +44,7 @@ def mini_root(tmp_path):
     raw = tmp_path / "root" / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for split, n in (("train", 64), ("test", 200)):
-        images, labels = D.FMNIST_FILES[split]
+        images, labels = FMNIST_FILES[split]
         write_idx(raw / images, rng.integers(0, 256, (n, 28, 28)))
         write_idx(raw / labels, np.arange(n) % 10)
     return tmp_path / "root"
@@ -290,6 +291,6 @@ def test_abandoned_ffcv_epochs_stop_their_thread(mini_root):
     it = iter(loader)
     next(it)
     assert live()
-    ffcv_data._stop_all_iterators()  # what atexit runs
+    ffcv_data.stop_all_iterators()  # what atexit runs
     assert not live()
     assert sum(len(y) for _, y in loader) == 192  # the loader still works

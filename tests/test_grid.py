@@ -78,7 +78,7 @@ def test_run_ids_are_stable_and_distinct(tmp_path):
 
 @pytest.mark.parametrize("name", list_grids())
 def test_every_shipped_grid_expands_and_validates(name):
-    from bench.data import datasets as data
+    from bench import data
 
     grid = load_grid(name)
     assert grid.cells and grid.description

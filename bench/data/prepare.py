@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.data import datasets as D
 from bench.atomic import atomic_write, fsync_dir
+from bench.data.beton import ffcv_version, require_ffcv, write_beton
+from bench.data.registry import Dataset, get_dataset, get_dataset_class, list_datasets, unknown_name
+from bench.data.sources import resolve_data_root, sha256_file
 from bench.errors import UserError
 
 MANIFEST_VERSION = 1
@@ -62,24 +64,24 @@ class PrepareResult:
 # Options and paths
 # --------------------------------------------------------------------------------------------
 
-def effective_options(dataset: str, fmt: str | None = None, max_res: int | None = None,
-                      quality: int | None = None, info: D.DatasetInfo | None = None) -> dict[str, Any]:
+def effective_options(ds: Dataset, fmt: str | None = None, max_res: int | None = None,
+                      quality: int | None = None) -> dict[str, Any]:
     """Validated write options with the dataset's defaults filled in (what the manifest records)."""
-    info = info or D.dataset_info(dataset)
-    folder = dataset == "imagenet"
+    folder = not ds.fixed_size
     if fmt is None:
-        fmt = "jpg" if folder else "raw"
+        fmt = ds.beton_format
     if fmt not in FORMATS:
-        raise D._unknown("format", fmt, FORMATS)
+        raise unknown_name("format", fmt, FORMATS)
     if max_res is not None:
         if isinstance(max_res, bool) or int(max_res) <= 0:
             raise UserError(f"--max-res must be a positive number of pixels, got {max_res}")
         max_res = int(max_res)
-        if not folder and max_res < info.img_size:
-            raise UserError(f"--max-res {max_res} is smaller than {dataset}'s {info.img_size} px images; "
-                            "fixed-size datasets are stored at full size (--max-res applies to imagenet)")
+        if not folder and max_res < ds.img_size:
+            resized = ", ".join(n for n in list_datasets() if not get_dataset_class(n).fixed_size)
+            raise UserError(f"--max-res {max_res} is smaller than {ds.name}'s {ds.img_size} px images; "
+                            f"fixed-size datasets are stored at full size (--max-res applies to {resized})")
     if folder and max_res is None:
-        max_res = 512
+        max_res = ds.beton_max_res
     if not folder:
         max_res = None  # no effect on fixed-size images: recorded as full size
     if quality is not None:
@@ -93,18 +95,8 @@ def effective_options(dataset: str, fmt: str | None = None, max_res: int | None 
     return {"format": fmt, "max_res": max_res, "quality": quality}
 
 
-def dataset_dirname(dataset: str, options: dict | None = None) -> str:
-    if dataset != "synthetic":
-        return dataset
-    opts = D.dataset_info(dataset, options).options
-    if opts == D.SYNTHETIC_DEFAULTS:
-        return "synthetic"
-    tag = hashlib.sha256(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:10]
-    return f"synthetic-{tag}"
-
-
 def default_out_dir(dataset: str, data_root=None, options: dict | None = None) -> Path:
-    return D.resolve_data_root(data_root) / "ffcv" / dataset_dirname(dataset, options)
+    return resolve_data_root(data_root) / "ffcv" / get_dataset(dataset, options).beton_dirname()
 
 
 def beton_path(out: Path, split: str) -> Path:
@@ -115,12 +107,12 @@ def manifest_path(out: Path, split: str) -> Path:
     return Path(out) / f"{split}.manifest.json"
 
 
-def _parse_splits(dataset: str, splits) -> list[str]:
+def _parse_splits(ds: Dataset, splits) -> list[str]:
     if isinstance(splits, str):
         splits = [s.strip() for s in splits.split(",") if s.strip()]
     out = []
     for s in splits or []:
-        s = D._check_split(dataset, s)
+        s = ds.check_split(s)
         if s not in out:
             out.append(s)
     if not out:
@@ -142,14 +134,6 @@ def _check_out_dir(out: Path) -> None:
 # Hashes and fingerprints
 # --------------------------------------------------------------------------------------------
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def sampled_sha256(path: Path) -> str:
     """sha256 of the size, the first and the last ``SAMPLE_BYTES`` of a file."""
     size = path.stat().st_size
@@ -159,43 +143,6 @@ def sampled_sha256(path: Path) -> str:
         f.seek(max(0, size - SAMPLE_BYTES))
         h.update(f.read(SAMPLE_BYTES))
     return h.hexdigest()
-
-
-def _source_entries(dataset: str, split: str, data_root, info: D.DatasetInfo, old: dict | None):
-    """(fingerprint dict, samples-provider) for a split; raises UserError when the source is missing."""
-    if dataset == "synthetic":
-        xt, yt = D.load_split("synthetic", split, options=info.options)  # cached: generated once
-        x, y = xt.numpy(), yt.numpy()
-        h = hashlib.sha256(x.tobytes())
-        h.update(y.tobytes())
-        fp = {"kind": "generated", "generator": "bench.data.synthetic_arrays", "options": info.options,
-              "sha256": h.hexdigest()}
-        return fp, ("array", x, y)
-    if dataset == "imagenet":
-        root = D.imagenet_dir(D.resolve_data_root(data_root), split)
-        import torchvision
-
-        samples = torchvision.datasets.ImageFolder(str(root)).samples
-        h = hashlib.sha256()
-        for p, label in samples:
-            st = os.stat(p)
-            h.update(f"{os.path.relpath(p, root)}\t{label}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
-        fp = {"kind": "image-folder", "path": str(root), "files": len(samples), "sha256": h.hexdigest()}
-        return fp, ("folder", samples)
-    files = D.source_files(dataset, split, data_root)
-    old_files = {f["path"]: f for f in (old or {}).get("files", [])}
-    entries = []
-    for p in files:
-        st = p.stat()
-        prev = old_files.get(str(p))
-        if prev and prev.get("size") == st.st_size and prev.get("mtime_ns") == st.st_mtime_ns:
-            digest = prev["sha256"]
-        else:
-            digest = sha256_file(p)
-        entries.append({"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest})
-    combined = hashlib.sha256("".join(e["sha256"] for e in entries).encode()).hexdigest()
-    fp = {"kind": "files", "files": entries, "sha256": combined}
-    return fp, ("lazy-array",)
 
 
 def read_manifest(path: Path) -> dict | None:
@@ -254,14 +201,15 @@ def prepare_split(dataset: str, split: str, *, data_root=None, out=None, options
 
     ``accept_existing``: a valid, current ``.beton`` is used whatever options it was written with
     (what a loader wants: it must not undo an explicit ``data prepare --format jpg``)."""
-    info = D.dataset_info(D.check_dataset(dataset), options)
-    split = D._check_split(dataset, split)
-    opts = effective_options(dataset, fmt, max_res, quality, info)
+    ds = get_dataset(dataset, options)
+    info = ds.info
+    split = ds.check_split(split)
+    opts = effective_options(ds, fmt, max_res, quality)
     out = Path(out) if out else default_out_dir(dataset, data_root, options)
     beton, mpath = beton_path(out, split), manifest_path(out, split)
     old = read_manifest(mpath)
     # the source must exist before anything is written
-    fingerprint, provider = _source_entries(dataset, split, data_root, info, (old or {}).get("source"))
+    fingerprint = ds.beton_fingerprint(split, data_root, (old or {}).get("source"))
     _check_out_dir(out)
     with _locked(out, split):
         old = read_manifest(mpath)  # another process may have built it while we waited
@@ -270,7 +218,7 @@ def prepare_split(dataset: str, split: str, *, data_root=None, out=None, options
             return PrepareResult(dataset, split, beton, mpath, "up to date", "", int(old["num_samples"]))
         status = "built" if old is None and not beton.exists() else "rebuilt"
         log(f"{dataset}/{split}: writing {beton} ({reason})")
-        manifest = _build(beton, mpath, dataset, split, info, opts, fingerprint, provider, data_root)
+        manifest = _build(beton, mpath, ds, split, opts, fingerprint, data_root)
         return PrepareResult(dataset, split, beton, mpath, status, reason, manifest["num_samples"])
 
 
@@ -291,10 +239,9 @@ def _stale_reason(old, beton, dataset, split, info, opts, fingerprint, force, ac
     return check_beton(beton, old)
 
 
-def _build(beton: Path, mpath: Path, dataset, split, info, opts, fingerprint, provider, data_root) -> dict:
-    from bench.data import ffcv_loader as ffcv_data
-
-    ffcv_data.require_ffcv()
+def _build(beton: Path, mpath: Path, ds: Dataset, split, opts, fingerprint, data_root) -> dict:
+    require_ffcv()
+    dataset, info = ds.name, ds.info
     out = beton.parent
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{split}.beton.", suffix=".tmp")
     os.close(fd)
@@ -302,23 +249,10 @@ def _build(beton: Path, mpath: Path, dataset, split, info, opts, fingerprint, pr
     errors = tmp.with_suffix(".errors")
     t0 = time.time()
     try:
-        if provider[0] == "folder":
-            samples = provider[1]
-            labels = np.array([c for _, c in samples], dtype=np.int64)
-            source = ffcv_data._FolderSource(samples, str(errors))
-            image_shape = None
-        else:
-            if provider[0] == "array":
-                x, y = provider[1], provider[2]
-            else:
-                xt, yt = D.load_split(dataset, split, data_root)
-                x, y = xt.numpy(), yt.numpy()
-            labels = y
-            source = ffcv_data._ArraySource(x, y)
-            image_shape = [int(x.shape[2]), int(x.shape[3]), 3]
+        source, labels, image_shape = ds.beton_samples(split, data_root, str(errors))
         if len(labels) == 0:
             raise UserError(f"{dataset}/{split} has no samples")
-        ffcv_data.write_beton(tmp, source, fmt=opts["format"], max_res=opts["max_res"], quality=opts["quality"])
+        write_beton(tmp, source, fmt=opts["format"], max_res=opts["max_res"], quality=opts["quality"])
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
@@ -349,7 +283,7 @@ def _build(beton: Path, mpath: Path, dataset, split, info, opts, fingerprint, pr
             "source": fingerprint,
             "beton": {"file": beton.name, "size": size, "sha256": digest, "mtime_ns": st.st_mtime_ns,
                       "sampled_sha256": sampled_sha256(beton)},
-            "ffcv_version": ffcv_data.ffcv_version(),
+            "ffcv_version": ffcv_version(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "write_seconds": round(time.time() - t0, 3),
         }
@@ -376,18 +310,13 @@ def ensure_beton(dataset: str, split: str, *, data_root=None, options: dict | No
 def prepare_dataset(dataset: str, splits="train,test", *, fmt=None, max_res=None, quality=None, data_root=None,
                     out=None, options: dict | None = None, force: bool = False, log=_log) -> list[PrepareResult]:
     """Prepare several splits; every input is validated before the first one is written."""
-    info = D.dataset_info(D.check_dataset(dataset), options)
-    split_list = _parse_splits(dataset, splits)
-    effective_options(dataset, fmt, max_res, quality, info)
-    from bench.data import ffcv_loader as ffcv_data
-
-    ffcv_data.require_ffcv()
+    ds = get_dataset(dataset, options)
+    split_list = _parse_splits(ds, splits)
+    effective_options(ds, fmt, max_res, quality)
+    require_ffcv()
     out_dir = Path(out) if out else default_out_dir(dataset, data_root, options)
     for s in split_list:  # every source before any write
-        if dataset == "imagenet":
-            D.imagenet_dir(D.resolve_data_root(data_root), s)
-        elif dataset != "synthetic":
-            D.source_files(dataset, s, data_root)
+        ds.source_files(s, data_root)
     _check_out_dir(out_dir)
     return [prepare_split(dataset, s, data_root=data_root, out=out_dir, options=options, fmt=fmt,
                           max_res=max_res, quality=quality, force=force, log=log) for s in split_list]

@@ -23,7 +23,7 @@ def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: 
     * the grid's cells, the cells to run, and the grid file's ``gpu_hours`` estimate (pro rata for the cells
       to run when some are finished);
     * data: per distinct (dataset, loader) of the cells to run, the train and test files, looked up as a job
-      does (``bench.data.datasets.source_files``, whose error says where the files belong and how to get them;
+      does (``bench.data.source_files``, whose error says where the files belong and how to get them;
       CIFAR is downloaded there unless ``PROXBENCH_NO_DOWNLOAD`` is set); loader ``ffcv`` also needs FFCV;
     * pretrained weights: per model of the ``init = "timm"`` cells, the weights in the local cache;
     * device: local and debug executors: the CUDA device(s) of ``--device`` are here (``n_gpus`` assumes
@@ -94,13 +94,10 @@ def _one_line(exc: BaseException) -> str:
 
 def _data_problem(dataset: str, loader: str, data_root: str | None) -> str | None:
     """Why the files of ``dataset`` (train and test split) cannot be read with ``loader`` (None: they can)."""
-    from bench.data import datasets as data
+    from bench import data
 
     try:
-        if loader == "ffcv":
-            from bench.data import ffcv_loader as ffcv_data
-
-            ffcv_data.require_ffcv()
+        data.get_loader_class(loader).check_available()
         for split in ("train", "test"):
             data.source_files(dataset, split, data_root)
     except (UserError, OSError) as exc:

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.data import datasets as data
+from bench import data
 
 from bench.run import train
 from bench.dispatch.grid import Grid

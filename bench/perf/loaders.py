@@ -61,7 +61,7 @@ def run_loader_benchmark(dataset: str = "fashion-mnist", data_root=None, batch_s
     Row keys: loader, images_per_s, ratio_to_torch, floor, meets_floor, compile_s, first_epoch_s (ffcv),
     images, seconds, dataset, batch_size, num_workers, device; ``error`` instead when a loader cannot
     run (e.g. FFCV missing)."""
-    from bench.data.datasets import build_loader
+    from bench.data import build_loader
 
     if seconds <= 0 or rounds <= 0:
         raise UserError("perf loaders: seconds and rounds must be positive")
@@ -79,7 +79,7 @@ def run_loader_benchmark(dataset: str = "fashion-mnist", data_root=None, batch_s
         except UserError as exc:
             row["error"] = str(exc)
             continue
-        if kind == "ffcv":  # numba compiles the pipeline during the first epoch
+        if loader.compiles_first_epoch:  # ffcv: numba compiles the pipeline during the first epoch
             n_first, t_first = _epoch(loader, dev)
             n_warm, t_warm = _epoch(loader, dev)
             row["first_epoch_s"] = round(t_first, 3)

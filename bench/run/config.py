@@ -22,6 +22,7 @@ from pathlib import Path
 import methods
 from methods.base import close_match_hint
 
+from bench.data import list_loaders
 from bench.errors import UserError
 
 # Hyperparameters of one run, with their units; every key may be set in a grid or on the command line.
@@ -54,7 +55,7 @@ DEFAULTS: dict = {
     "seed": 0,                   # model init, data order and augmentation
 }
 CHOICES = {
-    "loader": ("memory", "torch", "ffcv"),
+    "loader": tuple(list_loaders()),  # the loader registry (bench.data)
     "mode": ("e2e", "finetune"),
     "optimizer": ("sgd", "adam", "adamw"),
     "lr_schedule": ("cosine", "step", "constant"),
@@ -184,7 +185,7 @@ def _check_model(cfg: dict, where: str) -> None:
 
 def _check_dataset(cfg: dict, where: str) -> None:
     """The dataset is registered, its options are valid, and the subsets fit in its splits."""
-    from bench.data import datasets as data
+    from bench import data
 
     try:
         info = data.dataset_info(cfg["dataset"], cfg["data_options"])

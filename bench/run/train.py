@@ -34,7 +34,7 @@ import methods
 import models
 
 from bench.run import config as configs
-from bench.data import datasets as data
+from bench import data
 from bench.run import records
 from bench.atomic import atomic_write
 from bench.errors import UserError

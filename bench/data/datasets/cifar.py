@@ -1,0 +1,75 @@
+"""CIFAR-10 and CIFAR-100 (Krizhevsky): 32×32 RGB, 50000 + 10000 images, in torchvision's layout
+(``<root>/cifar-10-batches-py``, ``<root>/cifar-100-python``: pickled batches), downloaded by torchvision
+when missing and allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.arrays import ArrayDataset
+from bench.data.registry import register_dataset
+from bench.data.sources import download_allowed, resolve_data_root, socket_timeout
+from bench.errors import UserError
+
+
+class CifarDataset(ArrayDataset):
+    """A CIFAR dataset read through its torchvision class (``torchvision_name``)."""
+
+    in_chans, img_size, train_size, test_size = 3, 32, 50000, 10000
+    downloadable = True
+    torchvision_name = "CIFAR10"
+
+    def torchvision_class(self):
+        import torchvision
+
+        return getattr(torchvision.datasets, self.torchvision_name)
+
+    def torchvision_dataset(self, split: str, data_root=None):
+        """torchvision's dataset of the split (md5-checked and unpickled), downloaded if missing and allowed."""
+        cls, root = self.torchvision_class(), resolve_data_root(data_root)
+        train = split == "train"
+        try:
+            return cls(str(root), train=train, download=False)
+        except RuntimeError:
+            pass
+        how = (f"dataset '{self.name}' not found under {root / cls.base_folder} (torchvision layout); put the "
+               f"extracted archive from https://www.cs.toronto.edu/~kriz/ there or point --data-root / "
+               "PROXBENCH_DATA at its parent")
+        if not download_allowed():
+            raise UserError(how + " (downloads disabled by PROXBENCH_NO_DOWNLOAD)")
+        try:
+            with socket_timeout(20):
+                return cls(str(root), train=train, download=True)
+        except Exception as exc:
+            raise UserError(how + f"; the download failed ({type(exc).__name__}: {exc})") from None
+
+    def source_files(self, split: str, data_root=None) -> list[Path]:
+        # from torchvision's class attributes: constructing the dataset md5-checks and unpickles the split
+        split = self.check_split(split)
+        cls, root = self.torchvision_class(), resolve_data_root(data_root)
+        files = [root / cls.base_folder / f for f, _ in (cls.train_list if split == "train" else cls.test_list)]
+        if not all(p.is_file() for p in files):
+            self.torchvision_dataset(split, data_root)  # downloads them, or raises the error saying where
+        return files
+
+    def decode(self, split: str, data_root=None) -> tuple[np.ndarray, np.ndarray]:
+        ds = self.torchvision_dataset(split, data_root)
+        return np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets, dtype=np.int64)
+
+
+@register_dataset("cifar10")
+class Cifar10(CifarDataset):
+    num_classes = 10
+    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    description = "CIFAR-10, 32x32 RGB, 10 classes (torchvision layout cifar-10-batches-py)"
+    torchvision_name = "CIFAR10"
+
+
+@register_dataset("cifar100")
+class Cifar100(CifarDataset):
+    num_classes = 100
+    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+    description = "CIFAR-100, 32x32 RGB, 100 classes (torchvision layout cifar-100-python)"
+    torchvision_name = "CIFAR100"
