@@ -1,4 +1,4 @@
-"""Leaderboards and figures from run records (bench.report.aggregate, bench.report.figures), on fixture records.
+"""Leaderboards and figures from run records (bench.report.aggregate and the modules it uses, bench.report.figures), on fixture records.
 
 tests/fixtures/records/fixture/ holds 14 valid records of a grid "fixture" (fashion-mnist, e2e):
 fmnist-cnn: fp 91.0/91.2/91.4, bnn++ 89.0/89.5/90.0, bc 88.0/88.4, pq diverged, bnn 87.0 + one failed seed;
@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from bench.report import aggregate as agg
+from bench.report import keys, latex, loading, markdown, styles
+from bench.report import table as tables
 from bench.errors import UserError
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records"
@@ -129,20 +131,20 @@ def test_stale_figures_removed(results):
 
 
 def test_by_other_keys(results):
-    records = agg.load_grid("fixture", results, warn=lambda m: None)
+    records = loading.load_grid("fixture", results, warn=lambda m: None)
     # a scale column would pool bc, bnn and bnn++ in one cell: not seeds of one config
     with pytest.raises(UserError, match=r"method = bc, bnn, bnn\+\+.*--by model,method:scale"):
-        agg.build_table(records, "model:scale")
-    table = agg.build_table(records, "model,method:scale")
+        tables.build_table(records, "model:scale")
+    table = tables.build_table(records, "model,method:scale")
     assert table.row_keys == ("model", "method")
     assert [table.label(c) for c in table.columns] == ["FP", "scale=channel", "scale=tensor"]
-    md = agg.to_markdown(table)
+    md = markdown.to_markdown(table)
     bc = next(line for line in md.splitlines() if "| fmnist-cnn | bc" in line)
     pq = next(line for line in md.splitlines() if "| fmnist-cnn | pq" in line)
     assert "**88.20 ± 0.28 (n=2)**" in bc and "div." in pq
     with pytest.raises(UserError):
-        agg.parse_by(":method")
-    assert agg.parse_by("dataset,model") == (("dataset", "model"), "method")
+        keys.parse_by(":method")
+    assert keys.parse_by("dataset,model") == (("dataset", "model"), "method")
 
 
 def test_method_order_unknown_methods_last(tmp_path):
@@ -154,7 +156,7 @@ def test_method_order_unknown_methods_last(tmp_path):
         r["config"]["method"] = method
         r["final"]["acc"] = 50.0 + i
         records.append(r)
-    table = agg.build_table(records)
+    table = tables.build_table(records)
     assert [table.label(c) for c in table.columns] == [
         "FP", "BC", "PC", "rPC", "PQ", "BNN", "BNN+", "BNN++", "alpha-m", "zeta"]
 
@@ -177,6 +179,18 @@ def test_cli_aggregate(results, capsys):
         agg.cli_aggregate(argparse.Namespace(name="empty", results=str(results), by=None, no_figures=True))
 
 
+def test_cli_aggregate_by_reads_each_grid_once(results, capsys, monkeypatch):
+    """``--by`` checks its keys on the records it then aggregates: each grid's files are read once, and the
+    warning about the grid's skipped files is printed once."""
+    calls = []
+    real = loading.load_records
+    monkeypatch.setattr(loading, "load_records", lambda *a, **k: calls.append(a[1]) or real(*a, **k))
+    args = argparse.Namespace(name=None, results=str(results), by="dataset,model,mode:method", no_figures=True)
+    assert agg.cli_aggregate(args) == 0
+    assert calls == ["fixture"]
+    assert capsys.readouterr().err.count("skipped 3 record(s) of grid 'fixture'") == 1
+
+
 def test_cli_end_to_end(results):
     cmd = [sys.executable, "-m", "bench", "aggregate", "fixture", "--results", str(results), "--no-figures"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
@@ -197,9 +211,9 @@ def test_finetune_row_compares_with_the_fp_run_it_started_from():
         r["config"].update(method=method, mode=mode)
         r["final"]["acc"] = acc
         records.append(r)
-    table = agg.build_table(records)
+    table = tables.build_table(records)
     finetune = next(row for row in table.rows if "finetune" in row.key)
-    assert finetune.cells[agg.FP].mean == 90.0 and finetune.drop == pytest.approx(2.0)
+    assert finetune.cells[styles.FP].mean == 90.0 and finetune.drop == pytest.approx(2.0)
     assert [table.label(c) for c in finetune.best] == ["BNN"]
 
 
@@ -277,54 +291,54 @@ def test_adhoc_runs_with_other_epochs_in_one_cell():
                _run("r3", 86.0, method="bc", epochs=3, seed=2)]
     with pytest.raises(UserError, match=r"column BC.*epochs = 3, 10; subset = 5000, -.*--by dataset,model,mode,"
                                         r"epochs,subset:method"):
-        agg.build_table(records)
+        tables.build_table(records)
     # the same runs with one epochs value (seeds 0, 1, 2) form one cell
-    table = agg.build_table([_run(r["run_id"], r["final"]["acc"], method="bc", seed=r["config"]["seed"])
+    table = tables.build_table([_run(r["run_id"], r["final"]["acc"], method="bc", seed=r["config"]["seed"])
                              for r in records])
-    assert agg.cell_text(table.rows[0].cells["bc"]) == "86.00 ± 1.00"
+    assert markdown.cell_text(table.rows[0].cells["bc"]) == "86.00 ± 1.00"
 
 
 def test_method_params_differ_across_columns_not_within_a_cell():
     bnnpp = {"mu_start": 5.0, "mu_end": 30.0, "scale": "channel", "schedule": "linear"}
     good = [_run("f0", 90.0, method="fp", method_params={}), _run("c0", 85.0, method="bc"),
             _run("p0", 86.0, method="bnn++", method_params=bnnpp)]
-    table = agg.build_table(good)
+    table = tables.build_table(good)
     assert [table.label(c) for c in table.rows[0].best] == ["BNN++"]
     other = _run("p1", 88.0, method="bnn++", seed=1, method_params={**bnnpp, "mu_end": 40.0})
     with pytest.raises(UserError, match=r"column BNN\+\+.*method_params\.mu_end = 30\.0, 40\.0"):
-        agg.build_table([*good, other])
-    table = agg.build_table([*good, other], "dataset,model,method_params.mu_end:method")
-    assert [agg.cell_text(row.cells.get("bnn++")) for row in table.rows] == ["86.00 (n=1)", "88.00 (n=1)", "—"]
+        tables.build_table([*good, other])
+    table = tables.build_table([*good, other], "dataset,model,method_params.mu_end:method")
+    assert [markdown.cell_text(row.cells.get("bnn++")) for row in table.rows] == ["86.00 (n=1)", "88.00 (n=1)", "—"]
 
 
 def test_same_seed_twice_is_not_two_seeds():
     # two records of one config under two run ids (not a file copy): one seed, not n=2
     with pytest.raises(UserError, match=r"runs x1, x2 all have seed 0 \(the same config under several run ids"):
-        agg.build_table([_run("x1", 85.0, method="bc"), _run("x2", 86.0, method="bc")])
+        tables.build_table([_run("x1", 85.0, method="bc"), _run("x2", 86.0, method="bc")])
     # fine-tunes of one seed from two parents that are not among the records: not two seeds either
     tuned = [_run(f"t{i}", 85.0 + i, method="bc", mode="finetune", init=f"run:gone{i}") for i in range(2)]
     with pytest.raises(UserError, match=r"seed 0 \(fine-tuned from run:gone0, run:gone1"):
-        agg.build_table(tuned)
+        tables.build_table(tuned)
 
 
 def test_seeds_still_pooled_and_finetune_borrows_fp():
     fp = [_run(f"p{s}", 90.0 + s, method="fp", seed=s) for s in range(3)]
     tuned = [_run(f"t{s}", 87.0 + s, method="bc", seed=s, mode="finetune", init=f"run:p{s}", epochs=1, lr=1e-4)
              for s in range(3)]
-    table = agg.build_table([*fp, *tuned])
+    table = tables.build_table([*fp, *tuned])
     e2e, finetune = table.rows
     assert (e2e.key[2], finetune.key[2]) == ("e2e", "finetune")
-    assert agg.cell_text(e2e.cells[agg.FP]) == "91.00 ± 1.00"
+    assert markdown.cell_text(e2e.cells[styles.FP]) == "91.00 ± 1.00"
     # the fine-tunes start from three different parents (run:p0, run:p1, run:p2) that differ in the seed only
-    assert agg.cell_text(finetune.cells["bc"]) == "88.00 ± 1.00"
-    assert finetune.cells[agg.FP] is e2e.cells[agg.FP] and finetune.drop == pytest.approx(3.0)
+    assert markdown.cell_text(finetune.cells["bc"]) == "88.00 ± 1.00"
+    assert finetune.cells[styles.FP] is e2e.cells[styles.FP] and finetune.drop == pytest.approx(3.0)
     # parents that are not among the records: their ids are taken as seed-derived
-    table = agg.build_table(tuned)
-    assert agg.cell_text(table.rows[0].cells["bc"]) == "88.00 ± 1.00" and agg.FP not in table.rows[0].cells
+    table = tables.build_table(tuned)
+    assert markdown.cell_text(table.rows[0].cells["bc"]) == "88.00 ± 1.00" and styles.FP not in table.rows[0].cells
     # lr in the rows: the fine-tune row (lr 1e-4) borrows the FP of the row of its parents (lr 0.001)
-    table = agg.build_table([*fp, *tuned], "dataset,model,mode,lr:method")
+    table = tables.build_table([*fp, *tuned], "dataset,model,mode,lr:method")
     assert [row.key[2:] for row in table.rows] == [("e2e", "0.001"), ("finetune", "0.0001")]
-    assert table.rows[1].cells[agg.FP] is table.rows[0].cells[agg.FP] and table.rows[1].drop == pytest.approx(3.0)
+    assert table.rows[1].cells[styles.FP] is table.rows[0].cells[styles.FP] and table.rows[1].drop == pytest.approx(3.0)
 
 
 def test_finetunes_from_parents_that_differ_beyond_the_seed():
@@ -333,10 +347,10 @@ def test_finetunes_from_parents_that_differ_beyond_the_seed():
              for s in range(2)]
     # the e2e row has both parents in one FP cell: an error of its own
     with pytest.raises(UserError, match=r"mode=e2e; column FP.*epochs = 3, 8"):
-        agg.build_table([*fp, *tuned])
+        tables.build_table([*fp, *tuned])
     # with epochs in the rows the parents are apart, but the fine-tune cell still pools two kinds of parent
     with pytest.raises(UserError, match=r"mode=finetune.*column BC.*init \(parent's epochs\) = 3, 8"):
-        agg.build_table([*fp, *tuned], "dataset,model,mode,epochs:method")
+        tables.build_table([*fp, *tuned], "dataset,model,mode,epochs:method")
 
 
 def test_duplicated_record_file_counts_once(results, capsys):
@@ -369,9 +383,9 @@ def test_absurd_accuracy_is_skipped(results, capsys, acc):
 
 
 def test_accuracy_bounds_are_inclusive():
-    assert agg._problem(_run("z", 0.0)) is None and agg._problem(_run("h", 100.0)) is None
-    assert agg._problem(_run("n", float("nan"))) and agg._problem(_run("i", float("inf")))
-    assert agg._problem(_run("f", 1e9, status="failed")) is None  # not averaged: no accuracy needed
+    assert loading.aggregation_problem(_run("z", 0.0)) is None and loading.aggregation_problem(_run("h", 100.0)) is None
+    assert loading.aggregation_problem(_run("n", float("nan"))) and loading.aggregation_problem(_run("i", float("inf")))
+    assert loading.aggregation_problem(_run("f", 1e9, status="failed")) is None  # not averaged: no accuracy needed
 
 
 # -- the .tex leaderboard: one column of a two-column paper ---------------------------------------------
@@ -398,7 +412,7 @@ def test_tex_states_the_seeds_once_and_splits_columns_into_stacked_blocks(result
 
 def test_tex_one_row_has_no_label_column_and_n_1_has_no_marks():
     records = [_run(f"r{i}", 80.0 + i, method=m) for i, m in enumerate(("fp", "bc", "pc", "rpc", "pq", "bnn"))]
-    tex = agg.to_latex(agg.build_table(records))
+    tex = latex.to_latex(tables.build_table(records))
     assert "% n = 1 seed per cell." in tex and "$^{(" not in tex and "\\pm" not in tex.split("\\caption")[1][:80]
     assert "(dataset fashion-mnist, model fmnist-mlp, mode e2e); 1 seed (n = 1) per cell." in tex
     assert "\\begin{tabular}{@{}r@{" in tex  # every row key is in the caption
@@ -427,7 +441,7 @@ def _wide_records() -> list[dict]:
     for dataset in ("cifar10", "cifar100"):
         for model in ("resnet20", "vgg-small", "deit-small-patch16-224"):
             for mode in ("e2e", "finetune"):
-                for method in (*agg.METHOD_ORDER, "tanh-ste", "my-long-method-name"):
+                for method in (*styles.builtin_order(), "tanh-ste", "my-long-method-name"):
                     for seed in range(3):
                         records.append(_run(f"{dataset}{model}{mode}{method}{seed}", 60.0 + 13.37 * seed,
                                             method=method, dataset=dataset, model=model, mode=mode, seed=seed))
@@ -438,16 +452,16 @@ def _wide_records() -> list[dict]:
                     "texlive-latex-base texlive-latex-recommended)")
 @pytest.mark.parametrize("case", ["fixture", "one-row", "wide", "by-scale"])
 def test_tex_compiles_and_fits_one_column(results, tmp_path, case):
-    records = agg.load_grid("fixture", results, warn=lambda m: None)
+    records = loading.load_grid("fixture", results, warn=lambda m: None)
     table = {
-        "fixture": lambda: agg.build_table(records),
-        "one-row": lambda: agg.build_table([_run(f"r{i}", 80.0 + i, method=m) for i, m in enumerate(agg.METHOD_ORDER)]),
-        "wide": lambda: agg.build_table(_wide_records()),
-        "by-scale": lambda: agg.build_table(records, "model,method:scale"),
+        "fixture": lambda: tables.build_table(records),
+        "one-row": lambda: tables.build_table([_run(f"r{i}", 80.0 + i, method=m) for i, m in enumerate(styles.builtin_order())]),
+        "wide": lambda: tables.build_table(_wide_records()),
+        "by-scale": lambda: tables.build_table(records, "model,method:scale"),
     }[case]()
-    width, column = _pdflatex_width(tmp_path, agg.to_latex(table))
-    assert column == agg.TEX_WIDTH_PT == 229.5
-    assert width <= agg.TEX_WIDTH_PT, f"{case}: {width} pt"
+    width, column = _pdflatex_width(tmp_path, latex.to_latex(table))
+    assert column == latex.TEX_WIDTH_PT == 229.5
+    assert width <= latex.TEX_WIDTH_PT, f"{case}: {width} pt"
 
 
 @pytest.mark.parametrize("grid", ["default", "ablation-scale", "vit-demo"])

@@ -20,10 +20,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_hex
 
 import methods
-from bench.report import aggregate as agg
-from bench.report import figures
-from bench.report import plots
-from bench.report.figures import Style, method_style, param_symbol
+from bench.report import drawing, figures, plots, styles, training_figures
+from bench.report.styles import Style, method_style, param_symbol
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "records"
 BUILTIN = ("fp", "bc", "pc", "rpc", "pq", "bnn", "bnn+", "bnn++")
@@ -96,11 +94,12 @@ def _tagged_colours(fig) -> dict[str, set[str]]:
 
 
 def test_builtin_styles_are_declared_distinct_and_keep_the_table_labels():
-    styles = [method_style(m) for m in BUILTIN]
-    assert [s.label for s in styles] == ["FP", "BC", "PC", "rPC", "PQ", "BNN", "BNN+", "BNN++"]
-    assert [agg.method_label(m) for m in BUILTIN] == [s.label for s in styles]
-    assert dict(agg.METHOD_LABELS) == dict(zip(BUILTIN, (s.label for s in styles)))  # the tables' column labels
-    assert len({s.color for s in styles}) == len(BUILTIN) and len({s.marker for s in styles}) == len(BUILTIN)
+    drawn = [method_style(m) for m in BUILTIN]
+    assert [s.label for s in drawn] == ["FP", "BC", "PC", "rPC", "PQ", "BNN", "BNN+", "BNN++"]
+    assert [styles.method_label(m) for m in BUILTIN] == [s.label for s in drawn]
+    assert [styles.column_label("method", m) for m in BUILTIN] == [s.label for s in drawn]  # the tables' column labels
+    assert styles.builtin_order() == BUILTIN  # the paper's order, from the classes of methods.builtin
+    assert len({s.color for s in drawn}) == len(BUILTIN) and len({s.marker for s in drawn}) == len(BUILTIN)
     for key in BUILTIN:
         cls = methods.get_method_class(key)
         assert (cls.label, cls.color, cls.marker) == tuple(method_style(key).__dict__.values())
@@ -115,9 +114,9 @@ def test_an_unregistered_method_gets_a_fixed_style_outside_the_builtin_palette()
     assert method_style("tanh-ste") == Style("tanh-ste", "#17becf", "d")
     for key in ("tanh-ste", "my-method", "x", "ste++", "q2"):
         style = method_style(key)
-        assert style.label == key and agg.method_label(key) == key
-        assert style.color in figures.FALLBACK_COLORS and style.color not in builtin_colours
-        assert style.marker in figures.FALLBACK_MARKERS and style.marker not in builtin_markers
+        assert style.label == key and styles.method_label(key) == key
+        assert style.color in styles.FALLBACK_COLORS and style.color not in builtin_colours
+        assert style.marker in styles.FALLBACK_MARKERS and style.marker not in builtin_markers
     assert param_symbol("unknown", "beta") == "β" and param_symbol("unknown", "width") == "width"
 
 
@@ -138,9 +137,9 @@ def test_plugins_declare_their_style_and_do_not_inherit_a_registered_ancestors(m
         pass
 
     assert method_style("my-ste") == Style("MySTE", "#123456", "h")
-    assert agg.method_label("my-ste") == "MySTE" and param_symbol("my-ste", "kappa") == "κ'"
+    assert styles.method_label("my-ste") == "MySTE" and param_symbol("my-ste", "kappa") == "κ'"
     variant = method_style("bnn++-v2")
-    assert variant.label == "bnn++-v2" and variant.color in figures.FALLBACK_COLORS  # not a second "BNN++"
+    assert variant.label == "bnn++-v2" and variant.color in styles.FALLBACK_COLORS  # not a second "BNN++"
     assert param_symbol("bnn++-v2", "mu") == "μ"  # the parameter keeps its meaning
 
 
@@ -209,17 +208,17 @@ def test_finetune_figures_draw_the_fp_parents_final_accuracy(built):
 
 def test_schedules_are_recomputed_from_the_config_on_a_fine_grid():
     record = next(r for r in _fixture_records() if r["config"]["method"] == "bnn++" and r["status"] == "done")
-    curves = figures.schedule_curves(record)
+    curves = training_figures.schedule_curves(record)
     assert list(curves) == ["mu"]
     xs, ys = curves["mu"]
-    assert len(xs) == figures.SCHEDULE_POINTS and (xs[0], xs[-1]) == (0.0, 3.0) and (ys[0], ys[-1]) == (5.0, 30.0)
+    assert len(xs) == training_figures.SCHEDULE_POINTS and (xs[0], xs[-1]) == (0.0, 3.0) and (ys[0], ys[-1]) == (5.0, 30.0)
     # the recorded end-of-epoch values lie on the recomputed schedule
     for entry in record["history"]:
         assert numpy.interp(entry["epoch"], xs, ys) == pytest.approx(entry["method_params"]["mu"])
     pq = {**record, "config": {**record["config"], "method": "pq", "method_params": {}}}
-    assert list(figures.schedule_curves(pq)) == ["rho"]  # clip and freeze_at are training settings
+    assert list(training_figures.schedule_curves(pq)) == ["rho"]  # clip and freeze_at are training settings
     unknown = {**record, "config": {**record["config"], "method": "unloaded-plugin"}}
-    assert figures.schedule_curves(unknown) is None
+    assert training_figures.schedule_curves(unknown) is None
 
 
 def test_schedule_figure_has_one_panel_per_parameter_and_falls_back_to_recorded_values(built):
@@ -236,11 +235,11 @@ def test_schedule_figure_has_one_panel_per_parameter_and_falls_back_to_recorded_
 
 
 def test_coinciding_lines_are_interleaved_dashes_so_none_hides_another():
-    fig, (ax,) = figures._new_figure(4, 3)
-    drawn = figures._lines(ax, [(m, [1, 2, 3], [1.0, 2.0, 3.0], {}) for m in ("pc", "rpc", "pq")]
+    fig, (ax,) = drawing.new_figure(4, 3)
+    drawn = drawing.draw_lines(ax, [(m, [1, 2, 3], [1.0, 2.0, 3.0], {}) for m in ("pc", "rpc", "pq")]
                            + [("bnn", [1, 2, 3], [0.0, 0.0, 1.0], {})])
     patterns = [drawn[m]._unscaled_dash_pattern for m in ("pc", "rpc", "pq")]  # (offset, (on, off))
-    dash = figures._DASH
+    dash = drawing.DASH
     assert patterns == [(0.0, (dash, 2 * dash)), (dash, (dash, 2 * dash)), (2 * dash, (dash, 2 * dash))]
     assert drawn["bnn"].get_linestyle() == "-"
 
@@ -290,7 +289,7 @@ def test_plot_quantizers_order_scales_prox_and_determinism(tmp_path, monkeypatch
 def test_overview_has_the_papers_order_one_y_scale_per_row_and_method_colours(tmp_path, monkeypatch):
     figs = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig) or path)
-    plots.plot_overview(sorted(BUILTIN, key=agg.method_sort_key), tmp_path)
+    plots.plot_overview(sorted(BUILTIN, key=styles.method_sort_key), tmp_path)
     (fig,) = figs
     axes = fig.axes
     top, bottom = axes[: len(BUILTIN)], axes[len(BUILTIN):]

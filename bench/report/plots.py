@@ -4,7 +4,7 @@ One PNG per method (two panels: F(x) and B'(x), each at t = 0, dashed, and t = 1
 weight x = w/α) plus ``overview.png`` with every method, in the paper's order (fp, bc, pc, rpc, pq, bnn, bnn+,
 bnn++, then other methods alphabetically), F in the top row and B' in the bottom row, one y scale per row. F
 is drawn from ``method.forward`` and B' from ``method.backward_factor`` with α = 1 (``scale = "none"``), so
-the plots show exactly what the code computes. Each method has its colour of ``bench.report.figures.method_style``.
+the plots show exactly what the code computes. Each method has its colour of ``bench.report.styles.method_style``.
 
 rPC and PQ compute with F(x) = x and B'(x) = 1: what binarizes is their hook, a proximal step on the latent.
 Their F panel also draws that step's map, x ↦ prox_s(x) (dotted), computed by the method's own
@@ -33,9 +33,8 @@ from matplotlib.colors import to_hex, to_rgb  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import methods  # noqa: E402
-from bench.report.aggregate import method_sort_key  # noqa: E402
 from bench.atomic import atomic_write  # noqa: E402
-from bench.report.figures import SETTINGS, method_style, param_symbol  # noqa: E402
+from bench.report.styles import SETTINGS, method_sort_key, method_style, param_symbol  # noqa: E402
 
 X = torch.linspace(-3, 3, 1201)
 SAVE_ARGS = {"dpi": 110, "format": "png", "metadata": {"Software": None}}

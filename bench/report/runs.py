@@ -2,7 +2,7 @@
 
 Records are searched in ``<results>/runs/*/`` (grid runs; ``results/`` by default) and
 ``<workdir>/results/runs/*/`` (ad-hoc runs; ``work/`` by default), each folder read with
-``bench.run.records.load_records`` (a run id recorded twice in one folder counts once).
+``bench.report.loading.read_grid`` (a run id recorded twice in one folder counts once).
 
 * ``list [--grid G] [--filter KEY=VALUE ...]``: one row per record, sorted by grid then run id: run id,
   grid, status, model, method, dataset, seed, epochs (``done/total`` when the run stopped early), deployed
@@ -27,15 +27,15 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.report.aggregate import close_keys_hint, flatten, list_grids, record_keys, value_of
 from bench.errors import UserError
-from bench.run.records import load_records, read_record, record_path
+from bench.report.keys import close_keys_hint, flatten, record_keys, value_of
+from bench.report.loading import list_grids, read_file, read_grid
+from bench.run.records import record_path
 
 
 @dataclass(frozen=True)
@@ -78,15 +78,23 @@ def find_entries(results: str | Path = "results", workdir: str | Path = "work", 
                  warn=None) -> list[Entry]:
     """Every valid record under the roots (``record_roots``), optionally of one ``grid``, sorted by (grid,
     run id, path)."""
-    entries = []
+    return scan_entries(results, workdir, grid, warn)[0]
+
+
+def scan_entries(results: str | Path = "results", workdir: str | Path = "work", grid: str | None = None,
+                 warn=None) -> tuple[list[Entry], int]:
+    """(``find_entries``' entries, how many invalid record files were skipped under the roots)."""
+    entries, skipped = [], 0
     for root in record_roots(results, workdir):
         for name in list_grids(root):
             if grid is not None and name != grid:
                 continue
-            for record in load_records(root, name, warn):
+            found = read_grid(root, name, warn)
+            skipped += found.skipped
+            for record in found.records:
                 path = record_path(root, name, record["run_id"])
                 entries.append(Entry(record, path if path.is_file() else root / "runs" / name))
-    return sorted(entries, key=lambda e: (e.grid, e.run_id, str(e.path)))
+    return sorted(entries, key=lambda e: (e.grid, e.run_id, str(e.path))), skipped
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -98,7 +106,7 @@ def resolve_run(spec: str, entries: list[Entry], roots: list[Path], skipped: int
     (``skipped``: how many invalid record files were left out, said when none matches)."""
     path = Path(spec)
     if spec.endswith(".json") and path.is_file():
-        record, why = read_record(path)
+        record, why = read_file(path)
         if record is None:
             raise UserError(f"{path} is not a run record ({why})")
         return Entry(record, path)
@@ -265,10 +273,8 @@ def cli_list(args) -> int:
 
 def _quiet_entries(args) -> tuple[list[Entry], list[Path], int]:
     """(entries, roots, number of invalid record files): show and compare leave naming those to list."""
-    skipped: list[str] = []
-    entries = find_entries(args.results, args.workdir, warn=skipped.append)
-    count = sum(int(m.group(1)) for m in (re.search(r"skipped (\d+) record", w) for w in skipped) if m)
-    return entries, record_roots(args.results, args.workdir), count
+    entries, skipped = scan_entries(args.results, args.workdir, warn=lambda message: None)
+    return entries, record_roots(args.results, args.workdir), skipped
 
 
 def cli_show(args) -> int:
