@@ -28,6 +28,7 @@ class LocalExecutor(Executor):
     """One subprocess per cell on this machine, in waves over the CPU or the GPUs."""
 
     gpu_placement = True
+    plan: Placement | None = None  # set by prepare
 
     def placement(self) -> Placement:
         """The waves of this machine for ``--device`` (a UserError when the device is not here)."""
@@ -51,7 +52,7 @@ class LocalExecutor(Executor):
         ex = submitit.LocalExecutor(folder=batch.folder)
         ex.update_parameters(timeout_min=24 * 60)
         progress, todo = batch.progress, batch.todo
-        plan = getattr(self, "plan", None) or self.placement()
+        plan = self.plan or self.placement()
         submitted: dict[str, str] = {}
         states = initial_states(batch.grid, todo)
         running: dict[str, tuple] = {}
