@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
                                help="python -m bench grid ACTION --help for its options")
     p = gsub.add_parser("run", help="submit every unfinished cell of a grid")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
-    p.add_argument("--executor", choices=["local", "debug", "slurm"], default="local",
+    p.add_argument("--executor", choices=importlib.import_module("bench.dispatch.executors").list_executors(),
+                   default="local",
                    help="local: one subprocess per cell on this machine; debug: every cell in this process, one "
                         "after the other; slurm: job arrays on a SLURM cluster (needs --cluster)")
     p.add_argument("--cluster", default=None, metavar="PROFILE",
@@ -214,15 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait for the jobs to finish, showing the grid's progress (default: yes for local/debug, "
                         "no for slurm)")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch.submit:cli_grid_run"))
+    p.set_defaults(func=_handler("bench.dispatch.commands:cli_grid_run"))
     p = gsub.add_parser("status", help="table of the grid's cells and their state")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch.submit:cli_grid_status"))
+    p.set_defaults(func=_handler("bench.dispatch.commands:cli_grid_status"))
     p = gsub.add_parser("cancel", help="cancel the grid's queued and running jobs")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch.submit:cli_grid_cancel"))
+    p.set_defaults(func=_handler("bench.dispatch.commands:cli_grid_cancel"))
 
     data = sub.add_parser("data", help="dataset files")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser,

@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from methods import MethodError
-
 
 class UserError(Exception):
     """Bad input from the user (config, file, option): reported without a traceback."""
@@ -15,6 +13,7 @@ class UserError(Exception):
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Every exception type the CLI reports as one clear line (imports the registries lazily)."""
+    from methods import MethodError
     from models import ModelError
 
     return (UserError, MethodError, ModelError)

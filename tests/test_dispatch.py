@@ -50,19 +50,19 @@ def test_a_plugin_method_runs_in_a_grid(executor, tmp_path):
 
 def test_the_job_imports_the_plugin_from_its_own_folder(tmp_path):
     """The import root travels with the job: a job started in another folder still finds the module."""
-    from bench.dispatch.submit import import_plugins, plugin_specs
+    from bench.dispatch.plugins import import_plugins, plugin_specs
 
     pkg = tmp_path / "userpkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     shutil.copy(TESTS / "plugin_methods.py", pkg / "extra.py")
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import userpkg.extra; "
-            "from bench.dispatch.submit import plugin_specs; print(repr(plugin_specs(['userpkg.extra'])))")
+            "from bench.dispatch.plugins import plugin_specs; print(repr(plugin_specs(['userpkg.extra'])))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
     specs = eval(out.stdout.strip())  # noqa: S307 - our own repr of a tuple of strings
     assert specs == (("userpkg.extra", str(tmp_path.resolve())),)
-    code = ("import sys, methods; from bench.dispatch.submit import import_plugins; import_plugins(eval(sys.argv[1])); "
+    code = ("import sys, methods; from bench.dispatch.plugins import import_plugins; import_plugins(eval(sys.argv[1])); "
             "print(methods.create_method('tanh-ste').params())")
     elsewhere = subprocess.run([sys.executable, "-c", code, repr(specs)], capture_output=True, text=True,
                                timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd="/")
@@ -260,3 +260,31 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
     text = tty.getvalue()
     assert text.count("\r") == 5 and text.count("\n") == 1 and text.endswith("ETA 0s\x1b[K\n")
     assert "\r\x1b[K\r" in text  # cleared before other output, then drawn again
+
+
+# --------------------------------------------------------------------------- the executor registry
+def test_executor_registry_names_capabilities_and_close_match_error():
+    from bench.dispatch.executors import Executor, create_executor, get_executor, list_executors, register_executor
+    from bench.errors import UserError
+
+    assert list_executors() == ["local", "debug", "slurm"]
+    assert [n for n in list_executors() if get_executor(n).remote] == ["slurm"]
+    assert [n for n in list_executors() if get_executor(n).needs_profile] == ["slurm"]
+    assert [n for n in list_executors() if get_executor(n).gpu_placement] == ["local"]
+    with pytest.raises(UserError) as err:
+        get_executor("slrum")
+    assert str(err.value) == "unknown executor 'slrum'; did you mean 'slurm'? (valid: local, debug, slurm)"
+    assert create_executor("debug", device="cpu").check_device() == (None, "cpu (one cell at a time, in this process)")
+    with pytest.raises(UserError, match="^--cluster is only used with --executor slurm$"):
+        get_executor("local").read_profile("slurm/local.toml")
+
+    @register_executor("test-only")
+    class Nothing(Executor):
+        pass
+
+    try:
+        assert list_executors()[-1] == "test-only" and get_executor("test-only") is Nothing
+    finally:
+        from bench.dispatch.executors import base
+
+        base._REGISTRY.pop("test-only")

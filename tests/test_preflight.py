@@ -217,7 +217,7 @@ def test_the_v100_profile_is_refused_until_its_partition_is_edited(capsys, tmp_p
 
 
 def test_placeholders_anywhere_in_a_profile_and_an_edited_copy(tmp_path):
-    from bench.dispatch.cluster import load_profile
+    from bench.dispatch.slurm.profile import load_profile
     from bench.errors import UserError
 
     shipped = (ROOT / "slurm" / "v100.toml").read_text()

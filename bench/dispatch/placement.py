@@ -1,5 +1,4 @@
-"""Where cells train: the ``--device`` option, GPU placement of the local executor's cells, and the checks of
-``grid run``'s device options.
+"""Where cells train: the ``--device`` option and the GPU placement of the local executor's cells.
 
 ``parse_device`` reads ``cpu``, ``cuda`` (every visible GPU) or ``cuda:N``; ``cuda_devices`` counts the CUDA
 devices here and ``device_problem`` says why a device cannot be used. The local executor runs its cells in
@@ -109,24 +108,6 @@ def local_placement(device: str = "cpu", *, parallel: int | None = None, cells_p
         raise UserError(problem)
     gpus = tuple(range(n_gpus)) if index is None else (index,)
     return Placement(gpus=gpus, per_gpu=max(1, cells_per_gpu or 1))
-
-
-def check_run_options(executor: str, device: str | None, parallel: int | None, cells_per_gpu: int | None) -> None:
-    """One-line UserErrors for ``grid run`` options that do not fit together (before anything is checked or
-    submitted): a malformed ``--device``; ``--cells-per-gpu`` without a local executor on CUDA; ``--parallel``
-    on GPUs (there the cells at a time are the GPUs times ``--cells-per-gpu``); counts below 1."""
-    kind = parse_device(device)[0] if device is not None else "cpu"
-    if cells_per_gpu is not None:
-        if cells_per_gpu < 1:
-            raise UserError(f"--cells-per-gpu must be at least 1, got {cells_per_gpu}")
-        if executor != "local" or kind != "cuda":
-            raise UserError("--cells-per-gpu is for --executor local with --device cuda or cuda:N")
-    if parallel is not None:
-        if parallel < 1:
-            raise UserError(f"--parallel must be at least 1, got {parallel}")
-        if executor == "local" and kind == "cuda":
-            raise UserError("--parallel is for the CPU: with --device cuda the cells at a time are the GPUs "
-                            "times --cells-per-gpu")
 
 
 def use_gpu(device: str, torch) -> None:

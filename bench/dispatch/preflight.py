@@ -11,7 +11,7 @@ from collections import Counter
 
 from bench.errors import UserError
 from bench.dispatch.grid import Cell, Grid
-from bench.dispatch.placement import cuda_devices, device_problem, local_placement, parse_device
+from bench.dispatch.executors import create_executor
 
 
 def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: str | None = None,
@@ -26,9 +26,9 @@ def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: 
       does (``bench.data.source_files``, whose error says where the files belong and how to get them;
       CIFAR is downloaded there unless ``PROXBENCH_NO_DOWNLOAD`` is set); loader ``ffcv`` also needs FFCV;
     * pretrained weights: per model of the ``init = "timm"`` cells, the weights in the local cache;
-    * device: local and debug executors: the CUDA device(s) of ``--device`` are here (``n_gpus`` assumes
-      that many instead of counting); slurm: ``--device``, if given, agrees with the profile's
-      ``gpus_per_node``.
+    * device: the executor's ``check_device``: local and debug: the CUDA device(s) of ``--device`` are here
+      (``n_gpus`` assumes that many instead of counting); slurm: ``--device``, if given, agrees with the
+      profile's ``gpus_per_node``.
 
     Nothing to run: nothing is checked.
     """
@@ -51,7 +51,8 @@ def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: 
             problems.append(f"pretrained weights for {count} cell(s) (model {model}, init = \"timm\"): {problem}")
         else:
             weights.append(model)
-    problem, where = _device_check(executor, device, profile, parallel, cells_per_gpu, n_gpus)
+    problem, where = create_executor(executor, device=device, profile=profile, parallel=parallel,
+                                     cells_per_gpu=cells_per_gpu, n_gpus=n_gpus).check_device()
     if problem:
         problems.append(problem)
     if not problems:
@@ -120,34 +121,3 @@ def _weights_problem(model: str) -> str | None:
         return _one_line(exc) if isinstance(exc, (UserError, models.ModelError)) else \
             f"{type(exc).__name__}: {_one_line(exc)}"
     return None
-
-
-def _device_check(executor: str, device: str | None, profile: dict | None, parallel: int | None,
-                  cells_per_gpu: int | None, n_gpus: int | None) -> tuple[str | None, str]:
-    """(problem or None, the device(s) the cells will train on)."""
-    if executor == "slurm":
-        path, gpus = profile["path"], profile["gpus_per_node"]
-        where = f"cuda, {gpus} GPU(s) per job (profile {path})" if gpus else f"cpu (profile {path} asks for no GPU)"
-        if device is None:
-            return None, where
-        kind, index = parse_device(device)
-        if index is not None:
-            return (f"--device {device}: a SLURM job sees only the GPU(s) it is given; use --device cuda or leave "
-                    "--device out"), where
-        if kind == "cuda" and not gpus:
-            return f"--device {device}: cluster profile {path} asks for no GPU (gpus_per_node = 0)", where
-        if kind == "cpu" and gpus:
-            return (f"--device cpu: cluster profile {path} asks for {gpus} GPU(s) per job (gpus_per_node); leave "
-                    "--device out to train on them, or use a profile without GPUs"), where
-        return None, where
-    device = device or "cpu"
-    if executor == "debug":
-        why = ""
-        if parse_device(device)[0] == "cuda" and n_gpus is None:
-            n_gpus, why = cuda_devices()
-        return device_problem(device, n_gpus or 0, why), f"{device} (one cell at a time, in this process)"
-    try:
-        placement = local_placement(device, parallel=parallel, cells_per_gpu=cells_per_gpu, n_gpus=n_gpus)
-    except UserError as exc:
-        return str(exc), ""
-    return None, placement.describe()

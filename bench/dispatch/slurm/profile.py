@@ -1,4 +1,5 @@
-"""SLURM cluster profiles (``slurm/*.toml``): the sbatch resources of every job of a grid.
+"""SLURM cluster profiles (``slurm/*.toml``): the sbatch resources of every job of a grid (``load_profile``), and
+the submitit parameters they become (``executor_parameters``).
 
 Fields (all optional but ``partition``; see slurm/README.md): partition, gpus_per_node, cpus_per_task, mem_gb,
 time_min, constraint, array_parallelism, account, qos, signal_delay_s, max_num_timeout, setup (shell lines run
@@ -11,16 +12,12 @@ value the user must fill in. ``load_profile`` refuses a profile that still has o
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
-from bench.run import config as configs
 from bench.errors import UserError
 
-PROFILE_DIR = Path(__file__).resolve().parents[2] / "slurm"
+PROFILE_DIR = Path(__file__).resolve().parents[3] / "slurm"
 FIELDS: dict[str, type | tuple[type, ...]] = {
     "partition": str,
     "gpus_per_node": int,
@@ -49,7 +46,7 @@ def shipped_profiles() -> list[str]:
     return [f"slurm/{p.name}" for p in sorted(PROFILE_DIR.glob("*.toml"))]
 
 
-def _placeholders(spec: dict) -> list[tuple[str, str]]:
+def placeholders(spec: dict) -> list[tuple[str, str]]:
     """(key, value) of every placeholder in a profile: top-level strings, ``setup`` lines and
     ``additional_parameters`` values (``additional_parameters.KEY``)."""
     found = []
@@ -79,6 +76,8 @@ def load_profile(path: str | Path) -> dict:
                 break
     if not path.is_file():
         raise UserError(f"cluster profile not found: {path} (shipped: {', '.join(shipped_profiles())})")
+    from bench.run import config as configs  # imported here: it imports torch, and the CLI lists executors fast
+
     spec = configs.load_toml(path)
     for key, value in spec.items():
         if key not in FIELDS:
@@ -91,7 +90,7 @@ def load_profile(path: str | Path) -> dict:
     for key in ("gpus_per_node", "signal_delay_s", "max_num_timeout"):
         if key in spec and spec[key] < 0:
             raise UserError(f"{path}: {key} must be ≥ 0, got {spec[key]}")
-    for key, value in _placeholders(spec)[:1]:
+    for key, value in placeholders(spec)[:1]:
         hint = PLACEHOLDER_HINTS.get(key.split(".")[0].split("[")[0])
         raise UserError(f"{path}: {key} = {json.dumps(value)} is a placeholder: edit the file and put your site's value there"
                         + (f" ({hint})" if hint else ""))
@@ -126,97 +125,3 @@ def executor_parameters(profile: dict, job_name: str) -> dict:
     if profile.get("additional_parameters"):
         params["additional_parameters"] = dict(profile["additional_parameters"])
     return params
-
-
-def check_reachable() -> None:
-    """Raise a UserError unless sbatch exists and the controller answers (fast: `scontrol ping`)."""
-    hint = "(for a local test cluster: make slurm-up)"
-    missing = [c for c in ("sbatch", "squeue", "sacct", "scontrol") if shutil.which(c) is None]
-    if missing:
-        raise UserError(f"SLURM is not reachable: {', '.join(missing)} not found on PATH {hint}")
-    conf = os.environ.get("SLURM_CONF")
-    if conf and not Path(conf).is_file():  # the clients would retry for a minute before failing
-        raise UserError(f"SLURM is not reachable: SLURM_CONF={conf} does not exist")
-    try:
-        out = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        raise UserError("SLURM is not reachable: `scontrol ping` timed out") from None
-    except OSError as exc:
-        raise UserError(f"SLURM is not reachable: {exc}") from None
-    if out.returncode != 0 or " is UP" not in out.stdout:
-        lines = [ln.strip() for ln in (out.stdout + "\n" + out.stderr).splitlines() if ln.strip() and "*" not in ln]
-        reason = lines[0] if lines else "no answer from `scontrol ping`"
-        raise UserError(f"SLURM is not reachable: {reason} {hint}")
-
-
-def _run(cmd: list[str]) -> str | None:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout if out.returncode == 0 else None
-
-
-_ARRAY_META = re.compile(r"^(\d+)_\[(.+)\]$")
-
-
-def _in_array_range(index: int, spec: str) -> bool:
-    """'0-3%2' / '1,3-4' (sacct's pending array rows) contains index?"""
-    for part in spec.split("%")[0].split(","):
-        lo, _, hi = part.partition("-")
-        try:
-            if int(lo) <= index <= int(hi or lo):
-                return True
-        except ValueError:
-            continue
-    return False
-
-
-def job_table(job_ids: list[str]) -> dict[str, tuple[str, str]]:
-    """{job id: (SLURM state, reason)} for ids '123' or '123_4'; ids SLURM does not know (yet) are left out.
-
-    Live jobs come from squeue (up to date, one line per array task with -r); jobs that are over from sacct
-    (which needs slurmdbd, lags a few seconds, and shows not-yet-started array tasks as one row '123_[2-5%2]').
-    """
-    wanted = {str(j) for j in job_ids if j}
-    if not wanted or shutil.which("sacct") is None and shutil.which("squeue") is None:
-        return {}
-    table: dict[str, tuple[str, str]] = {}
-    live = _run(["squeue", "--me", "-h", "-r", "-o", "%i|%T|%r"]) if shutil.which("squeue") else None
-    for line in (live or "").splitlines():
-        jid, _, rest = line.strip().partition("|")
-        state, _, reason = rest.partition("|")
-        if jid in wanted and state:
-            table[jid] = (state.split()[0], "" if reason in ("None", "(null)") else reason)
-    rest = wanted - table.keys()
-    if rest and shutil.which("sacct"):
-        bases = sorted({j.split("_")[0] for j in rest})
-        out = _run(["sacct", "-n", "-P", "-X", "-o", "JobID,State,Reason", "-j", ",".join(bases)]) or ""
-        rows: dict[str, tuple[str, str]] = {}
-        for line in out.splitlines():
-            parts = line.strip().split("|")
-            if len(parts) >= 2 and parts[1].strip():
-                reason = parts[2] if len(parts) > 2 and parts[2] != "None" else ""
-                rows[parts[0]] = (parts[1].split()[0], reason)  # "CANCELLED by 0" -> CANCELLED
-        for jid in rest:
-            if jid in rows:
-                table[jid] = rows[jid]
-            elif "_" in jid:
-                base, _, index = jid.partition("_")
-                for rid, value in rows.items():
-                    meta = _ARRAY_META.match(rid)
-                    if meta and meta.group(1) == base and index.isdigit() and _in_array_range(int(index), meta.group(2)):
-                        table[jid] = value
-                        break
-    return table
-
-
-def job_states(job_ids: list[str]) -> dict[str, str]:
-    """{job id: SLURM state} (see job_table)."""
-    return {jid: state for jid, (state, _) in job_table(job_ids).items()}
-
-
-def cancel(job_ids: list[str]) -> None:
-    if job_ids and shutil.which("scancel"):
-        # a job that ended meanwhile makes scancel complain ("already completing"): harmless
-        subprocess.run(["scancel", *sorted(set(job_ids))], capture_output=True, text=True, timeout=30)

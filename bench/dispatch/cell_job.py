@@ -1,0 +1,112 @@
+"""The job of one grid cell: ``CellJob(cfg, CellArgs)`` trains the cell (resuming from its checkpoint if there
+is one) in whichever process an executor starts, and records a failure for ``grid status``.
+
+``CellArgs`` is everything a job needs besides the cell's config: the grid's name, the absolute work,
+results and data folders, the device, the torch threads and the ``--plugin`` modules. It is pickled with the
+job, so it holds only plain values; the training state is read from the work directory when the job starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+
+import submitit
+
+from bench.run import config as configs
+from bench.run import records
+from bench.dispatch.placement import use_gpu
+from bench.dispatch.plugins import import_plugins
+
+
+@dataclass(frozen=True)
+class CellArgs:
+    """The arguments of a cell's job besides its config. ``workdir``, ``results`` and ``data_root`` are absolute
+    (a job may start in another folder); ``threads``: torch threads (None: torch's default); ``plugins``:
+    ``bench.dispatch.plugins.plugin_specs`` of the ``--plugin`` modules."""
+
+    grid: str
+    workdir: str
+    results: str
+    data_root: str | None
+    device: str
+    threads: int | None = None
+    plugins: tuple = ()
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """The callable a job runs: train one cell (resuming from its checkpoint if there is one).
+
+    ``checkpoint`` (called by submitit on timeout/preemption, SIGUSR2) resubmits the same call; the arguments
+    carry only the config, paths and plugin modules, and the training state is read from the work directory
+    at start. The job imports the plugins of ``args.plugins`` before it builds the method, so a method
+    registered by ``--plugin`` works in every executor. ``args.device`` goes to ``train.execute``; a ``cuda:i``
+    that exists also becomes the process's current CUDA device, so that what CUDA places without a device
+    (its context, pinned memory) lands on GPU i too.
+
+    Under SLURM, SIGTERM stops the run at once (submitit itself ignores it): SLURM sends it when it cancels,
+    requeues or preempts the job, and would otherwise let the run go on training and writing checkpoints for
+    KillWait seconds. Nothing is lost: the next start resumes from the last epoch checkpoint. The exception
+    is submitit's own requeue: on SIGUSR2 submitit calls ``checkpoint`` and then ``scontrol requeue``, and
+    SLURM's SIGTERM for that requeue may arrive before submitit is done. ``checkpoint`` therefore hands
+    SIGTERM back to submitit (which ignores it) before the requeue starts; submitit exits the job itself.
+    """
+
+    def __call__(self, cfg: dict, args: CellArgs) -> str:
+        import torch
+
+        from bench.run import train
+
+        import_plugins(args.plugins)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        previous = None
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+            _SIGTERM_BEFORE_JOB[:] = [previous]
+        try:
+            use_gpu(args.device, torch)
+            record = train.execute(cfg, grid=args.grid, workdir=args.workdir, results=args.results,
+                                   device=args.device, data_root=args.data_root)
+        except BaseException as exc:  # record the failure for `grid status`, then let the job fail
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) or _is_signal_exit(exc):
+                raise
+            write_failed(cfg, args.grid, args.results, exc)
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        return record["status"]
+
+    def checkpoint(self, *args, **kwargs):
+        """Called by submitit's SIGUSR2 handler right before it requeues the job: from here on, SIGTERM is
+        submitit's again (ignored), so SLURM's SIGTERM for the requeue cannot cut the handler short."""
+        if _SIGTERM_BEFORE_JOB:
+            signal.signal(signal.SIGTERM, _SIGTERM_BEFORE_JOB[0])
+        return super().checkpoint(*args, **kwargs)
+
+
+# the SIGTERM handler a SLURM job had before CellJob replaced it (submitit's "bypass"); kept outside the
+# CellJob instance because submitit pickles that instance when it requeues
+_SIGTERM_BEFORE_JOB: list = []
+
+
+def _stop_on_sigterm(signum, frame) -> None:
+    print("SIGTERM: SLURM cancels, requeues or preempts this job; stopping (a restart resumes from the last "
+          "epoch checkpoint)", file=sys.stderr, flush=True)
+    raise SystemExit(128 + signum)
+
+
+def _is_signal_exit(exc: BaseException) -> bool:
+    return type(exc).__name__ in {"JobPreemptedError"}
+
+
+def write_failed(cfg: dict, grid: str, results: str, exc: BaseException) -> None:
+    """Write a ``failed`` record for the cell, its error the exception's type and one-line message."""
+    message = " ".join(str(exc).split())
+    last = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    record = records.make_record(configs.run_id(cfg), grid, cfg, status="failed", history=[], final={},
+                                 device="?", wall_seconds=0.0, error=last)
+    records.write_record(record, results)
