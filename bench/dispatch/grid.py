@@ -48,7 +48,7 @@ import methods
 
 from bench.run import config as configs
 from bench.errors import UserError
-from bench.run.records import check_name
+from bench.run.layout import check_name
 
 GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours", "max_cells", "leaderboard_by")
