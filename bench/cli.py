@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logger", choices=["none", "tensorboard"], default="none",
                    help="also log the per-step and per-epoch metrics to TensorBoard, in "
                         "WORKDIR/runs/RUN_ID/tensorboard (needs: pip install tensorboard; not part of the config)")
-    p.set_defaults(func=_handler("bench.run.train:cli_run"))
+    p.set_defaults(func=_handler("bench.run.commands:cli_run"))
 
     grid = sub.add_parser("grid", help="run, inspect or cancel a grid of runs")
     gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
     p.add_argument("--out", required=True, help="the packed file to write (required)")
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
-    p.set_defaults(func=_handler("bench.run.export:cli_export"))
+    p.set_defaults(func=_handler("bench.run.commands:cli_export"))
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu"],

@@ -29,6 +29,9 @@ from torch.nn.utils import parametrize
 from .base import Method, MethodError, create_method
 
 LAYER_TYPES = {"conv": nn.Conv2d, "conv2d": nn.Conv2d, "linear": nn.Linear, "conv1d": nn.Conv1d}
+# Where a binarized layer keeps its latent weight, relative to the layer: its state-dict key is
+# ``<layer>.`` + this (``torch.nn.utils.parametrize``'s naming of the weight's original tensor).
+LATENT_WEIGHT_KEY = "parametrizations.weight.original"
 
 
 @dataclass

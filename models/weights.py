@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from methods.binarize import LATENT_WEIGHT_KEY
+
 from .registry import ModelError
 
 HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")
-_PARAMETRIZED = ".parametrizations.weight.original"  # where methods.binarize keeps a latent weight
 
 
 def hf_cache_dir() -> Path:
@@ -73,7 +74,7 @@ def unwrap_checkpoint(checkpoint) -> dict[str, torch.Tensor]:
 
 
 def _plain(key: str) -> str:
-    return key.replace(_PARAMETRIZED, ".weight")
+    return key.replace(f".{LATENT_WEIGHT_KEY}", ".weight")
 
 
 def load_state_dict_resampled(model: nn.Module, state_dict, *, strict: bool = True) -> list[str]:

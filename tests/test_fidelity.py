@@ -147,7 +147,7 @@ def test_methods_that_do_not_clip_in_their_reference_do_not():
 
 
 def test_paper_hyperparameters_are_the_registry_defaults():
-    """The PC++ paper (Lu et al., NeurIPS 2023, §5): ρ from 0.01 to 10 for PC, rPC and PQ; μ = 5 for BNN+;
+    """The PC++ paper (Lu et al., NeurIPS 2023, Section 5): ρ from 0.01 to 10 for PC, rPC and PQ; μ = 5 for BNN+;
     μ from 5 to 30 for BNN++."""
     for name in ("pc", "rpc", "pq"):
         cfg = methods.create_method(name).config()

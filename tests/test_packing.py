@@ -186,7 +186,9 @@ def test_bad_files_and_models(tmp_path):
 
 def test_cli_export_real_checkpoint(tmp_path, capsys):
     from bench.run import config as configs
-    from bench.run.train import build_model, checkpoint_path
+    from bench.run.commands import cli_export
+    from bench.run.layout import checkpoint_path
+    from bench.run.model import build_model
 
     cfg = configs.resolve({"model": "fmnist-cnn", "method": "bnn++", "dataset": "fashion-mnist", "epochs": 1})
     model = build_model(cfg, load_init=False)
@@ -196,7 +198,7 @@ def test_cli_export_real_checkpoint(tmp_path, capsys):
     torch.save({"config": cfg, "model": model.state_dict()}, ckpt)
     out = tmp_path / "export" / "model.pxb"
     args = argparse.Namespace(source="abc", out=str(out), workdir=str(tmp_path / "work"))
-    assert packing.cli_export(args) == 0
+    assert cli_export(args) == 0
     text = capsys.readouterr().out
     assert "compression" in text and str(out) in text
     state, meta = packing.load_packed(out)

@@ -3,23 +3,35 @@ CLI bad input (more in test_bad_input.py)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import platform
+import re
 import signal
 import subprocess
 import sys
 import time
+import tomllib
+from importlib import metadata
 
 import pytest
 import torch
 
 from bench.run import config as configs
-from bench.run import records
+from bench.run import environment, layout, records
 from bench.run import train
 from conftest import ROOT
 
 QUICK = {"model": "fmnist-cnn", "dataset": "fashion-mnist", "subset": 4096, "test_subset": 2000, "epochs": 2,
          "batch_size": 128}
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def cli(*args, cwd, timeout=600, env=None):
@@ -41,7 +53,11 @@ def test_two_epoch_run_on_fashion_mnist_learns_and_writes_a_valid_record(tmp_pat
     epoch = record["history"][-1]
     assert epoch["method_params"]["mu"] == pytest.approx(30.0)
     assert 0 <= epoch["flip_ratio"] < 0.5 and epoch["seconds"] > 0 and epoch["lr"] >= 0
-    assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"]
+    # the installed versions, not any value: torch's without its local build tag, proxbench's from pyproject.toml
+    assert record["versions"] == {"python": platform.python_version(), **{
+        name: installed_version(name) for name in environment.PACKAGES}}
+    assert record["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert record["versions"]["proxbench"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def test_nan_loss_stops_the_run_as_diverged(tmp_path):
@@ -161,7 +177,7 @@ def test_cli_bad_input_is_one_clear_line(tmp_path, argv, message):
 def test_finetune_from_a_checkpoint_of_another_model_is_a_clear_error(tmp_path):
     cfg = configs.resolve({**QUICK, "model": "fmnist-mlp", "epochs": 1, "subset": 1024, "test_subset": 500})
     train.execute(cfg, grid="t", workdir=tmp_path / "work", results=tmp_path / "results", log=lambda m: None)
-    ckpt = train.checkpoint_path(tmp_path / "work", configs.run_id(cfg))
+    ckpt = layout.checkpoint_path(tmp_path / "work", configs.run_id(cfg))
     out = cli("run", "--model", "fmnist-cnn", "--mode", "finetune", "--init", str(ckpt), "--epochs", "1",
               cwd=tmp_path, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr
@@ -191,3 +207,86 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
               env={"PROXBENCH_NO_DOWNLOAD": "1"})
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "cifar" in out.stderr.lower()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# typed records: the round trip keeps every byte, and the nested parts are checked
+
+FIXTURES = ROOT / "tests" / "fixtures" / "records" / "fixture"
+
+
+def _valid_fixtures() -> list:
+    paths = [p for p in sorted(FIXTURES.glob("*.json")) + sorted((ROOT / "results" / "runs").glob("*/*.json"))
+             if records.read_record(p)[0] is not None]
+    assert len(paths) > 10
+    return paths
+
+
+def test_typed_record_round_trip_is_byte_identical(tmp_path):
+    for path in _valid_fixtures():
+        data = json.loads(path.read_text())
+        record = records.RunRecord.from_dict(data)
+        assert isinstance(record.final, records.FinalMetrics)
+        assert all(isinstance(h, records.EpochMetrics) for h in record.history)
+        assert record.to_dict() == data
+        out = records.write_record(record, tmp_path)
+        assert out == layout.record_path(tmp_path, record.grid, record.run_id)
+        if path.is_relative_to(ROOT / "results"):  # written by proxbench: byte for byte
+            assert out.read_bytes() == path.read_bytes(), path
+
+
+def test_keys_the_schema_does_not_name_survive_the_round_trip():
+    data = json.loads(_valid_fixtures()[0].read_text())
+    data["final"].update(acc_bn=88.5, bops_w1a1=123, flops_w1a1=4, ops=5.5, plugin_metric={"a": [1, 2]})
+    data["history"][0]["plugin_stat"] = "x"
+    data["plugin_section"] = {"b": 1}
+    record = records.RunRecord.from_dict(copy.deepcopy(data))
+    assert record.final.acc_bn == 88.5 and record.final.extra == {"plugin_metric": {"a": [1, 2]}}
+    assert record.history[0].extra == {"plugin_stat": "x"} and record.extra == {"plugin_section": {"b": 1}}
+    assert record.to_dict() == data
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda r: r["history"].__setitem__(0, "epoch 1"), "history[0] must be an object, got str"),
+    (lambda r: r["history"][0].pop("epoch"), "history[0] lacks its epoch"),
+    (lambda r: r["history"][0].update(epoch=1.0), "history[0].epoch must be an integer, got 1.0"),
+    (lambda r: r["history"][1].update(test_acc="88.1"), "history[1].test_acc must be a number or null, got '88.1'"),
+    (lambda r: r["history"][0].update(flip_ratio=True), "history[0].flip_ratio must be a number or null, got True"),
+    (lambda r: r["history"][0].update(method_params=[1.0]), "history[0].method_params must be an object, got [1.0]"),
+    (lambda r: r["history"][0].update(method_params={"mu": "5"}),
+     "history[0].method_params.mu must be a number or null, got '5'"),
+    (lambda r: r["final"].update(acc="90.2"), "final.acc must be a number or null, got '90.2'"),
+    (lambda r: r["final"].update(compression=[1.6]), "final.compression must be a number or null, got [1.6]"),
+    (lambda r: r.update(run_id=7), "run_id must be a string, got 7"),
+    (lambda r: r.update(error=["x"]), "error must be a string or null, got ['x']"),
+    (lambda r: r.update(wall_seconds="12s"), "wall_seconds must be a number or null, got '12s'"),
+    (lambda r: r.update(versions=["torch"]), "versions must be an object, got ['torch']"),
+    (lambda r: r.update(history={}), "final must be an object and history a list"),
+    (lambda r: r.update(status="paused"), "unknown status 'paused'"),
+])
+def test_nested_parts_of_a_record_are_validated(tmp_path, edit, why):
+    data = json.loads(_valid_fixtures()[0].read_text())
+    assert len(data["history"]) >= 2
+    edit(data)
+    assert records.validate(data) == why
+    with pytest.raises(records.RecordError, match="^" + re.escape(why) + "$"):
+        records.RunRecord.from_dict(data)
+    folder = layout.records_dir(tmp_path, "g")
+    folder.mkdir(parents=True)
+    (folder / "bad.json").write_text(json.dumps(data))
+    warnings = []
+    assert records.load_records(tmp_path, "g", warn=warnings.append) == []
+    assert warnings == [f"warning: skipped 1 record(s) of grid 'g': {folder / 'bad.json'} ({why})"]
+    assert records.read_run_record(folder / "bad.json") == (None, why)
+
+
+def test_a_failed_record_has_empty_parts_and_round_trips(tmp_path):
+    cfg = configs.resolve({**QUICK, "method": "fp"})
+    record = records.make_record("abc", "g", cfg, status="failed", history=[], final={}, device="?",
+                                 wall_seconds=0.0, error="RuntimeError: boom")
+    path = records.write_record(record, tmp_path)
+    on_disk, why = records.read_record(path)
+    assert why is None and on_disk == record.to_dict()
+    assert on_disk["final"] == {} and on_disk["history"] == [] and on_disk["error"] == "RuntimeError: boom"
+    assert set(on_disk) == {"schema", "run_id", "grid", "status", "error", "config", "history", "final",
+                            "git_commit", "versions", "device", "platform", "wall_seconds", "finished_at"}

@@ -1,7 +1,7 @@
 """Live progress of a grid's run: cells done / running / failed / pending, training images per second and an
 ETA (``GridProgress``). A run's progress is read from the files ``bench.run.train`` writes in its folder
 ``<workdir>/runs/<run_id>/``: the epochs done of ``progress.json`` (``epochs_done``) and the last step of the
-steps log (``train.STEPS_FILE``), combined into the images trained so far by ``images_done``.
+steps log (``layout.STEPS_FILE``), combined into the images trained so far by ``images_done``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import data
 
-from bench.run import train
+from bench.run import layout
 from bench.dispatch.grid import Grid
 
 PROGRESS_SECONDS = float(os.environ.get("PROXBENCH_PROGRESS_S", "30"))
@@ -32,7 +32,7 @@ def images_per_epoch(cfg: dict) -> int:
 
 def epochs_done(workdir: str | Path, run_id: str) -> int:
     """Epochs a run has finished: ``epoch`` of its ``<workdir>/runs/<run_id>/progress.json`` (0: none)."""
-    path = train.checkpoint_path(workdir, run_id).with_name(train.PROGRESS_FILE)
+    path = layout.progress_path(workdir, run_id)
     try:
         return int(json.loads(path.read_text())["epoch"])
     except (OSError, ValueError, KeyError):
@@ -45,7 +45,7 @@ def images_done(workdir: str | Path, run_id: str, cfg: dict, per_epoch: int | No
     the batch size; at most the run's total."""
     per_epoch = images_per_epoch(cfg) if per_epoch is None else per_epoch
     images = epochs_done(workdir, run_id) * per_epoch
-    step = _last_step(train.checkpoint_path(workdir, run_id).with_name(train.STEPS_FILE))
+    step = _last_step(layout.steps_path(workdir, run_id))
     return min(max(images, step * cfg["batch_size"]), cfg["epochs"] * per_epoch)
 
 

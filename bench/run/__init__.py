@@ -1,1 +1,5 @@
-"""One run: its config, the training loop, checkpoints and the run-directory layout, records, export."""
+"""One run: ``config`` (resolve and hash a config), ``layout`` (where its files live), ``model`` (build or load
+its binarized model), ``optim`` (optimizer and lr schedule), ``train`` (the training loop), ``checkpoints``,
+``steplog`` (per-step metrics), ``metrics`` (accuracies, flips, final numbers), ``records`` (the typed run
+record and its files), ``export`` (the bit-packed deployed model), ``flops`` (operation counts) and
+``commands`` (the ``run`` and ``export`` command-line handlers)."""

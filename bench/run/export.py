@@ -56,6 +56,8 @@ import torch
 from torch import nn
 
 import methods
+from methods.binarize import LATENT_WEIGHT_KEY
+
 from bench.atomic import atomic_write
 
 MAGIC = b"PXBPACK1"
@@ -76,7 +78,7 @@ def _binarized(model: nn.Module) -> dict[str, str]:
     out = {}
     for name, _module in methods.binarized_layers(model):
         prefix = f"{name}." if name else ""
-        out[f"{prefix}parametrizations.weight.original"] = f"{prefix}weight"
+        out[f"{prefix}{LATENT_WEIGHT_KEY}"] = f"{prefix}weight"
     return out
 
 
@@ -90,7 +92,7 @@ def _learned(model: nn.Module) -> dict[str, tuple[dict, set]]:
             if hasattr(p, "learned"):
                 learned.update(p.learned())
         keys = {f"{prefix}parametrizations.weight.0.{k}" for k in learned}
-        out[f"{prefix}parametrizations.weight.original"] = (learned, keys)
+        out[f"{prefix}{LATENT_WEIGHT_KEY}"] = (learned, keys)
     return out
 
 
@@ -142,7 +144,7 @@ def deployed_entries(model: nn.Module):
             # learnable weight tensors, is checked.
             if learned or _custom_export(method):
                 expect = method.export_learned(w, **learned) if learned else method.export(w)
-                if not torch.equal(_rebuild(bits, alpha), expect.float()):
+                if not torch.equal(rebuild(bits, alpha), expect.float()):
                     raise PackingError(f"{key}: method {method.name!r} does not export α·sign(w), so it cannot be "
                                        "stored as 1 bit per weight")
             yield latents[key], "bin", bits, alpha
@@ -156,7 +158,7 @@ def _custom_export(method) -> bool:
     return type(method).export is not methods.Method.export
 
 
-def _rebuild(bits: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
+def rebuild(bits: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
     """α·(2·bit − 1) in float32 (exactly ±α)."""
     signs = torch.where(bits, 1.0, -1.0).to(torch.float32)
     return signs if alpha is None else alpha * signs
@@ -285,7 +287,7 @@ def load_packed(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]
             if alpha_shape is not None:
                 n_alpha = math.prod(alpha_shape)
                 alpha = torch.from_numpy(f32[alpha_offset : alpha_offset + n_alpha].copy()).reshape(alpha_shape)
-            value = _rebuild(torch.from_numpy(flat).reshape(shape), alpha)
+            value = rebuild(torch.from_numpy(flat).reshape(shape), alpha)
         elif kind == "f32":
             value = torch.from_numpy(f32[offset : offset + count].copy()).reshape(shape)
         else:
@@ -321,33 +323,3 @@ def measure(model: nn.Module) -> dict:
         "packed_bytes": int(packed),
         "compression": round(fp / packed, 4),
     }
-
-
-def cli_export(args) -> int:
-    """``python -m bench export SOURCE --out FILE``: pack a run's deployed model and print its sizes."""
-    from bench.errors import UserError
-    from bench.run.train import load_run_model
-
-    model, config = load_run_model(args.source, args.workdir)
-    model = model.cpu().eval()
-    try:
-        written = save_packed(model, args.out, meta={"source": str(args.source), "config": config})
-    except PackingError as exc:
-        raise UserError(str(exc)) from None
-    except OSError as exc:
-        raise UserError(f"cannot write {args.out}: {exc}") from None
-    # Check the round trip: every reloaded tensor equals the deployed one.
-    state, _ = load_packed(args.out)
-    for key, kind, tensor, alpha in deployed_entries(model):
-        expect = _rebuild(tensor, alpha) if kind == "bin" else tensor
-        if not torch.equal(state[key].to(expect.dtype), expect):
-            raise UserError(f"round-trip check failed for {key} in {args.out}")
-    params = sum(p.numel() for p in model.parameters())
-    binarized = sum(m.parametrizations.weight.original.numel() for _, m in methods.binarized_layers(model))
-    fp = fp32_bytes(model)
-    share = 100.0 * binarized / params if params else 0.0
-    payload = payload_bytes(model)
-    print(f"wrote {args.out}: {written:,} bytes (payload {payload:,} + container {written - payload:,})")
-    print(f"parameters {params:,}, binarized {binarized:,} ({share:.1f}%)")
-    print(f"fp32 {fp:,} bytes -> packed {written:,} bytes: compression {fp / written:.2f}x")
-    return 0

@@ -1,0 +1,100 @@
+"""The command-line handlers of one run: ``python -m bench run`` and ``python -m bench export``.
+
+``run`` builds the raw config from ``--config``, the flags, ``--set`` and ``--param`` (in that order, later
+wins), resolves it, trains it (``train.execute``) and prints one summary line; its exit status is 1 when the
+run diverged. ``export`` packs a run's deployed model (``export.save_packed``), checks the round trip and
+prints its sizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import methods
+
+from bench.errors import UserError
+from bench.run import config as configs
+from bench.run.export import (PackingError, deployed_entries, fp32_bytes, load_packed, payload_bytes, rebuild,
+                              save_packed)
+from bench.run.layout import check_name, record_path
+from bench.run.model import load_run_model
+from bench.run.train import execute
+
+
+def config_from_args(args) -> dict:
+    """The raw config of ``python -m bench run``: --config file, then flags, then --set/--param."""
+    raw: dict = {}
+    if args.config:
+        raw.update(configs.load_toml(args.config))
+    for key in ("model", "method", "dataset", "loader", "mode", "init", "optimizer", "lr_schedule", "policy",
+                "epochs", "batch_size", "seed", "subset", "test_subset", "lr", "weight_decay", "momentum",
+                "warmup_epochs"):
+        value = getattr(args, key, None)
+        if value is not None:
+            raw[key] = value
+    for item in args.set:
+        key, value = configs.parse_assignment(item, "--set")
+        raw[key] = value
+    params = raw.get("method_params", {})
+    if not isinstance(params, dict):
+        raise UserError(f"run: method_params must be a table, got {configs.show(params)}")
+    params = dict(params)
+    for item in args.param:
+        key, value = configs.parse_assignment(item, "--param")
+        params[key] = value
+    if params:
+        raw["method_params"] = params
+    return raw
+
+
+def record_location(args) -> tuple[str, Path]:
+    """(grid, results folder) of ``python -m bench run``: without ``--grid``, an ad-hoc run whose record goes
+    under the work directory (``<workdir>/results/runs/adhoc/``), out of the git-tracked ``results/``; with
+    ``--grid G``, ``results/runs/G/``. An explicit ``--results`` wins in both cases."""
+    grid = args.grid if args.grid is not None else "adhoc"
+    if args.results is not None:
+        return grid, Path(args.results)
+    return grid, (Path("results") if args.grid is not None else Path(args.workdir) / "results")
+
+
+def cli_run(args) -> int:
+    grid, results = record_location(args)
+    check_name(grid, "run --grid")
+    if args.log_every < 1:
+        raise UserError(f"--log-every must be a positive integer, got {args.log_every}")
+    cfg = configs.resolve(config_from_args(args), "run")
+    record = execute(cfg, grid=grid, workdir=args.workdir, results=results, device=args.device or "cpu",
+                     data_root=args.data_root, fresh=args.fresh, logger=args.logger, log_every=args.log_every)
+    final = record["final"]
+    print(f"{record['run_id']} {record['status']}: deployed acc {final['acc']}%  F(w) acc {final['acc_forward']}%  "
+          f"compression {final['compression']:.1f}x  -> {record_path(results, grid, record['run_id'])}")
+    return 0 if record["status"] == "done" else 1
+
+
+def cli_export(args) -> int:
+    """``python -m bench export SOURCE --out FILE``: pack a run's deployed model and print its sizes."""
+    model, config = load_run_model(args.source, args.workdir)
+    model = model.cpu().eval()
+    try:
+        written = save_packed(model, args.out, meta={"source": str(args.source), "config": config})
+    except PackingError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write {args.out}: {exc}") from None
+    # Check the round trip: every reloaded tensor equals the deployed one.
+    state, _ = load_packed(args.out)
+    for key, kind, tensor, alpha in deployed_entries(model):
+        expect = rebuild(tensor, alpha) if kind == "bin" else tensor
+        if not torch.equal(state[key].to(expect.dtype), expect):
+            raise UserError(f"round-trip check failed for {key} in {args.out}")
+    params = sum(p.numel() for p in model.parameters())
+    binarized = sum(m.parametrizations.weight.original.numel() for _, m in methods.binarized_layers(model))
+    fp = fp32_bytes(model)
+    share = 100.0 * binarized / params if params else 0.0
+    payload = payload_bytes(model)
+    print(f"wrote {args.out}: {written:,} bytes (payload {payload:,} + container {written - payload:,})")
+    print(f"parameters {params:,}, binarized {binarized:,} ({share:.1f}%)")
+    print(f"fp32 {fp:,} bytes -> packed {written:,} bytes: compression {fp / written:.2f}x")
+    return 0

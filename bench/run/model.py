@@ -1,0 +1,85 @@
+"""The binarized model of a run: built from its config, started from its fine-tune init, or loaded back
+from a run's checkpoint.
+
+A fine-tune (``mode = "finetune"``) starts from ``init``: "timm" (the builder's pretrained weights), "run:<id>"
+(a finished run of the work directory, binarized or not) or a checkpoint file; a binarized parent's latent
+weights (``<layer>.parametrizations.weight.original``) load as the plain ``<layer>.weight``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import methods
+import models
+from methods.binarize import LATENT_WEIGHT_KEY
+
+from bench import data
+from bench.errors import UserError
+from bench.run import config as configs
+from bench.run.checkpoints import bad_checkpoint, load_model_state, one_line, read_checkpoint
+from bench.run.layout import checkpoint_path
+
+
+def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work") -> nn.Module:
+    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it."""
+    info = info or data.dataset_info(cfg["dataset"], cfg["data_options"])
+    pretrained = cfg["init"] == "timm"
+    try:
+        model = models.create_model(
+            cfg["model"], num_classes=info.num_classes, in_chans=info.in_chans, img_size=info.img_size,
+            pretrained=pretrained and load_init, **cfg["model_kwargs"],
+        )
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if not cfg["model_kwargs"] or isinstance(exc, models.ModelError):
+            raise
+        # the builder refused a value of model_kwargs (a string where a width belongs, ...)
+        raise UserError(f"model {cfg['model']!r} cannot be built with model_kwargs {cfg['model_kwargs']} "
+                        f"({type(exc).__name__}: {one_line(exc)})") from None
+    if load_init and cfg["mode"] == "finetune" and not pretrained:
+        state = load_init_state(cfg["init"], workdir)
+        models.load_state_dict_resampled(model, state)
+    methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"])
+    return model
+
+
+def load_init_state(init: str, workdir: str | Path) -> dict:
+    """The full-precision weights a fine-tune starts from: 'run:<id>' (a finished run) or a file."""
+    if init.startswith("run:"):
+        path = checkpoint_path(workdir, init[4:])
+    else:
+        path = Path(init)
+    if not path.is_file():
+        raise UserError(f"fine-tune checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a user error here
+        raise UserError(f"cannot read checkpoint {path}: {one_line(exc)}") from None
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        if state.get("status", "done") != "done" or state.get("epoch") != state.get("config", {}).get("epochs"):
+            raise UserError(f"fine-tune parent {path} has not finished (epoch {state.get('epoch')})")
+        state = state["model"]
+    return strip_parametrizations(state)
+
+
+def strip_parametrizations(state: dict) -> dict:
+    """Map 'layer.parametrizations.weight.original' keys back to 'layer.weight' (a binarized parent)."""
+    return {k.replace(f".{LATENT_WEIGHT_KEY}", ".weight"): v for k, v in state.items()}
+
+
+def load_run_model(source: str, workdir: str | Path = "work") -> tuple[nn.Module, dict]:
+    """A run id (looked up in the work directory) or a checkpoint path -> (trained binarized model, config)."""
+    path = Path(source) if Path(source).is_file() else checkpoint_path(workdir, source)
+    if not path.is_file():
+        raise UserError(f"no checkpoint for {source!r} (looked for {path})")
+    state = read_checkpoint(path, keys=("config", "model"), hint=None)
+    try:
+        cfg = configs.resolve(state["config"], "its config")
+    except UserError as exc:
+        raise bad_checkpoint(path, str(exc), hint=None) from None
+    model = build_model(cfg, load_init=False)
+    load_model_state(model, state["model"], path, cfg["model"])
+    return model.eval(), cfg
