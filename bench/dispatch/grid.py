@@ -20,7 +20,6 @@ from methods.base import close_match_hint
 from bench.run import config as configs
 from bench.errors import UserError
 from bench.dispatch.grid_spec import GridSpec, read_grid_file
-from bench.run.layout import check_name
 
 GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 PARENT_KEYS = ("model", "dataset", "seed", "data_options", "model_kwargs")  # same network, data and seed

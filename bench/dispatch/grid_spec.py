@@ -45,7 +45,7 @@ import methods
 
 from bench.run import config as configs
 from bench.errors import UserError
-from bench.run.records import check_name
+from bench.run.layout import check_name
 from bench.dispatch.grid_values import (KINDS, NUMBERS, check_param, check_value, is_number, key_text,
                                         method_classes, show, table_name)
 

@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.run import records
+from bench.run.jsonfile import write_json_atomic
 
 
 def jobs_path(workdir: str | Path, grid: str) -> Path:
@@ -50,7 +50,7 @@ class JobBook:
 
     def save(self) -> None:
         """Merge ``jobs`` into the file: entries of other submissions stay, this one's win for its cells."""
-        records.write_json_atomic({**load_jobs(self.workdir, self.grid), **self.jobs},
+        write_json_atomic({**load_jobs(self.workdir, self.grid), **self.jobs},
                                   jobs_path(self.workdir, self.grid))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from bench.run import records
+from bench.run import layout, records
 from bench.dispatch.executors import create_executor, list_executors
 from bench.dispatch.grid import Grid
 from bench.dispatch.jobs import load_jobs
@@ -40,7 +40,7 @@ def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> 
               for name, ex in remote.items()}
     rows = []
     for cell in grid.cells:
-        path = records.record_path(results, grid.name, cell.run_id)
+        path = layout.record_path(results, grid.name, cell.run_id)
         record, _ = records.read_record(path)
         job = jobs.get(cell.run_id, {})
         if record is not None and record["status"] == "failed" and job.get("submitted_at", 0) > _mtime(path):

@@ -33,6 +33,7 @@ from bench.report.loading import NoRecordsError, list_grids, load_grid
 from bench.report.markdown import MD_NOTE, to_markdown
 from bench.report.table import build_table
 from bench.report.tables_csv import summary_csv, to_csv
+from bench.run.layout import records_dir
 
 
 def _write(path: Path, text: str) -> Path:
@@ -54,7 +55,7 @@ def write_grid(grid: str, records: list[dict], results_dir: str | Path = "result
     """Rebuild ``<results_dir>/<grid>/`` (leaderboards, summary, figures) from ``records``, the grid's valid
     records (``bench.report.loading.load_grid``); the paths written, sorted."""
     if not records:
-        folder = Path(results_dir) / "runs" / grid
+        folder = records_dir(results_dir, grid)
         raise NoRecordsError(f"no valid run records for grid {grid!r} (looked in {folder})")
     layout = by or shipped_layout(grid)
     table = build_table(records, layout, grid=grid)

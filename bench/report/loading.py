@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.report.keys import finite_number
+from bench.run.layout import RUNS_DIR, records_dir
 from bench.run.records import load_records, read_record
 
 CONFIG_REQUIRED = ("model", "method", "dataset", "mode", "seed")
@@ -42,7 +43,7 @@ def as_dict(record) -> dict:
 
 def list_grids(results_dir: str | Path = "results") -> list[str]:
     """The grids with a record folder under ``<results_dir>/runs/``, sorted."""
-    folder = Path(results_dir) / "runs"
+    folder = Path(results_dir) / RUNS_DIR
     return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
 
@@ -58,7 +59,7 @@ def read_grid(results_dir: str | Path, grid: str, warn=None, check=None) -> Grid
         return why
 
     records = load_records(results_dir, grid, warn, check=counted)
-    files = sum(1 for _ in (Path(results_dir) / "runs" / grid).glob("*.json"))
+    files = sum(1 for _ in records_dir(results_dir, grid).glob("*.json"))
     return GridRecords([as_dict(r) for r in records], files - counts["valid"] + counts["rejected"])
 
 

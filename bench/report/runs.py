@@ -35,7 +35,7 @@ from tabulate import tabulate
 from bench.errors import UserError
 from bench.report.keys import close_keys_hint, flatten, record_keys, value_of
 from bench.report.loading import list_grids, read_file, read_grid
-from bench.run.records import record_path
+from bench.run.layout import record_path, records_dir
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def scan_entries(results: str | Path = "results", workdir: str | Path = "work", 
             skipped += found.skipped
             for record in found.records:
                 path = record_path(root, name, record["run_id"])
-                entries.append(Entry(record, path if path.is_file() else root / "runs" / name))
+                entries.append(Entry(record, path if path.is_file() else records_dir(root, name)))
     return sorted(entries, key=lambda e: (e.grid, e.run_id, str(e.path))), skipped
 
 
