@@ -1,9 +1,7 @@
-"""``python -m bench``: the command line.
+"""``python -m bench``: the command line (argparse), each subcommand wired to its handler function.
 
-Each subcommand's handler lives in the module that does the work and is imported only when that
-subcommand runs, so ``python -m bench methods`` stays fast. Every option has a help text that shows its
-default and its choices (``_HelpFormatter``); the defaults of ``run``'s config flags are the config
-defaults of ``bench.run.config``, read only when help is printed. ``--version`` prints the package version.
+Every option has a help text that shows its default and its choices (``_HelpFormatter``); the defaults of
+``run``'s config flags are the config defaults of ``bench.run.config``. ``--version`` prints the package version.
 
 Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
 missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
@@ -14,27 +12,29 @@ subcommand) re-raises every exception, so Python prints the full traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import methods  # noqa: E402 - after the environment default above
 
-def _handler(spec: str):
-    """'module:function' -> a callable taking the parsed args (imported lazily)."""
-
-    def call(args):
-        module, function = spec.split(":")
-        return getattr(importlib.import_module(module), function)(args)
-
-    return call
-
+from bench.data.prepare import cli_prepare  # noqa: E402
+from bench.describe import cli_datasets, cli_methods, cli_models  # noqa: E402
+from bench.dispatch.commands import cli_grid_cancel, cli_grid_run, cli_grid_status  # noqa: E402
+from bench.dispatch.executors import list_executors  # noqa: E402
+from bench.errors import describe_os_error, one_line, user_error_types  # noqa: E402
+from bench.perf.step import cli_perf  # noqa: E402
+from bench.report.aggregate import cli_aggregate  # noqa: E402
+from bench.report.plots import cli_plot_quantizers  # noqa: E402
+from bench.report.runs import cli_compare, cli_list, cli_show  # noqa: E402
+from bench.run import config  # noqa: E402
+from bench.run.commands import cli_export, cli_run  # noqa: E402
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
     (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flag``)
-    shows the config default and the key's choices, looked up when help is printed (imports bench.run.config)."""
+    shows the config default and the key's choices."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -44,8 +44,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
             choices = config.CHOICES.get(key)
             if key == "policy":
-                import methods
-
                 choices = list(methods.PRESETS)
             if choices:
                 text += f"; one of: {', '.join(choices)}"
@@ -129,15 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="table of registered binarization methods")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on method names, e.g. 'bnn*'")
-    p.set_defaults(func=_handler("bench.describe:cli_methods"))
+    p.set_defaults(func=cli_methods)
 
     p = sub.add_parser("models", help="table of registered models")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on model names, e.g. 'resnet*'")
-    p.set_defaults(func=_handler("bench.describe:cli_models"))
+    p.set_defaults(func=cli_models)
 
     p = sub.add_parser("datasets", help="table of registered datasets and where their files are")
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
-    p.set_defaults(func=_handler("bench.describe:cli_datasets"))
+    p.set_defaults(func=cli_datasets)
 
     p = sub.add_parser("run", help="train and evaluate one model x method x dataset cell",
                        description="Train and evaluate one run. Config keys come from their defaults (shown "
@@ -184,14 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logger", choices=["none", "tensorboard"], default="none",
                    help="also log the per-step and per-epoch metrics to TensorBoard, in "
                         "WORKDIR/runs/RUN_ID/tensorboard (needs: pip install tensorboard; not part of the config)")
-    p.set_defaults(func=_handler("bench.run.commands:cli_run"))
+    p.set_defaults(func=cli_run)
 
     grid = sub.add_parser("grid", help="run, inspect or cancel a grid of runs")
     gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser,
                                help="python -m bench grid ACTION --help for its options")
     p = gsub.add_parser("run", help="submit every unfinished cell of a grid")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
-    p.add_argument("--executor", choices=importlib.import_module("bench.dispatch.executors").list_executors(),
+    p.add_argument("--executor", choices=list_executors(),
                    default="local",
                    help="local: one subprocess per cell on this machine; debug: every cell in this process, one "
                         "after the other; slurm: job arrays on a SLURM cluster (needs --cluster)")
@@ -215,15 +213,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait for the jobs to finish, showing the grid's progress (default: yes for local/debug, "
                         "no for slurm)")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch.commands:cli_grid_run"))
+    p.set_defaults(func=cli_grid_run)
     p = gsub.add_parser("status", help="table of the grid's cells and their state")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch.commands:cli_grid_status"))
+    p.set_defaults(func=cli_grid_status)
     p = gsub.add_parser("cancel", help="cancel the grid's queued and running jobs")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=_handler("bench.dispatch.commands:cli_grid_cancel"))
+    p.set_defaults(func=cli_grid_cancel)
 
     data = sub.add_parser("data", help="dataset files")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -239,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=None, help="JPEG quality 1..100 for --format jpg (default: 90)")
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None, help="output folder (default: <data-root>/ffcv/<dataset>)")
-    p.set_defaults(func=_handler("bench.data.prepare:cli_prepare"))
+    p.set_defaults(func=cli_prepare)
 
     p = sub.add_parser("aggregate", help="rebuild leaderboards and figures from run records")
     p.add_argument("name", nargs="?", default=None, help="grid name (default: every grid with records)")
@@ -248,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="row keys and column key (config keys, method parameters, final metrics), e.g. "
                         "'dataset,model,mode,lr:method' (default: dataset,model,mode:method)")
     p.add_argument("--no-figures", action="store_true", help="write the tables only, no figures")
-    p.set_defaults(func=_handler("bench.report.aggregate:cli_aggregate"))
+    p.set_defaults(func=cli_aggregate)
 
     p = sub.add_parser("plot-quantizers", help="plot F and B' of every method at the start and end of its schedule")
     p.add_argument("--out", default="results/quantizers", help="output folder")
@@ -256,13 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default=None, metavar="NAME",
                    help="draw the method parameters (and, for rPC/PQ's prox, the lr) of this grid's cells "
                         "(bench/grids/NAME.toml or a path) (default: the registry's defaults)")
-    p.set_defaults(func=_handler("bench.report.plots:cli_plot_quantizers"))
+    p.set_defaults(func=cli_plot_quantizers)
 
     p = sub.add_parser("export", help="write a run's deployed model bit-packed (1 bit per binarized weight)")
     p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
     p.add_argument("--out", required=True, help="the packed file to write (required)")
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
-    p.set_defaults(func=_handler("bench.run.commands:cli_export"))
+    p.set_defaults(func=cli_export)
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
@@ -278,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None,
                    help="report file (default: results/perf/DEVICE.md for all and gpu; step and loaders only print)")
-    p.set_defaults(func=_handler("bench.perf.step:cli_perf"))
+    p.set_defaults(func=cli_perf)
 
     runs = sub.add_parser("runs", help="list, show or compare run records")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -289,16 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep records whose KEY (a config key, method parameter, final metric, dotted path) "
                         "matches VALUE (fnmatch pattern, numbers compared as numbers); repeatable (default: none)")
     _runs_common(p)
-    p.set_defaults(func=_handler("bench.report.runs:cli_list"))
+    p.set_defaults(func=cli_list)
     p = rsub.add_parser("show", help="one run: config, final metrics and history")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
     _runs_common(p)
-    p.set_defaults(func=_handler("bench.report.runs:cli_show"))
+    p.set_defaults(func=cli_show)
     p = rsub.add_parser("compare", help="two runs: the config keys that differ, then final metrics side by side")
     p.add_argument("run_a", metavar="RUN_A", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
     p.add_argument("run_b", metavar="RUN_B", help="the same for the second run")
     _runs_common(p)
-    p.set_defaults(func=_handler("bench.report.runs:cli_compare"))
+    p.set_defaults(func=cli_compare)
     return parser
 
 
@@ -316,28 +314,10 @@ def _runs_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="work", help="ad-hoc records are read from WORKDIR/results/runs/*/ too")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-def describe_os_error(exc: OSError) -> str:
-    """'PATH: reason' (or 'PATH -> PATH2: reason' for a rename) from an OSError."""
-    reason = exc.strerror or _one_line(str(exc)) or type(exc).__name__
-    if exc.filename is not None and exc.filename2 is not None:
-        return f"{exc.filename} -> {exc.filename2}: {reason}"
-    if exc.filename is not None:
-        return f"{exc.filename}: {reason}"
-    return reason
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bench.errors import user_error_types
-
     errors = user_error_types()
     try:
-        import methods
-
         methods.load_plugins(args.plugin)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -348,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     except errors as exc:
         if args.debug:
             raise
-        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except OSError as exc:
         if args.debug:
@@ -358,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback with --debug
         if args.debug:
             raise
-        message = _one_line(str(exc))
+        message = one_line(str(exc))
         print(f"internal error: {type(exc).__name__}{': ' + message if message else ''} "
               "(a bug; run with --debug for the traceback)", file=sys.stderr)
         return 1

@@ -17,3 +17,18 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from models import ModelError
 
     return (UserError, MethodError, ModelError)
+
+
+def one_line(text: str) -> str:
+    """``text`` with its lines joined by single spaces (a message fit for one line of stderr)."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'PATH: reason' (or 'PATH -> PATH2: reason' for a rename) from an OSError."""
+    reason = exc.strerror or one_line(str(exc)) or type(exc).__name__
+    if exc.filename is not None and exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {reason}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return reason
