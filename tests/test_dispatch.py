@@ -71,6 +71,7 @@ def test_the_job_imports_the_plugin_from_its_own_folder(tmp_path):
     assert plugin_specs([]) == () and import_plugins(()) is None
 
 
+@pytest.mark.slow
 # --------------------------------------------------------------------------- one grid run at a time
 def test_a_second_grid_run_of_the_same_grid_refuses_and_jobs_json_is_merged(tmp_path):
     grid = tmp_path / "lk.toml"
@@ -129,6 +130,7 @@ def test_a_stale_lock_is_taken_over_and_a_foreign_host_lock_is_named(tmp_path):
     assert path.exists()  # never removed by a refused run
 
 
+@pytest.mark.slow
 # --------------------------------------------------------------------------- GPU placement in real local jobs
 def test_each_local_job_gets_its_own_gpu(tmp_path):
     """Three cells on two GPUs (assumed: ``n_gpus=2``) in the real local executor: each job is handed its
@@ -157,6 +159,7 @@ def test_each_local_job_gets_its_own_gpu(tmp_path):
     assert sum("failed: " in line for line in said) == 3
 
 
+@pytest.mark.slow
 # --------------------------------------------------------------------------- live progress
 def test_local_jobs_of_a_wave_are_polled_together_and_progress_is_shown(tmp_path):
     """A wave of a slow and a fast cell: the fast one is reported as soon as it ends (not after the slow one

@@ -137,6 +137,7 @@ def squeue(*ids: str) -> dict[str, tuple[str, str]]:
 
 # --------------------------------------------------------------------------- a grid end to end
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_grid_runs_as_job_arrays_and_a_rerun_submits_nothing(slurm_cluster, tmp_path):
     grid = tmp_path / "sgrid.toml"
     grid.write_text(SMALL + '[axes]\nmethod = ["fp", "bnn"]\nseed = [0, 1]\n')
@@ -177,6 +178,7 @@ def test_grid_runs_as_job_arrays_and_a_rerun_submits_nothing(slurm_cluster, tmp_
 
 # --------------------------------------------------------------------------- fine-tune after its parent
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_finetune_cells_wait_for_their_fp_parent_and_start_from_it(slurm_cluster, tmp_path):
     grid = tmp_path / "ftgrid.toml"
     grid.write_text(SMALL + '''[axes]
@@ -233,6 +235,7 @@ mode = "e2e"
 
 # --------------------------------------------------------------------------- requeue resumes
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_requeued_and_preempted_job_resumes_from_its_checkpoint_with_the_same_metrics(slurm_cluster, tmp_path):
     """`scontrol requeue` after epoch 1 (SLURM kills and requeues the job), then SIGUSR2 after epoch 2
     (submitit's timeout/preemption path: CellJob.checkpoint, then submitit requeues the job itself): each
@@ -312,6 +315,7 @@ batch_size = 32
 
 # --------------------------------------------------------------------------- failure and cancel
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_a_failing_cell_is_reported_and_the_others_finish(slurm_cluster, tmp_path):
     grid = tmp_path / "fgrid.toml"
     grid.write_text(SMALL + '[axes]\nbatch_size = [64, 4096]\n')  # 4096 > train_size 512: fails in the job
@@ -330,6 +334,7 @@ def test_a_failing_cell_is_reported_and_the_others_finish(slurm_cluster, tmp_pat
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_grid_cancel_leaves_nothing_running(slurm_cluster, tmp_path):
     grid = tmp_path / "cgrid.toml"
     grid.write_text(SMALL.replace("epochs = 2", "epochs = 500") + '[axes]\nseed = [0, 1, 2]\n')
@@ -399,6 +404,7 @@ def test_bad_slurm_input_is_one_line_exit_2_and_submits_nothing(case, tmp_path, 
 
 # --------------------------------------------------------------------------- plugins
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_a_plugin_method_runs_in_a_slurm_job(slurm_cluster, tmp_path):
     """`--plugin` reaches the job: the module is imported by the job process, not only by the submitter."""
     shutil.copy(ROOT / "tests" / "plugin_methods.py", tmp_path / "my_methods.py")
