@@ -8,7 +8,12 @@ t = step / total_steps ∈ [0, 1]. The deployed tensor is ``export(w) = α·sign
 
 A subclass sets ``schedules`` (scheduled parameters: name -> (start, end)), ``constants`` (fixed
 parameters: name -> value), and implements ``F(x)`` and ``dB(x)`` on the normalised weight x = w/α. The
-scheduled values are available as attributes (``self.mu``) at the current progress.
+scheduled values are available as attributes (``self.mu``, a Python float) at the current progress, and as
+0-d tensors (``self.tensors.mu``, also ``self.tensors.progress``) that ``set_progress`` updates in place:
+F and dB read the tensors, so that ``torch.compile`` traces a binarized layer into the model's graph and a
+new μ/ρ is a new value of the same input, not a recompile (``ScheduleTensors``, ``straight_through``). The
+floats serve everything else (configs, records, ``params()``, the step hooks, ``repr``); assigning a
+scheduled attribute (``self.tau = ...`` in a subclass's ``set_progress``) writes its tensor too.
 
 Parameter values are checked when a method is created (``create_method``, hence every run config): a
 scheduled parameter and a numeric constant must be a finite real number (not a string, not a boolean), a
@@ -120,7 +125,9 @@ def channel_scale(w: Tensor, scale: str) -> Tensor | float:
 class _ForwardBackwardQuantizer(torch.autograd.Function):
     """θ = α·F(w/α) in the forward; grad_w = grad_θ · B'(w/α) in the backward (α detached).
 
-    One Function for every method: it saves only x = w/α, and nothing at all when B' ≡ 1.
+    The eager path of ``Method.forward`` and of ``_quantize``: it saves only x = w/α, and nothing at all when
+    B' ≡ 1. Under ``torch.compile`` ``Method.forward`` goes through ``straight_through`` instead, which dynamo
+    traces (it cannot trace this Function's backward, which reads the method's μ/ρ from ``ctx``).
     """
 
     @staticmethod
@@ -142,15 +149,65 @@ class _ForwardBackwardQuantizer(torch.autograd.Function):
 
 @torch.compiler.disable
 def _quantize(w: Tensor, method: "Method") -> Tensor:
-    """Apply the Function eagerly: ``torch.compile`` of a model graph-breaks here (dynamo cannot yet lift the
-    method's changing μ/ρ into an autograd.Function's subgraph), and compiles everything around it."""
+    """θ = α·F(w/α) with gradient grad·B'(w/α) through the autograd.Function above, always eagerly (a graph
+    break under ``torch.compile``): the activation quantizers (``methods.activations``) still read their
+    parameters as Python floats. ``Method.forward`` is the same map without the graph break."""
     return _ForwardBackwardQuantizer.apply(w, method)
+
+
+def straight_through(w: Tensor, method: "Method") -> Tensor:
+    """θ = α·F(w/α) in the forward, grad_w = grad_θ · B'(w/α) in the backward (α detached), with plain ops.
+
+    The value q = α·F(w/α) and the factor d = B'(w/α) are computed on ``w.detach()`` (no graph), and
+    θ = q + (w − w.detach())·d: w − w.detach() is exactly 0 for finite w, so θ is q bit for bit (up to the
+    sign of a zero), and its gradient with respect to w is grad_θ·d, the product the Function computes. When
+    B' ≡ 1 (``identity_backward``) θ = q + (w − w.detach()) and grad_w is grad_θ itself. No autograd.Function
+    and no Python float of the schedule: ``torch.compile`` traces it into the model's graph (forward and
+    backward), and a change of μ/ρ (an in-place write to ``method.tensors``) neither breaks it nor recompiles.
+    Without grad (evaluation) B' is not computed at all.
+    """
+    wd = w.detach()
+    alpha = channel_scale(wd, method.scale)
+    x = wd / alpha if method.scale != "none" else wd
+    q = alpha * method.F(x)
+    if not (w.requires_grad and torch.is_grad_enabled()):
+        return q
+    if method.identity_backward:
+        return q + (w - wd)
+    return q + (w - wd) * method.dB(x)
+
+
+class ScheduleTensors(torch.nn.Module):
+    """The live values of a method's scheduled parameters (and ``progress``) as 0-d float64 buffers.
+
+    ``Method.set_progress`` writes them in place (``fill_``), so a compiled graph that reads them sees the new
+    value without a guard failing or a recompile. float64, so that the arithmetic on them (1 + ρ, 2·μ) is the
+    Python float arithmetic of the scalar they replace and F/B' stay bit for bit what they were. ``binarize``
+    registers this module (one per method) under every binarized layer's parametrization, so ``model.to(device)``
+    carries it to the model's device; its dtype stays float64 whatever ``model.to(dtype)`` asks (float32 on
+    MPS, which has no float64). The buffers are not persistent: no ``state_dict`` entry.
+    """
+
+    def __init__(self, names):
+        super().__init__()
+        for name in names:
+            self.register_buffer(name, torch.zeros((), dtype=torch.float64), persistent=False)
+
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        for name, buf in self._buffers.items():
+            dtype = torch.float32 if buf.device.type == "mps" else torch.float64
+            if buf is not None and buf.dtype != dtype:
+                self._buffers[name] = buf.to(dtype)
+        return self
 
 
 class Method:
     """Base class of every binarization method (register subclasses with ``@register_method``).
 
-    Override ``F`` and ``dB`` (B') on the normalised weight; set ``identity_backward = True`` when B' ≡ 1
+    Override ``F`` and ``dB`` (B') on the normalised weight, reading scheduled parameters from ``self.tensors``
+    (``self.tensors.mu``: a Python float ``self.mu`` works too, but ``torch.compile`` then recompiles when it
+    changes); set ``identity_backward = True`` when B' ≡ 1
     so the backward saves nothing, and ``forward_is_export = True`` when F = sign (then α·F(w/α) is
     exactly ``export(w)`` and the F(w) model need not be evaluated apart from the deployed one).
     ``before_step``/``after_step`` are in-place hooks on the latent.
@@ -201,6 +258,7 @@ class Method:
         self.scale = values.pop("scale", self.default_scale)
         self.schedule = values.pop("schedule", "linear")
         self._ranges: dict[str, list[float]] = {k: list(v) for k, v in self.schedules.items()}
+        self.tensors = ScheduleTensors([*self._ranges, "progress"])
         self._constants: dict[str, float | str] = dict(self.constants)
         for key, value in values.items():
             if key in self._constants:
@@ -298,8 +356,15 @@ class Method:
         return sorted(names)
 
     # -- schedule -------------------------------------------------------------------------------------
+    def __setattr__(self, name: str, value) -> None:
+        object.__setattr__(self, name, value)
+        tensors = self.__dict__.get("tensors")
+        if tensors is not None and name in tensors._buffers:  # a scheduled parameter or progress: its mirror
+            tensors._buffers[name].fill_(value)
+
     def set_progress(self, t: float) -> None:
-        """Move every scheduled parameter to training progress t ∈ [0, 1] (linear or geometric)."""
+        """Move every scheduled parameter to training progress t ∈ [0, 1] (linear or geometric): the float
+        attributes and, in place, their tensors in ``self.tensors`` (no new tensor, so no recompile)."""
         t = float(t)
         if not 0.0 <= t <= 1.0 or math.isnan(t):
             raise MethodError(f"progress must be in [0, 1], got {t}")
@@ -350,8 +415,14 @@ class Method:
         return channel_scale(w, self.scale)
 
     def forward(self, w: Tensor) -> Tensor:
-        """θ = α·F(w/α), differentiable with gradient grad_θ · B'(w/α)."""
-        return _quantize(w, self)
+        """θ = α·F(w/α), differentiable with gradient grad_θ · B'(w/α).
+
+        Eagerly through the autograd.Function (fewest ops: B' only in the backward, nothing saved when
+        B' ≡ 1); under ``torch.compile`` through ``straight_through``, which dynamo traces. Both give the same
+        bits (``tests/test_compile.py``)."""
+        if torch.compiler.is_compiling():
+            return straight_through(w, self)
+        return _ForwardBackwardQuantizer.apply(w, self)
 
     def backward_factor(self, w: Tensor) -> Tensor:
         """B'(w/α), the factor the gradient reaching F(w) is multiplied by."""

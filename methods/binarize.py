@@ -143,6 +143,11 @@ def resolve_policy(policy, model: nn.Module) -> Policy:
 class BinarizedWeight(nn.Module):
     """The parametrization: ``weight = method.forward(latent)``, or ``method.export(latent)`` when deployed.
 
+    The method's ``tensors`` (its scheduled parameters as 0-d tensors, ``methods.base.ScheduleTensors``) are a
+    submodule (``schedule``) of every layer's parametrization, the same module each time, so that moving the
+    model moves them (and the graph ``torch.compile`` builds reads them on the model's device); they are
+    not in ``state_dict()``.
+
     A method with per-layer learnable tensors (``Method.weight_parameters``: XNOR-Net++'s Γ, ReCU's α) has
     them registered here as ``nn.Parameter``s and gets them in ``quantize``/``export_learned``."""
 
@@ -150,6 +155,9 @@ class BinarizedWeight(nn.Module):
         super().__init__()
         self.method = method
         self.deployed = False
+        if isinstance(getattr(method, "tensors", None), nn.Module):
+            # the method's live μ/ρ (one module shared by every layer): it follows ``model.to(device)``
+            self.schedule = method.tensors
         self._names: list[str] = []
         if weight is not None:
             with torch.no_grad():

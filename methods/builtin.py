@@ -18,7 +18,10 @@ Proximal Quantizers", NeurIPS 2023. The maps act on x = w/α (see ``methods.base
 Every
 scheduled parameter moves linearly in t = step/total_steps from ``*_start`` to ``*_end`` unless
 ``schedule="geometric"`` is asked for. Each method declares the allowed values of its parameters in
-``bounds`` (ρ ≥ 0, μ > 0, ``lq`` in {linear, clamp}, ...).
+``bounds`` (ρ ≥ 0, μ > 0, ``lq`` in {linear, clamp}, ...). F and B' read a scheduled parameter from its
+0-d tensor (``self.tensors.rho``, ``self.tensors.mu``, updated in place by ``set_progress``) so that
+``torch.compile`` neither breaks nor recompiles at a binarized layer; the hooks, which run eagerly around
+the optimizer step, use the float attributes (``self.rho``).
 
 Proximal steps (rPC, PQ) are proximal-gradient steps: their strength is η·ρ, η the learning rate of the
 step (``_ProximalStep``). Latent clipping (``clip``) follows each method's reference: BinaryConnect, BNN,
@@ -47,8 +50,9 @@ class _LinearQuantizerMixin:
     bounds = {"rho": non_negative(), "lq": one_of(*LQ_FORMS)}  # ρ = 0: LQ is the identity
     symbols = {"rho": "ρ"}
 
-    def linear_quantize(self, x: Tensor, rho: float | None = None) -> Tensor:
-        return LQ_FORMS[self._constants["lq"]](x, self.rho if rho is None else rho)
+    def linear_quantize(self, x: Tensor, rho: float | Tensor | None = None) -> Tensor:
+        """LQ_ρ(x) with the current ρ (the tensor ``self.tensors.rho``, for F) or a given strength (the hooks)."""
+        return LQ_FORMS[self._constants["lq"]](x, self.tensors.rho if rho is None else rho)
 
 
 class _ProximalStep(_LinearQuantizerMixin):
@@ -238,7 +242,7 @@ class BNNPlus(_SignForward):
         return sign_swish(x, self.mu)
 
     def dB(self, x: Tensor) -> Tensor:
-        return sign_swish_grad(x, self.mu)
+        return sign_swish_grad(x, self.mu)  # μ is a constant here: a float never recompiles
 
 
 @register_method("bnn++")
@@ -258,10 +262,10 @@ class BNNPlusPlus(Method):
     forward_formula, backward_formula = "SS_μ(x)", "SS'_μ(x)"
 
     def F(self, x: Tensor) -> Tensor:
-        return sign_swish(x, self.mu)
+        return sign_swish(x, self.tensors.mu)
 
     def B(self, x: Tensor) -> Tensor:
-        return sign_swish(x, self.mu)
+        return sign_swish(x, self.tensors.mu)
 
     def dB(self, x: Tensor) -> Tensor:
-        return sign_swish_grad(x, self.mu)
+        return sign_swish_grad(x, self.tensors.mu)

@@ -4,6 +4,9 @@ All functions act on tensors elementwise, never produce NaN or overflow for fini
 the conventions of Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and
 Backward Proximal Quantizers", NeurIPS 2023 (the PC++ paper):
 
+Parameters (ρ, μ) are Python floats or 0-d tensors (a method's ``tensors``, see ``methods.base``): with a
+float64 0-d tensor every function returns bit for bit what it returns for the equal float.
+
 * ``sign(x) = +1 for x >= 0, -1 for x < 0`` (never 0, so a binarized weight is always ±α);
 * ``LQ_ρ(x) = (x + ρ·sign(x)) / (1 + ρ)``: the proximal map of ``(ρ/2)·dist(x, {-1, +1})²``; identity at
   ρ = 0, tends to sign as ρ → ∞, derivative ``1/(1+ρ)`` away from 0;
@@ -25,12 +28,12 @@ def sign(x: Tensor) -> Tensor:
     return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
 
 
-def linear_quantizer(x: Tensor, rho: float) -> Tensor:
+def linear_quantizer(x: Tensor, rho: float | Tensor) -> Tensor:
     """LQ_ρ(x) = (x + ρ·sign(x)) / (1 + ρ): prox of (ρ/2)·dist(x, {±1})². At x = 0 it gives ρ/(1+ρ)."""
     return (x + rho * sign(x)) / (1.0 + rho)
 
 
-def clamp_quantizer(x: Tensor, rho: float) -> Tensor:
+def clamp_quantizer(x: Tensor, rho: float | Tensor) -> Tensor:
     """The optional second form of LQ: clamp((1+ρ)·x, −1, 1) (``lq = "clamp"``). 0 maps to 0."""
     return torch.clamp((1.0 + rho) * x, -1.0, 1.0)
 
@@ -45,7 +48,7 @@ def soft_sign_prox(x: Tensor, s: float) -> Tensor:
     return sign(x) * (1.0 + torch.copysign(torch.clamp(gap.abs() - s, min=0.0), gap))
 
 
-def sign_swish(x: Tensor, mu: float) -> Tensor:
+def sign_swish(x: Tensor, mu: float | Tensor) -> Tensor:
     """SS_μ(x) = 2σ(μx)·[1 + μx·(1 − σ(μx))] − 1, evaluated as sign(x)·SS_μ(|x|).
 
     With z = μ|x| ≥ 0: σ(z) ∈ [½, 1] and z·(1 − σ(z)) ≤ 0.279, so nothing overflows for any finite x, μ.
@@ -57,7 +60,7 @@ def sign_swish(x: Tensor, mu: float) -> Tensor:
     return torch.copysign(magnitude, x)
 
 
-def sign_swish_grad(x: Tensor, mu: float) -> Tensor:
+def sign_swish_grad(x: Tensor, mu: float | Tensor) -> Tensor:
     """SS'_μ(x) = μ·(2 − μx·tanh(μx/2)) / (1 + cosh(μx)), evaluated stably.
 
     Uses 1/(1 + cosh z) = 2σ(z)(1 − σ(z)) and tanh(z/2) = 2σ(z) − 1 with z = μ|x| (SS' is even), so large
