@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "decides: cuda when its gpus_per_node is at least 1)")
     p.add_argument("--cells-per-gpu", type=int, default=None, metavar="K",
                    help="local executor with --device cuda or cuda:N: cells trained at once on each GPU "
-                        "(default: 1)")
+                        "(default: 1); slurm executor: cells packed into one job, on each of its GPUs (on its "
+                        "CPUs without GPUs), overriding the profile's cells_per_gpu")
     p.add_argument("--dry-run", action="store_true",
                    help="print the cells and the pre-flight checks (data, pretrained weights, device, GPU-hours) "
                         "without submitting")

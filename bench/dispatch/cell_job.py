@@ -1,5 +1,8 @@
 """The job of one grid cell: ``CellJob(cfg, CellArgs)`` trains the cell (resuming from its checkpoint if there
-is one) in whichever process an executor starts, and records a failure for ``grid status``.
+is one) in whichever process an executor starts, and records a failure for ``grid status``. The job of
+several cells sharing one SLURM job (``cells_per_gpu``): ``PackJob(cfgs, devices, CellArgs)`` runs each of
+them in a process of its own (``python -m bench.dispatch.cell_process``, which runs ``CellJob``) and waits
+for them all.
 
 ``CellArgs`` is everything a job needs besides the cell's config: the grid's name, the absolute work,
 results and data folders, the device, the torch threads and the ``--plugin`` modules. It is pickled with the
@@ -9,9 +12,12 @@ job, so it holds only plain values; the training state is read from the work dir
 from __future__ import annotations
 
 import os
+import pickle
 import signal
+import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import submitit
 
@@ -86,6 +92,84 @@ class CellJob(submitit.helpers.Checkpointable):
         if _SIGTERM_BEFORE_JOB:
             signal.signal(signal.SIGTERM, _SIGTERM_BEFORE_JOB[0])
         return super().checkpoint(*args, **kwargs)
+
+
+class PackJob(submitit.helpers.Checkpointable):
+    """The callable of a job that trains several cells at once (``cells_per_gpu``): each cell of ``cfgs``
+    that has no finished record runs ``CellJob`` in its own process (``bench.dispatch.cell_process``) on its
+    device of ``devices``, with ``args.threads`` torch threads; the job waits for them all. Returns {run id:
+    exit status}; raises when a cell's process failed, after every other cell has ended (a failed cell wrote
+    its ``failed`` record itself; its partners go on training).
+
+    Requeue and resume as ``CellJob``: ``checkpoint`` (submitit's SIGUSR2 path) hands SIGTERM back to
+    submitit before the requeue and resubmits the same call; the restarted job starts the unfinished cells
+    again, each resuming from its own latest checkpoint in the work directory. The cells' processes ignore
+    SIGUSR2 (only the job's own process checkpoints and requeues) and stop on SIGTERM, which SLURM sends to
+    every process of the job when it cancels, requeues or preempts it. Under SLURM a SIGTERM before
+    ``checkpoint`` stops this process too, after the cells' processes have been stopped.
+    """
+
+    def __call__(self, cfgs: list[dict], devices: list[str], args: CellArgs) -> dict[str, int]:
+        finished = records.finished_ids(args.results, args.grid)
+        todo = [(cfg, device) for cfg, device in zip(cfgs, devices) if configs.run_id(cfg) not in finished]
+        previous = None
+        if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+            previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+            _SIGTERM_BEFORE_JOB[:] = [previous]
+        procs: dict[str, subprocess.Popen] = {}
+        try:
+            for cfg, device in todo:
+                procs[configs.run_id(cfg)] = start_cell_process(cfg, replace(args, device=device))
+            codes = {rid: proc.wait() for rid, proc in procs.items()}
+        except BaseException:  # a signal (cancel, requeue) or submitit's requeue exit: stop the cells too
+            stop_processes(list(procs.values()))
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        failed = {rid: code for rid, code in codes.items() if code != 0}
+        if failed:
+            raise RuntimeError(f"{len(failed)} of the job's {len(cfgs)} cells failed: "
+                               + ", ".join(f"{rid} (exit status {code})" for rid, code in sorted(failed.items())))
+        return codes
+
+    def checkpoint(self, *args, **kwargs):
+        """As ``CellJob.checkpoint``: SIGTERM is submitit's again (ignored) before it requeues the job."""
+        if _SIGTERM_BEFORE_JOB:
+            signal.signal(signal.SIGTERM, _SIGTERM_BEFORE_JOB[0])
+        return super().checkpoint(*args, **kwargs)
+
+
+def start_cell_process(cfg: dict, args: CellArgs) -> subprocess.Popen:
+    """Start ``python -m bench.dispatch.cell_process`` on one cell (its config and arguments pickled to its
+    stdin), with this process's stdout and stderr, ``bench`` importable, and SIGUSR2 ignored."""
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.dispatch.cell_process"], stdin=subprocess.PIPE, env=env,
+                            preexec_fn=_ignore_sigusr2)
+    try:
+        proc.stdin.write(pickle.dumps((cfg, args)))
+        proc.stdin.close()
+    except BrokenPipeError:  # it died at once: its exit status says so
+        pass
+    return proc
+
+
+def stop_processes(procs: list[subprocess.Popen], wait_s: float = 20.0) -> None:
+    """SIGTERM to each process still running, then SIGKILL to those still running after ``wait_s`` seconds."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _ignore_sigusr2() -> None:  # in the child before exec: an ignored signal stays ignored across exec
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
 # the SIGTERM handler a SLURM job had before CellJob replaced it (submitit's "bypass"); kept outside the

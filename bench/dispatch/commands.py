@@ -108,7 +108,8 @@ def cli_grid_cancel(args) -> int:
     recent = {j["job_id"] for j in jobs.values() if time.time() - j.get("submitted_at", 0) < RECENT_S}
     cancelled = 0
     for name, ex in remote_executors(jobs).items():
-        ids = [j["job_id"] for rid, j in jobs.items() if j.get("executor") == name and rid not in done]
+        # a packed job (cells_per_gpu) is the job of several cells: cancelled and counted once
+        ids = sorted({j["job_id"] for rid, j in jobs.items() if j.get("executor") == name and rid not in done})
         if ids:
             cancelled += len(_cancel(ex, ids, recent))
     print(f"cancelled {cancelled} job(s) of grid {grid.name}", file=sys.stderr)

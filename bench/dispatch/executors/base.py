@@ -15,6 +15,8 @@ What ``grid run``, ``grid status`` and ``grid cancel`` need to know of an execut
 * ``needs_profile``: ``--cluster PROFILE`` is required (``read_profile``), and refused by the others.
 * ``gpu_placement``: it spreads cells over the local GPUs (``--cells-per-gpu``; ``--parallel`` only on the
   CPU).
+* ``packs_cells``: it puts ``--cells-per-gpu`` cells in one job on any device (slurm: overrides the profile's
+  ``cells_per_gpu``).
 
 An instance holds the ``grid run`` options (``device``, ``profile``, ``parallel``, ``cells_per_gpu``,
 ``n_gpus``); ``check_options`` refuses options that do not fit, ``check_device`` is the pre-flight's device
@@ -62,6 +64,7 @@ class Executor:
     remote: ClassVar[bool] = False
     needs_profile: ClassVar[bool] = False
     gpu_placement: ClassVar[bool] = False
+    packs_cells: ClassVar[bool] = False
 
     def __init__(self, *, device: str | None = None, profile: dict | None = None, parallel: int | None = None,
                  cells_per_gpu: int | None = None, n_gpus: int | None = None):
@@ -81,14 +84,17 @@ class Executor:
 
     def check_options(self) -> None:
         """One-line UserErrors for ``grid run`` options that do not fit together (before anything is checked or
-        submitted): a malformed ``--device``; ``--cells-per-gpu`` without GPU placement on CUDA; ``--parallel``
+        submitted): a malformed ``--device``; ``--cells-per-gpu`` without GPU placement on CUDA (unless the
+        executor ``packs_cells``); ``--parallel``
         on GPUs (there the cells at a time are the GPUs times ``--cells-per-gpu``); counts below 1."""
         kind = parse_device(self.device)[0] if self.device is not None else "cpu"
         if self.cells_per_gpu is not None:
             if self.cells_per_gpu < 1:
                 raise UserError(f"--cells-per-gpu must be at least 1, got {self.cells_per_gpu}")
-            if not self.gpu_placement or kind != "cuda":
-                raise UserError("--cells-per-gpu is for --executor local with --device cuda or cuda:N")
+            if not self.packs_cells and (not self.gpu_placement or kind != "cuda"):
+                packing = [n for n in list_executors() if get_executor(n).packs_cells]
+                raise UserError("--cells-per-gpu is for --executor local with --device cuda or cuda:N"
+                                + "".join(f", or --executor {n}" for n in packing))
         if self.parallel is not None:
             if self.parallel < 1:
                 raise UserError(f"--parallel must be at least 1, got {self.parallel}")

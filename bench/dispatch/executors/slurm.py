@@ -7,6 +7,13 @@ dependent array when its parent fails (``--kill-on-invalid-dep=yes``), so nothin
 checkpointable: on timeout or preemption submitit requeues them, and a requeued job resumes from its last
 epoch checkpoint in the work directory.
 
+With ``cells_per_gpu`` = K > 1 (the profile's key, or ``--cells-per-gpu``, which overrides it) each array task
+holds K cells on each of the job's GPUs (K on its CPUs without GPUs), cut from one stage's array in grid order
+(``bench.dispatch.packing``), and runs them at once, each in its own process (``cell_job.PackJob``); each cell
+keeps its own record and checkpoint, and jobs.json gives each cell its task's id. The task fails when one of
+its cells failed; a fine-tune array waits (afterok) for its parent's task, so when a parent shares its task
+with a cell that fails, its fine-tune cells are cancelled too (the next ``grid run`` submits them again).
+
 ``SLURM_TO_CELL`` maps a job's SLURM state to the state ``grid status`` shows for a cell without a record;
 ``ACTIVE_STATES`` are the states of a job that is not over (queued or running: not resubmitted, cancellable).
 """
@@ -18,6 +25,7 @@ from dataclasses import replace
 from bench.errors import UserError
 from bench.dispatch.executors.base import Batch, Executor, register_executor
 from bench.dispatch.jobs import job_error
+from bench.dispatch.packing import cells_per_job, job_devices, job_threads, pack, stage_arrays
 from bench.dispatch.placement import parse_device
 from bench.dispatch.slurm import client
 from bench.dispatch.slurm.parsers import array_base, sbatch_refusal
@@ -40,6 +48,7 @@ class SlurmExecutor(Executor):
 
     remote = True
     needs_profile = True
+    packs_cells = True
 
     @classmethod
     def read_profile(cls, cluster: str | None) -> dict | None:
@@ -48,10 +57,18 @@ class SlurmExecutor(Executor):
                             "(edit its placeholders first) or your own profile (fields in slurm/README.md)")
         return load_profile(cluster)
 
+    def packing(self) -> int:
+        """Cells per GPU (on the CPU: per job): ``--cells-per-gpu``, else the profile's ``cells_per_gpu``."""
+        return self.cells_per_gpu or (self.profile or {}).get("cells_per_gpu", 1)
+
     def check_device(self) -> tuple[str | None, str]:
         """``--device``, if given, agrees with the profile's ``gpus_per_node``."""
         path, gpus = self.profile["path"], self.profile["gpus_per_node"]
-        where = f"cuda, {gpus} GPU(s) per job (profile {path})" if gpus else f"cpu (profile {path} asks for no GPU)"
+        k = self.packing()
+        where = f"cuda, {gpus} GPU(s) per job" if gpus else "cpu"
+        if k > 1:
+            where += f", {cells_per_job(k, gpus)} cells per job" + (f" ({k} per GPU)" if gpus else "")
+        where += f" (profile {path})" if gpus else f" (profile {path} asks for no GPU)"
         if self.device is None:
             return None, where
         kind, index = parse_device(self.device)
@@ -72,51 +89,57 @@ class SlurmExecutor(Executor):
         client.check_reachable()  # before the lock: an unreachable SLURM leaves nothing behind
 
     def submit(self, batch: Batch) -> dict[str, str]:
-        """One job array per stage; a fine-tune array per parent, with afterok on the parent's job."""
+        """One job array per stage; a fine-tune array per parent, with afterok on the parent's job. Each task
+        runs one cell (``CellJob``) or, packed, several (``PackJob``: ``bench.dispatch.packing``)."""
         import submitit
 
-        from bench.dispatch.cell_job import CellJob
+        from bench.dispatch.cell_job import CellJob, PackJob
         from bench.run import records
 
         profile, book, log = self.profile, batch.book, batch.log
         ex = submitit.SlurmExecutor(folder=batch.folder, max_num_timeout=profile["max_num_timeout"])
         base = executor_parameters(profile, job_name=f"proxbench-{batch.grid.name}")
-        args = replace(batch.args, device="cuda" if profile.get("gpus_per_node") else "cpu",
-                       threads=profile["cpus_per_task"])
+        gpus, cpus = profile.get("gpus_per_node", 0), profile["cpus_per_task"]
+        args = replace(batch.args, device="cuda" if gpus else "cpu", threads=cpus)
+        per_job = cells_per_job(self.packing(), gpus)
         submitted: dict[str, str] = {}
+
+        def job(cells: list) -> tuple:
+            if len(cells) == 1:
+                return CellJob(), cells[0].config, args
+            return (PackJob(), [c.config for c in cells], job_devices(len(cells), gpus),
+                    replace(args, threads=job_threads(cpus, len(cells))))
 
         def submit(cells: list, params: dict) -> str:
             ex.update_parameters(**params)
+            groups = pack(cells, per_job)
             try:
                 with ex.batch():
-                    handles = [ex.submit(CellJob(), c.config, args) for c in cells]
+                    handles = [ex.submit(*job(group)) for group in groups]
             except Exception as exc:  # noqa: BLE001 - sbatch's refusal, as one line
                 raise UserError(f"sbatch refused the job array of {len(cells)} cell(s): "
                                 f"{sbatch_refusal(str(exc)) or type(exc).__name__}") from None
-            for cell, job in zip(cells, handles):
-                submitted[cell.run_id] = job.job_id
-                book.remember(cell, job.job_id, self.name, batch.folder)
+            for group, handle in zip(groups, handles):
+                for cell in group:
+                    submitted[cell.run_id] = handle.job_id
+                    book.remember(cell, handle.job_id, self.name, batch.folder)
             book.save()
             return array_base(handles[0].job_id)
 
-        stage0 = [c for c in batch.todo if c.stage == 0]
-        if stage0:
-            log(f"stage 0: {_what(submit(stage0, base), len(stage0))}")
-        children: dict[str, list] = {}
-        for cell in batch.todo:
-            if cell.stage > 0:
-                children.setdefault(cell.parent, []).append(cell)
         finished = records.finished_ids(args.results, batch.grid.name)
-        for parent, cells in sorted(children.items()):
+        for parent, cells in stage_arrays(batch.todo):
             params = dict(base)
-            parent_job = submitted.get(parent) or (book.get(parent).get("job_id") if parent not in finished else None)
+            parent_job = None
+            if parent is not None:
+                parent_job = submitted.get(parent) or (book.get(parent).get("job_id") if parent not in finished else None)
             if parent_job:
                 params["dependency"] = f"afterok:{parent_job}"
                 params["additional_parameters"] = {**params.get("additional_parameters", {}),
                                                    "kill_on_invalid_dep": "yes"}
             array = submit(cells, params)
+            kind = "" if parent is None else "fine-tune "
             after = f" after {parent_job}" if parent_job else ""
-            log(f"stage 1: {_what(array, len(cells), 'fine-tune ')}{after}")
+            log(f"stage {0 if parent is None else 1}: {_what(array, len(cells), per_job, kind)}{after}")
         return submitted
 
     def check_reachable(self) -> None:
@@ -145,5 +168,10 @@ class SlurmExecutor(Executor):
         client.cancel(job_ids)
 
 
-def _what(job: str, n: int, kind: str = "") -> str:
-    return f"job {job} (1 {kind}cell)" if n == 1 else f"job array {job} with {n} {kind}task(s)"
+def _what(job: str, n: int, per_job: int = 1, kind: str = "") -> str:
+    if per_job == 1 or n == 1:
+        return f"job {job} (1 {kind}cell)" if n == 1 else f"job array {job} with {n} {kind}task(s)"
+    tasks = -(-n // per_job)
+    if tasks == 1:
+        return f"job {job} ({n} {kind}cells packed)"
+    return f"job array {job} with {tasks} task(s) of up to {per_job} packed {kind}cells ({n} cells)"

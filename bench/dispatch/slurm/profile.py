@@ -1,8 +1,8 @@
 """SLURM cluster profiles (``slurm/*.toml``): the sbatch resources of every job of a grid (``load_profile``), and
 the submitit parameters they become (``executor_parameters``).
 
-Fields (all optional but ``partition``; see slurm/README.md): partition, gpus_per_node, cpus_per_task, mem_gb,
-time_min, constraint, array_parallelism, account, qos, signal_delay_s, max_num_timeout, setup (shell lines run
+Fields (all optional but ``partition``; see slurm/README.md): partition, gpus_per_node, cells_per_gpu (cells
+trained at once in one job, on each of its GPUs: ``bench.dispatch.packing``), cpus_per_task, mem_gb, time_min, constraint, array_parallelism, account, qos, signal_delay_s, max_num_timeout, setup (shell lines run
 before the job), additional_parameters (extra ``#SBATCH --key=value`` flags). Unknown keys are an error.
 
 Placeholders: a string value written in angle brackets, ``"<your-gpu-partition>"``, stands for a site-specific
@@ -21,6 +21,7 @@ PROFILE_DIR = Path(__file__).resolve().parents[3] / "slurm"
 FIELDS: dict[str, type | tuple[type, ...]] = {
     "partition": str,
     "gpus_per_node": int,
+    "cells_per_gpu": int,
     "cpus_per_task": int,
     "mem_gb": (int, float),
     "time_min": int,
@@ -34,7 +35,7 @@ FIELDS: dict[str, type | tuple[type, ...]] = {
     "additional_parameters": dict,
     "description": str,
 }
-DEFAULT_PROFILE = {"cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 4, "time_min": 60, "array_parallelism": 32,
+DEFAULT_PROFILE = {"cpus_per_task": 1, "gpus_per_node": 0, "cells_per_gpu": 1, "mem_gb": 4, "time_min": 60, "array_parallelism": 32,
                    "signal_delay_s": 90, "max_num_timeout": 3}
 PLACEHOLDER = re.compile(r"<[^<>]*>")  # a whole string value in angle brackets: "<your-gpu-partition>"
 PLACEHOLDER_HINTS = {"partition": "sinfo -s lists the partitions", "account": "sacctmgr show assoc user=$USER",
@@ -84,7 +85,7 @@ def load_profile(path: str | Path) -> dict:
             raise UserError(f"{path}: unknown profile key {key!r} (valid: {', '.join(FIELDS)})")
         if isinstance(value, bool) or not isinstance(value, FIELDS[key]):
             raise UserError(f"{path}: {key} has the wrong type ({type(value).__name__})")
-    for key in ("cpus_per_task", "time_min", "array_parallelism", "mem_gb"):
+    for key in ("cpus_per_task", "time_min", "array_parallelism", "mem_gb", "cells_per_gpu"):
         if key in spec and spec[key] <= 0:
             raise UserError(f"{path}: {key} must be positive, got {spec[key]}")
     for key in ("gpus_per_node", "signal_delay_s", "max_num_timeout"):
