@@ -20,7 +20,7 @@ MAX_LINES = 350
 
 # Each layer may import the layers below it, never one above: (layer, module-name prefixes).
 LAYERS = (
-    ("leaves", ("bench.errors", "bench.atomic")),
+    ("leaves", ("bench.errors", "bench.atomic", "bench.registry")),
     ("data", ("bench.data",)),
     ("run", ("bench.run",)),
     ("dispatch", ("bench.dispatch",)),

@@ -266,7 +266,7 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
 
 
 # --------------------------------------------------------------------------- the executor registry
-def test_executor_registry_names_capabilities_and_close_match_error():
+def test_executor_registry_names_capabilities_and_close_match_error(monkeypatch):
     from bench.dispatch.executors import Executor, create_executor, get_executor, list_executors, register_executor
     from bench.errors import UserError
 
@@ -281,13 +281,14 @@ def test_executor_registry_names_capabilities_and_close_match_error():
     with pytest.raises(UserError, match="^--cluster is only used with --executor slurm$"):
         get_executor("local").read_profile("slurm/local.toml")
 
+    from bench.dispatch.executors import base
+
+    monkeypatch.setattr(base._EXECUTORS, "_classes", dict(base._EXECUTORS._classes))  # unregistered afterwards
+
     @register_executor("test-only")
     class Nothing(Executor):
         pass
 
-    try:
-        assert list_executors()[-1] == "test-only" and get_executor("test-only") is Nothing
-    finally:
-        from bench.dispatch.executors import base
-
-        base._REGISTRY.pop("test-only")
+    assert list_executors()[-1] == "test-only" and get_executor("test-only") is Nothing and Nothing.name == "test-only"
+    with pytest.raises(TypeError, match="needs a subclass of Executor"):
+        register_executor("not-an-executor")(object)

@@ -100,7 +100,7 @@ def test_plugin_dataset_is_a_registry_entry(tmp_path, monkeypatch):
     code, _ = readme_blocks("Add a dataset")
     (tmp_path / "my_datasets_inproc.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # unregistered again afterwards
+    monkeypatch.setattr(registry._DATASETS, "_classes", dict(registry._DATASETS._classes))  # unregistered afterwards
     import importlib
 
     importlib.import_module("my_datasets_inproc")

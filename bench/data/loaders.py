@@ -19,7 +19,8 @@ from typing import Callable, Iterator
 
 import torch
 
-from bench.data.registry import Dataset, get_dataset, unknown_name
+from bench.data.registry import Dataset, get_dataset
+from bench.registry import Registry
 from bench.errors import UserError
 
 __all__ = ["Loader", "register_loader", "list_loaders", "get_loader_class", "build_loader"]
@@ -75,32 +76,21 @@ class Loader:
                 f"batch {self.batch_size}, train={self.train}, device={self.device})")
 
 
-_REGISTRY: dict[str, type[Loader]] = {}
+_LOADERS: Registry[type[Loader]] = Registry("loader", Loader, attribute="kind", base_label="bench.data.Loader")
 
 
 def register_loader(name: str) -> Callable[[type[Loader]], type[Loader]]:
     """Class decorator: register a ``Loader`` subclass under ``name`` (re-registering replaces it)."""
-
-    def decorator(cls: type[Loader]) -> type[Loader]:
-        if not (isinstance(cls, type) and issubclass(cls, Loader)):
-            raise TypeError(f"@register_loader({name!r}) needs a subclass of bench.data.Loader")
-        cls.kind = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return _LOADERS.register(name)
 
 
 def list_loaders() -> list[str]:
     """Registered loader names, in registration order."""
-    return list(_REGISTRY)
+    return _LOADERS.names()
 
 
 def get_loader_class(name: str) -> type[Loader]:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise unknown_name("loader", name, list_loaders()) from None
+    return _LOADERS.get(name)
 
 
 def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: int, train: bool,

@@ -35,7 +35,8 @@ import numpy as np
 
 from bench.atomic import atomic_write, fsync_dir
 from bench.data.beton import ffcv_version, require_ffcv, write_beton
-from bench.data.registry import Dataset, get_dataset, get_dataset_class, list_datasets, unknown_name
+from bench.data.registry import Dataset, get_dataset, get_dataset_class, list_datasets
+from bench.registry import unknown_name
 from bench.data.sources import resolve_data_root, sha256_file
 from bench.errors import UserError
 

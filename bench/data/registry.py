@@ -13,7 +13,6 @@ preparation stores (``beton_*``). Array datasets (decoded whole into uint8 array
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,19 +20,13 @@ from typing import Any, Callable
 
 from bench.data.sources import download_allowed
 from bench.errors import UserError
+from bench.registry import Registry, unknown_name
 
 DEFAULT_DATASET = "fashion-mnist"
 SPLITS = ("train", "test")
 
 __all__ = ["DatasetInfo", "Dataset", "register_dataset", "list_datasets", "get_dataset_class", "get_dataset",
-           "dataset_info", "check_dataset", "unknown_name", "DEFAULT_DATASET", "SPLITS"]
-
-
-def unknown_name(kind: str, name: str, valid) -> UserError:
-    """``unknown KIND 'NAME'; did you mean 'X'? (valid: ...)`` as a one-line ``UserError``."""
-    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
-    return UserError(f"unknown {kind} '{name}'{hint} (valid: {', '.join(valid)})")
+           "dataset_info", "check_dataset", "DEFAULT_DATASET", "SPLITS"]
 
 
 @dataclass(frozen=True)
@@ -166,32 +159,21 @@ class Dataset:
         raise NotImplementedError
 
 
-_REGISTRY: dict[str, type[Dataset]] = {}
+_DATASETS: Registry[type[Dataset]] = Registry("dataset", Dataset, base_label="bench.data.Dataset")
 
 
 def register_dataset(name: str) -> Callable[[type[Dataset]], type[Dataset]]:
     """Class decorator: register a ``Dataset`` subclass under ``name`` (re-registering replaces it)."""
-
-    def decorator(cls: type[Dataset]) -> type[Dataset]:
-        if not (isinstance(cls, type) and issubclass(cls, Dataset)):
-            raise TypeError(f"@register_dataset({name!r}) needs a subclass of bench.data.Dataset")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return _DATASETS.register(name)
 
 
 def list_datasets() -> list[str]:
     """Registered dataset names in registration order, the default first."""
-    return list(_REGISTRY)
+    return _DATASETS.names()
 
 
 def get_dataset_class(name: str) -> type[Dataset]:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise unknown_name("dataset", name, list_datasets()) from None
+    return _DATASETS.get(name)
 
 
 def get_dataset(name: str, options: dict[str, Any] | None = None) -> Dataset:

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, ClassVar
 
 from bench.errors import UserError
+from bench.registry import Registry
 from bench.dispatch.placement import parse_device
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
     from bench.dispatch.jobs import JobBook
     from bench.dispatch.progress import GridProgress
 
-_REGISTRY: dict[str, type[Executor]] = {}
 
 
 @dataclass
@@ -134,34 +134,22 @@ class Executor:
         """Cancel the jobs."""
 
 
+_EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor)
+
+
 def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
     """Class decorator: register an ``Executor`` subclass under ``name`` (re-registering replaces it)."""
-
-    def decorator(cls: type[Executor]) -> type[Executor]:
-        if not (isinstance(cls, type) and issubclass(cls, Executor)):
-            raise TypeError(f"@register_executor({name!r}) needs a subclass of Executor")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
+    return _EXECUTORS.register(name)
 
 
 def list_executors() -> list[str]:
     """The registered executors' names, in registration order."""
-    return list(_REGISTRY)
+    return _EXECUTORS.names()
 
 
 def get_executor(name: str) -> type[Executor]:
     """The class registered under ``name``; an unknown name is a one-line UserError."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        from methods.base import close_match_hint  # imported here: methods imports torch
-
-        valid = list_executors()
-        raise UserError(f"unknown executor {name!r}{close_match_hint(str(name), valid)} "
-                        f"(valid: {', '.join(valid)})") from None
+    return _EXECUTORS.get(name)
 
 
 def create_executor(name: str, **options) -> Executor:
