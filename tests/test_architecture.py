@@ -46,6 +46,9 @@ def project_modules() -> dict[str, Path]:
 
 
 MODULES = project_modules()
+# Parsed once, when the test module is collected (ast.parse later in a long session can trip a CPython 3.11
+# bug: "AST constructor recursion depth mismatch").
+TREES = {module: ast.parse(path.read_text(), str(path)) for module, path in MODULES.items()}
 
 
 def _resolve(name: str) -> str | None:
@@ -62,7 +65,7 @@ def imports_of(module: str) -> list[tuple[str, list[str], int]]:
     path = MODULES[module]
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(TREES[module]):
         if isinstance(node, ast.Import):
             found += [(alias.name, [], node.lineno) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -151,7 +154,7 @@ def test_no_private_names_across_modules():
             if _resolve(target) is None:
                 continue
             wrong += [f"{module}:{line} imports {target}.{n}" for n in names if n.startswith("_")]
-        tree = ast.parse(MODULES[module].read_text())
+        tree = TREES[module]
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 for alias in node.names:
