@@ -120,24 +120,33 @@ def channel_scale(w: Tensor, scale: str) -> Tensor | float:
 class _ForwardBackwardQuantizer(torch.autograd.Function):
     """θ = α·F(w/α) in the forward; grad_w = grad_θ · B'(w/α) in the backward (α detached).
 
-    One Function for every method: it saves only x = w/α, and nothing at all when B' ≡ 1.
+    One Function for every method: it saves only x = w/α, and nothing at all when B' ≡ 1. With α = 1
+    (``scale = "none"``, every activation quantizer) the forward is F(w) itself, without a multiplication by 1.
+    The backward is ``method.grad_dB(grad, x)`` (grad · B'(x), which a method may fuse).
     """
 
     @staticmethod
     def forward(ctx, w: Tensor, method: "Method") -> Tensor:
-        alpha = channel_scale(w, method.scale)
-        x = w / alpha if method.scale != "none" else w
         ctx.method = method
+        if method.scale == "none":
+            x = w
+            out = method.F(w)
+            if out is w:  # an identity F: the Function's output must be a tensor of its own
+                out = w.clone()
+        else:
+            alpha = channel_scale(w, method.scale)
+            x = w / alpha
+            out = alpha * method.F(x)
         if not method.identity_backward:
             ctx.save_for_backward(x)
-        return alpha * method.F(x)
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         if ctx.method.identity_backward:
             return grad, None
         (x,) = ctx.saved_tensors
-        return grad * ctx.method.dB(x), None
+        return ctx.method.grad_dB(grad, x), None
 
 
 @torch.compiler.disable
@@ -345,6 +354,12 @@ class Method:
     def dB(self, x: Tensor) -> Tensor:  # noqa: N802
         """Derivative of the backward quantizer, B'(x); the default is the straight-through 1."""
         return torch.ones_like(x)
+
+    def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:  # noqa: N802
+        """grad · B'(x): what the backward passes on (default ``grad * self.dB(x)``). A method may override it
+        with a fused form of the same product (fewer elementwise passes); it must equal ``grad * dB(x)`` up to
+        float rounding."""
+        return grad * self.dB(x)
 
     def alpha(self, w: Tensor) -> Tensor | float:
         return channel_scale(w, self.scale)

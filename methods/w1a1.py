@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from .activations import fourier_sign_grad
+from .activations import clip_grad_mul, fourier_sign_grad, fourier_sign_grad_mul
 from .base import Bound, Method, non_negative, positive, register_method
 from .builtin import BNN
 from .functional import sign
@@ -51,12 +51,42 @@ class _SignGrad(torch.autograd.Function):
         if ctx.method.identity_backward:
             return grad, None
         (w,) = ctx.saved_tensors
-        return grad * ctx.method.dW(w), None
+        return ctx.method.grad_dW(grad, w), None
 
 
 @torch.compiler.disable
 def _sign_grad(w: Tensor, method) -> Tensor:
     return _SignGrad.apply(w, method)
+
+
+class _ScaledSignGrad(torch.autograd.Function):
+    """α·sign(w) in the forward, α = ``method.alpha(w)`` (detached); (grad·α)·dW(w) in the backward: the
+    autograd of ``α * _SignGrad(w)`` in one node."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, method: "_ScaledSign") -> Tensor:
+        alpha = method.alpha(w)
+        ctx.method = method
+        if method.identity_backward:
+            ctx.save_for_backward(alpha if isinstance(alpha, Tensor) else None)
+        else:
+            ctx.save_for_backward(alpha if isinstance(alpha, Tensor) else None, w)
+        ctx.alpha = None if isinstance(alpha, Tensor) else alpha
+        return sign(w).mul_(alpha)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        saved = ctx.saved_tensors
+        alpha = saved[0] if saved[0] is not None else ctx.alpha
+        grad = grad * alpha
+        if ctx.method.identity_backward:
+            return grad, None
+        return ctx.method.grad_dW(grad, saved[1]), None
+
+
+@torch.compiler.disable
+def _scaled_sign_grad(w: Tensor, method) -> Tensor:
+    return _ScaledSignGrad.apply(w, method)
 
 
 def channel_mean_abs(w: Tensor) -> Tensor:
@@ -79,10 +109,14 @@ class _ScaledSign(Method):
 
     def dW(self, w: Tensor) -> Tensor:
         """The backward factor on the raw latent (default: 1[|w| ≤ 1], the clamp(w, −1, 1) of the references)."""
-        return (w.abs() <= 1.0).to(w.dtype)
+        return clip_grad_mul(torch.ones_like(w), w, inclusive=True)
+
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        """grad · dW(w), fused (one pass for 1[|w| ≤ 1])."""
+        return clip_grad_mul(grad, w, inclusive=True)
 
     def forward(self, w: Tensor) -> Tensor:
-        return self.alpha(w) * _sign_grad(w, self)
+        return _scaled_sign_grad(w, self)
 
     def backward_factor(self, w: Tensor) -> Tensor:
         with torch.no_grad():
@@ -128,6 +162,9 @@ class DoReFa(_ScaledSign):
 
     def dW(self, w: Tensor) -> Tensor:
         return torch.ones_like(w)
+
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        return grad
 
 
 @register_method("bireal")
@@ -238,6 +275,9 @@ class ReCU(Method):
     def dW(self, w: Tensor) -> Tensor:
         return torch.ones_like(w)
 
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        return grad
+
     def quantize(self, w: Tensor, scale_a: Tensor) -> Tensor:
         return scale_a.to(w.dtype) * _sign_grad(self.rectified(w), self)
 
@@ -280,3 +320,6 @@ class FDA(_ScaledSign):
 
     def dW(self, w: Tensor) -> Tensor:
         return fourier_sign_grad(w, math.floor(self.n), self.omega)
+
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        return fourier_sign_grad_mul(grad, w, math.floor(self.n), self.omega)
