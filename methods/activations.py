@@ -112,10 +112,13 @@ def _just_above(value: float, dtype: torch.dtype) -> float:
     return torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(math.inf, dtype=dtype)).item()
 
 
-def clip_grad_mul(grad: Tensor, x: Tensor, inclusive: bool = True) -> Tensor:
-    """grad·1[|x| ≤ 1] (``inclusive``) or grad·1[|x| < 1]: one pass."""
+def clip_grad_mul(grad: Tensor, x: Tensor, inclusive: bool = True, out: Tensor | None = None) -> Tensor:
+    """grad·1[|x| ≤ 1] (``inclusive``) or grad·1[|x| < 1]: one pass (into ``out`` when given, which may be
+    ``grad`` itself when grad is a temporary of the caller's)."""
     edge = _just_above(1.0, x.dtype) if inclusive else 1.0
-    return torch.ops.aten.hardtanh_backward(grad, x, -edge, edge)
+    if out is None:
+        return torch.ops.aten.hardtanh_backward(grad, x, -edge, edge)
+    return torch.ops.aten.hardtanh_backward.grad_input(grad, x, -edge, edge, grad_input=out)
 
 
 def ste_clip_grad(x: Tensor) -> Tensor:
@@ -163,12 +166,14 @@ def _fourier_series_grad(x: Tensor, n: int, omega: float) -> Tensor:
 
 def fourier_sign_grad(x: Tensor, n: int, omega: float) -> Tensor:
     """(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) on |x| ≤ 1, 0 outside (FDA)."""
-    return clip_grad_mul(_fourier_series_grad(x, n, omega), x)
+    factor = _fourier_series_grad(x, n, omega)
+    return clip_grad_mul(factor, x, out=factor)
 
 
 def fourier_sign_grad_mul(grad: Tensor, x: Tensor, n: int, omega: float) -> Tensor:
     """grad·(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx)·1[|x| ≤ 1] (FDA's backward)."""
-    return clip_grad_mul(_fourier_series_grad(x, n, omega).mul_(grad), x)
+    factor = _fourier_series_grad(x, n, omega).mul_(grad)
+    return clip_grad_mul(factor, x, out=factor)
 
 
 class _SignAct(ActivationQuantizer):
@@ -287,7 +292,8 @@ class DoReFaAct(ActivationQuantizer):
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
         # 1[x ≥ 0] as x's dtype (−0.0 included), times grad, then 0 where x > 1
         inside = torch.ge(x, 0.0, out=torch.empty_like(x)).mul_(grad)
-        return torch.ops.aten.hardtanh_backward(inside, x, -1.0, _just_above(1.0, x.dtype))
+        return torch.ops.aten.hardtanh_backward.grad_input(inside, x, -1.0, _just_above(1.0, x.dtype),
+                                                           grad_input=inside)
 
 
 @register_activation("fda-sign")
@@ -347,19 +353,20 @@ class _ReCUSignFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor) -> Tensor:
         dims = tuple(range(1, x.dim()))
         m = x[0].numel()
-        centred = x - x.mean(dim=dims, keepdim=True)
-        ss = torch.linalg.vector_norm(centred, dim=dims, keepdim=True).square_()
+        mean = x.mean(dim=dims, keepdim=True)
+        ss = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_()
         s = ss.div_(m - 1).add_(1e-5).sqrt_()
-        ctx.save_for_backward(x, centred, s)
+        ctx.save_for_backward(x, mean, s)  # x − mean is recomputed in the backward: no second saved tensor
         ctx.m = m
         return sign(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, centred, s = ctx.saved_tensors
+        x, mean, s = ctx.saved_tensors
         dims = tuple(range(1, x.dim()))
         # h = grad·max(0, 2 − 2|x|/s)
         h = x.abs().mul_(s.reciprocal().mul_(-2.0)).add_(2.0).clamp_min_(0.0).mul_(grad)
+        centred = x - mean
         c = torch.mul(h, x).sum(dim=dims, keepdim=True).div_(s.pow(3).mul_(ctx.m - 1))
         return h.div_(s).addcmul_(centred, c, value=-1.0)
 

@@ -279,7 +279,9 @@ class ReCU(Method):
         return grad
 
     def quantize(self, w: Tensor, scale_a: Tensor) -> Tensor:
-        return scale_a.to(w.dtype) * _sign_grad(self.rectified(w), self)
+        if w.dim() < 2:
+            return scale_a.to(w.dtype) * _sign_grad(self.rectified(w), self)
+        return _recu_weight(w, scale_a, self)
 
     def export_learned(self, w: Tensor, scale_a: Tensor) -> Tensor:
         with torch.no_grad():
@@ -290,11 +292,54 @@ class ReCU(Method):
             return self.standardise(w) >= 0, scale_a.detach()
 
     def forward(self, w: Tensor) -> Tensor:  # without a layer's learned scale: a = mean |w| per channel
-        return channel_mean_abs(w) * _sign_grad(self.rectified(w), self)
+        if w.dim() < 2:
+            return channel_mean_abs(w) * _sign_grad(self.rectified(w), self)
+        return _recu_weight(w, channel_mean_abs(w), self)
 
     def export(self, w: Tensor) -> Tensor:
         with torch.no_grad():
             return channel_mean_abs(w) * sign(self.standardise(w))
+
+
+class _ReCUWeight(torch.autograd.Function):
+    """ReCU's θ = a·sign(clamp(ŵ, −Q_τ, Q_τ)) and its backward in one node: what autograd gives for
+    ``a * _sign_grad(rectified(w))``, written out. With ŵ = w0/r, w0 = w − mean w, r = R/(2√2),
+    R = sqrt(Var(w0) + 1e-5) (Var unbiased over the M elements of a channel, from c = w0 − mean w0), and
+    g = grad·a·1[|ŵ| ≤ Q_τ] (straight through sign, then the clamp; Q_τ is detached):
+    ∂L/∂w0 = g/r − (Σ g·w0)/(r²·4√2·R)·2c/(M − 1), ∂L/∂w = ∂L/∂w0 − mean(∂L/∂w0), ∂L/∂a = Σ grad·sign(w̃)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
+        dims = tuple(range(1, w.dim()))
+        m = w[0].numel()
+        w0 = w - w.mean(dim=dims, keepdim=True)
+        c = w0 - w0.mean(dim=dims, keepdim=True)
+        big_r = torch.linalg.vector_norm(c, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
+        r = big_r / 2.0 / math.sqrt(2.0)
+        w1 = w0 / r
+        q = method.clamp_threshold(w1)
+        bits = sign(torch.clamp(w1, -q, q))
+        ctx.save_for_backward(a, w0, c, r, big_r, w1, q, bits)
+        ctx.m = m
+        return bits * a.to(w.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, w0, c, r, big_r, w1, q, bits = ctx.saved_tensors
+        dims = tuple(range(1, w0.dim()))
+        grad_a = None
+        if ctx.needs_input_grad[1]:
+            grad_a = (grad * bits).sum_to_size(a.shape).to(a.dtype)
+        g = torch.le(w1.abs(), q, out=torch.empty_like(w1)).mul_(grad).mul_(a.to(grad.dtype))
+        grad_r = (g * w0).sum(dim=dims, keepdim=True).div_(r.square()).neg_()
+        grad_v = grad_r.div_(big_r).div_(4.0 * math.sqrt(2.0))
+        grad_w0 = g.div_(r).add_(c * grad_v.mul_(2.0 / (ctx.m - 1)))
+        return grad_w0.sub_(grad_w0.mean(dim=dims, keepdim=True)), grad_a, None
+
+
+@torch.compiler.disable
+def _recu_weight(w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
+    return _ReCUWeight.apply(w, a, method)
 
 
 @register_method("fda")
