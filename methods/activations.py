@@ -39,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import Method, MethodError, _quantize, close_match_hint, non_negative, positive
-from .functional import sign
+from .functional import _just_above, clip_grad_mul, sign
 
 _ACT_REGISTRY: dict[str, type["ActivationQuantizer"]] = {}
 
@@ -104,23 +104,7 @@ def create_activation(name: str, **params) -> ActivationQuantizer:
 # -- the elementwise backward factors ---------------------------------------------------------------------
 # Each ``*_grad`` gives the factor B'(x); each ``*_grad_mul`` gives grad·B'(x), the backward itself, fused into
 # a few in-place vectorised passes (no bool masks, no ``torch.where``: on CPU both are an order of magnitude
-# slower than a float pass). An indicator 1[−c ≤ x ≤ c] is ``aten.hardtanh_backward``, which keeps grad where
-# lo < x < hi and writes 0 elsewhere (a select, so whatever grad holds outside, even inf/nan, becomes 0).
-@functools.lru_cache(maxsize=None)
-def _just_above(value: float, dtype: torch.dtype) -> float:
-    """The next float of ``dtype`` above ``value`` (so x < result ⇔ x ≤ value for every x of that dtype)."""
-    return torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(math.inf, dtype=dtype)).item()
-
-
-def clip_grad_mul(grad: Tensor, x: Tensor, inclusive: bool = True, out: Tensor | None = None) -> Tensor:
-    """grad·1[|x| ≤ 1] (``inclusive``) or grad·1[|x| < 1]: one pass (into ``out`` when given, which may be
-    ``grad`` itself when grad is a temporary of the caller's)."""
-    edge = _just_above(1.0, x.dtype) if inclusive else 1.0
-    if out is None:
-        return torch.ops.aten.hardtanh_backward(grad, x, -edge, edge)
-    return torch.ops.aten.hardtanh_backward.grad_input(grad, x, -edge, edge, grad_input=out)
-
-
+# slower than a float pass). grad·1[|x| ≤ 1] is ``methods.functional.clip_grad_mul`` (one pass).
 def ste_clip_grad(x: Tensor) -> Tensor:
     """1[|x| ≤ 1]."""
     return clip_grad_mul(torch.ones_like(x), x)
@@ -142,22 +126,66 @@ _FDA_CLOSED_FORM_MAX_OMEGA = math.pi / 2
 # |x| is floored at this (B' is even and flat at 0: B'(δ)/B'(0) − 1 ≈ (2/3)(n+1)²(ωδ)², far below any float's
 # resolution), so the quotient never meets 0/0 nor a subnormal sin(ωx).
 _FDA_FLOOR = 1e-20
+# The power series in x² is used (float32 and below) while the top frequency (2n+1)ω is at most this: its
+# alternating terms then stay small next to the sum (no digits lost to cancellation).
+_FDA_SERIES_MAX_FREQUENCY = 4.0
+# ... and is truncated where the omitted tail on |x| ≤ 1 is below this fraction of B'(0), far below float32's
+# resolution (6e-8).
+_FDA_SERIES_TOLERANCE = 1e-9
+
+
+@functools.lru_cache(maxsize=None)
+def _fourier_series_coefficients(n: int, omega: float) -> tuple[float, ...] | None:
+    """a_0, …, a_K with (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) = Σ_k a_k·x^{2k} + tail, |tail| on |x| ≤ 1 below
+    ``_FDA_SERIES_TOLERANCE``·B'(0): a_k = (4ω/π)·(−1)^k·Σ_i ((2i+1)ω)^{2k}/(2k)! (the cosines' Taylor series;
+    alternating with decreasing terms, so the tail is at most the first omitted term). None when the top
+    frequency exceeds ``_FDA_SERIES_MAX_FREQUENCY``."""
+    freqs = [(2 * i + 1) * omega for i in range(n + 1)]
+    if freqs[-1] > _FDA_SERIES_MAX_FREQUENCY:
+        return None
+    scale = 4.0 * omega / math.pi
+    coefficients = []
+    for k in range(64):
+        coefficients.append(scale * (-1) ** k * sum(f ** (2 * k) for f in freqs) / math.factorial(2 * k))
+        omitted = sum(f ** (2 * k + 2) for f in freqs) / math.factorial(2 * k + 2)
+        if k >= 1 and omitted <= _FDA_SERIES_TOLERANCE * (n + 1):
+            break
+    return tuple(coefficients)
+
+
+@functools.lru_cache(maxsize=None)
+def _coefficient_tensors(coefficients: tuple[float, ...], dtype: torch.dtype, device: torch.device):
+    return tuple(torch.tensor(c, dtype=dtype, device=device) for c in coefficients)
 
 
 def _fourier_series_grad(x: Tensor, n: int, omega: float) -> Tensor:
-    """(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for every x (no mask), as a new tensor of x's dtype.
+    """(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for every x (no mask), as a new tensor of x's dtype; equal to the
+    direct sum of the n + 1 cosines up to float rounding, evaluated the cheapest way that keeps it so:
 
-    With N = n + 1 terms and θ = ωx: Σ_{i=0}^{N−1} cos((2i+1)θ) = sin(2Nθ)/(2 sin θ) (the telescoping
-    2 sin θ cos((2i+1)θ) = sin((2i+2)θ) − sin(2iθ)), whose limit at θ → 0 is N. So the factor is
-    (2ω/π)·sin(2Nθ)/sin θ, evaluated at |x| floored at 1e-20 (even in x, and equal to its limit there to every
-    float's precision): two sines instead of N cosines. Half-precision inputs are evaluated in float32."""
+    * float32 (half precision is evaluated in float32) while (2n+1)ω ≤ 4 (ω = 0.1 and n ≤ 18: 3.7): the power
+      series in u = x², Σ_k a_k·u^k (``_fourier_series_coefficients``, truncated 1e-9·B'(0) short of the sum,
+      ~10 terms), by Horner's rule, one fused pass (``addcmul``) per term; beyond |x| = 1 the values are
+      meaningless but the caller masks them;
+    * otherwise (float64, or higher frequencies) the closed form: with N = n + 1 terms and θ = ωx,
+      Σ_{i=0}^{N−1} cos((2i+1)θ) = sin(2Nθ)/(2 sin θ) (the telescoping 2 sin θ cos((2i+1)θ) = sin((2i+2)θ) −
+      sin(2iθ)), whose limit at θ → 0 is N; so the factor is (2ω/π)·sin(2Nθ)/sin θ, evaluated at |x| floored
+      at 1e-20 (B' is even, and equal to its limit there to every float's precision): two sines instead of N
+      cosines (for ω > π/2, where sin θ can vanish, the direct sum)."""
     n = int(n)
-    if omega > _FDA_CLOSED_FORM_MAX_OMEGA:
-        total = torch.zeros_like(x)
-        for i in range(n + 1):
-            total += torch.cos((2 * i + 1) * omega * x)
-        return total.mul_(4.0 * omega / math.pi)
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    coefficients = _fourier_series_coefficients(n, float(omega)) if xf.dtype == torch.float32 else None
+    if coefficients is not None:
+        c = _coefficient_tensors(coefficients, xf.dtype, xf.device)
+        u = torch.mul(xf, xf)
+        p = torch.addcmul(c[-2], u, c[-1])
+        for ck in reversed(c[:-2]):
+            torch.addcmul(ck, p, u, out=p)
+        return p.to(x.dtype)
+    if omega > _FDA_CLOSED_FORM_MAX_OMEGA:
+        total = torch.zeros_like(xf)
+        for i in range(n + 1):
+            total += torch.cos((2 * i + 1) * omega * xf)
+        return total.mul_(4.0 * omega / math.pi).to(x.dtype)
     a = xf.abs().clamp_min_(_FDA_FLOOR)
     num = torch.mul(a, 2.0 * (n + 1) * omega).sin_()
     num.div_(a.mul_(omega).sin_()).mul_(2.0 * omega / math.pi)
@@ -347,28 +375,30 @@ class _ReCUSignFunction(torch.autograd.Function):
     """sign(x) in the forward (= sign(x̂), x̂ = x/s, s = sqrt(Var(x) + 1e-5) per sample, Var unbiased over all
     but the first dimension); the backward is that of ApproxSign at x̂ followed by the normalisation's own:
     with h = grad·ApproxSign'(x̂) and M the elements per sample,
-    ∂L/∂x = h/s − (Σ h·x)/(s³(M − 1))·(x − mean x), what autograd gives for x / sqrt(x.var() + 1e-5)."""
+    ∂L/∂x = h/s − (Σ h·x)/(s³(M − 1))·(x − mean x), what autograd gives for x / sqrt(x.var() + 1e-5).
+    Evaluated as h/s = grad·max(0, 2/s − 2|x|/s²) and Σ h·x/s³ = Σ (h/s)·x/s², with the per-sample constants
+    computed in the forward."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
         dims = tuple(range(1, x.dim()))
-        m = x[0].numel()
+        m = x.numel() // x.shape[0]
         mean = x.mean(dim=dims, keepdim=True)
-        ss = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_()
-        s = ss.div_(m - 1).add_(1e-5).sqrt_()
-        ctx.save_for_backward(x, mean, s)  # x − mean is recomputed in the backward: no second saved tensor
-        ctx.m = m
+        s = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
+        inv = s.reciprocal_()
+        two_over_s = inv * 2.0
+        inv_sq = inv.square_()
+        # x − mean is recomputed in the backward: the only full-size saved tensor is x
+        ctx.save_for_backward(x, mean, two_over_s, inv_sq.mul(-2.0), inv_sq.div_(m - 1))
         return sign(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, mean, s = ctx.saved_tensors
+        x, mean, two_over_s, minus_two_over_s2, over_s2m = ctx.saved_tensors
         dims = tuple(range(1, x.dim()))
-        # h = grad·max(0, 2 − 2|x|/s)
-        h = x.abs().mul_(s.reciprocal().mul_(-2.0)).add_(2.0).clamp_min_(0.0).mul_(grad)
-        centred = x - mean
-        c = torch.mul(h, x).sum(dim=dims, keepdim=True).div_(s.pow(3).mul_(ctx.m - 1))
-        return h.div_(s).addcmul_(centred, c, value=-1.0)
+        h_over_s = x.abs().mul_(minus_two_over_s2).add_(two_over_s).clamp_min_(0.0).mul_(grad)
+        c = torch.mul(h_over_s, x).sum(dim=dims, keepdim=True).mul_(over_s2m)
+        return h_over_s.addcmul_(x - mean, c, value=-1.0)
 
 
 @torch.compiler.disable

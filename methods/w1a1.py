@@ -304,36 +304,37 @@ class ReCU(Method):
 class _ReCUWeight(torch.autograd.Function):
     """ReCU's θ = a·sign(clamp(ŵ, −Q_τ, Q_τ)) and its backward in one node: what autograd gives for
     ``a * _sign_grad(rectified(w))``, written out. With ŵ = w0/r, w0 = w − mean w, r = R/(2√2),
-    R = sqrt(Var(w0) + 1e-5) (Var unbiased over the M elements of a channel, from c = w0 − mean w0), and
-    g = grad·a·1[|ŵ| ≤ Q_τ] (straight through sign, then the clamp; Q_τ is detached):
-    ∂L/∂w0 = g/r − (Σ g·w0)/(r²·4√2·R)·2c/(M − 1), ∂L/∂w = ∂L/∂w0 − mean(∂L/∂w0), ∂L/∂a = Σ grad·sign(w̃)."""
+    R = sqrt(Var(w0) + 1e-5) (Var unbiased over the M elements of a channel; w0 has mean 0, up to rounding),
+    and g = grad·a·1[|ŵ| ≤ Q_τ] (straight through sign, then the clamp; Q_τ is detached):
+    ∂L/∂w0 = g/r − (Σ g·w0)/(r²·R·4√2)·2w0/(M − 1), ∂L/∂w = ∂L/∂w0 − mean(∂L/∂w0), ∂L/∂a = Σ grad·sign(w̃).
+    Q_τ ≥ 0 (τ ∈ (0.5, 1)), so sign(clamp(ŵ, −Q_τ, Q_τ)) = sign(ŵ) (Q_τ = 0 only when every ŵ is 0)."""
 
     @staticmethod
     def forward(ctx, w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
         dims = tuple(range(1, w.dim()))
-        m = w[0].numel()
+        m = w.numel() // w.shape[0]
         w0 = w - w.mean(dim=dims, keepdim=True)
-        c = w0 - w0.mean(dim=dims, keepdim=True)
-        big_r = torch.linalg.vector_norm(c, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
-        r = big_r / 2.0 / math.sqrt(2.0)
+        big_r = torch.linalg.vector_norm(w0, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
+        r = big_r.mul(1.0 / (2.0 * math.sqrt(2.0)))
         w1 = w0 / r
-        q = method.clamp_threshold(w1)
-        bits = sign(torch.clamp(w1, -q, q))
-        ctx.save_for_backward(a, w0, c, r, big_r, w1, q, bits)
-        ctx.m = m
+        w1_abs = w1.abs()
+        q = w1_abs.mean().mul_(-math.log(2.0 - 2.0 * method.tau))  # Q_τ, as ``clamp_threshold`` (no host sync)
+        bits = sign(w1)
+        # the per-channel factor of w0 in the backward: −2/(r²·R·4√2·(M − 1)) (Σ g·w0 still to multiply in)
+        coef = r.square().mul_(big_r).reciprocal_().mul_(-2.0 / (4.0 * math.sqrt(2.0) * (m - 1)))
+        ctx.save_for_backward(a, w0, r, coef, w1_abs, q, bits)
         return bits * a.to(w.dtype)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, w0, c, r, big_r, w1, q, bits = ctx.saved_tensors
+        a, w0, r, coef, w1_abs, q, bits = ctx.saved_tensors
         dims = tuple(range(1, w0.dim()))
         grad_a = None
         if ctx.needs_input_grad[1]:
             grad_a = (grad * bits).sum_to_size(a.shape).to(a.dtype)
-        g = torch.le(w1.abs(), q, out=torch.empty_like(w1)).mul_(grad).mul_(a.to(grad.dtype))
-        grad_r = (g * w0).sum(dim=dims, keepdim=True).div_(r.square()).neg_()
-        grad_v = grad_r.div_(big_r).div_(4.0 * math.sqrt(2.0))
-        grad_w0 = g.div_(r).add_(c * grad_v.mul_(2.0 / (ctx.m - 1)))
+        g = torch.le(w1_abs, q, out=torch.empty_like(w1_abs)).mul_(grad).mul_(a.to(grad.dtype))
+        k = torch.mul(g, w0).sum(dim=dims, keepdim=True).mul_(coef)
+        grad_w0 = g.div_(r).addcmul_(w0, k)
         return grad_w0.sub_(grad_w0.mean(dim=dims, keepdim=True)), grad_a, None
 
 
