@@ -397,8 +397,9 @@ class _ReCUSignFunction(torch.autograd.Function):
         x, mean, two_over_s, minus_two_over_s2, over_s2m = ctx.saved_tensors
         dims = tuple(range(1, x.dim()))
         h_over_s = x.abs().mul_(minus_two_over_s2).add_(two_over_s).clamp_min_(0.0).mul_(grad)
-        c = torch.mul(h_over_s, x).sum(dim=dims, keepdim=True).mul_(over_s2m)
-        return h_over_s.addcmul_(x - mean, c, value=-1.0)
+        scratch = torch.mul(h_over_s, x)
+        c = scratch.sum(dim=dims, keepdim=True).mul_(over_s2m)
+        return h_over_s.addcmul_(torch.sub(x, mean, out=scratch), c, value=-1.0)
 
 
 @torch.compiler.disable

@@ -109,12 +109,12 @@ def channel_scale(w: Tensor, scale: str) -> Tensor | float:
     """α: the detached mean of |w| per output channel (dim 0), per tensor, or 1 (``scale="none"``)."""
     if scale == "none":
         return 1.0
-    with torch.no_grad():
+    with torch.no_grad():  # Σ|w| as abs().sum(): the same sum, several times faster than an ord-1 vector_norm on CPU
         if scale == "tensor" or w.dim() < 2:
-            alpha = torch.linalg.vector_norm(w, ord=1) / w.numel()
+            alpha = w.abs().sum().div_(w.numel())
         else:
-            alpha = torch.linalg.vector_norm(w, ord=1, dim=tuple(range(1, w.dim())), keepdim=True) / w[0].numel()
-        return alpha.clamp_min(1e-12)
+            alpha = w.abs().sum(dim=tuple(range(1, w.dim())), keepdim=True).div_(w.numel() // w.shape[0])
+        return alpha.clamp_min_(1e-12)
 
 
 class _ForwardBackwardQuantizer(torch.autograd.Function):

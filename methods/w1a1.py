@@ -306,7 +306,8 @@ class _ReCUWeight(torch.autograd.Function):
     ``a * _sign_grad(rectified(w))``, written out. With ŵ = w0/r, w0 = w − mean w, r = R/(2√2),
     R = sqrt(Var(w0) + 1e-5) (Var unbiased over the M elements of a channel; w0 has mean 0, up to rounding),
     and g = grad·a·1[|ŵ| ≤ Q_τ] (straight through sign, then the clamp; Q_τ is detached):
-    ∂L/∂w0 = g/r − (Σ g·w0)/(r²·R·4√2)·2w0/(M − 1), ∂L/∂w = ∂L/∂w0 − mean(∂L/∂w0), ∂L/∂a = Σ grad·sign(w̃).
+    ∂L/∂w0 = g/r − (Σ g·w0)/(r²·R·4√2)·2w0/(M − 1) = g/r − (Σ g·w0)·w0/(8(M − 1)r³),
+    ∂L/∂w = ∂L/∂w0 − mean(∂L/∂w0), ∂L/∂a = Σ grad·sign(w̃).
     Q_τ ≥ 0 (τ ∈ (0.5, 1)), so sign(clamp(ŵ, −Q_τ, Q_τ)) = sign(ŵ) (Q_τ = 0 only when every ŵ is 0)."""
 
     @staticmethod
@@ -314,27 +315,27 @@ class _ReCUWeight(torch.autograd.Function):
         dims = tuple(range(1, w.dim()))
         m = w.numel() // w.shape[0]
         w0 = w - w.mean(dim=dims, keepdim=True)
-        big_r = torch.linalg.vector_norm(w0, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
-        r = big_r.mul(1.0 / (2.0 * math.sqrt(2.0)))
-        w1 = w0 / r
-        w1_abs = w1.abs()
+        r = torch.linalg.vector_norm(w0, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
+        r.mul_(1.0 / (2.0 * math.sqrt(2.0)))
+        w1_abs = w0 / r
+        bits = sign(w1_abs)
+        w1_abs.abs_()
         q = w1_abs.mean().mul_(-math.log(2.0 - 2.0 * method.tau))  # Q_τ, as ``clamp_threshold`` (no host sync)
-        bits = sign(w1)
-        # the per-channel factor of w0 in the backward: −2/(r²·R·4√2·(M − 1)) (Σ g·w0 still to multiply in)
-        coef = r.square().mul_(big_r).reciprocal_().mul_(-2.0 / (4.0 * math.sqrt(2.0) * (m - 1)))
-        ctx.save_for_backward(a, w0, r, coef, w1_abs, q, bits)
-        return bits * a.to(w.dtype)
+        a_w = a.to(w.dtype)
+        # per channel: a/r, and the factor of w0 once Σ (g/r)·w0 is known, −1/(8(M − 1)r²)
+        ctx.save_for_backward(a, w0, a_w / r, r.square().mul_(-8.0 * (m - 1)).reciprocal_(), w1_abs, q, bits)
+        return bits * a_w
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        a, w0, r, coef, w1_abs, q, bits = ctx.saved_tensors
+        a, w0, a_over_r, coef, w1_abs, q, bits = ctx.saved_tensors
         dims = tuple(range(1, w0.dim()))
         grad_a = None
         if ctx.needs_input_grad[1]:
             grad_a = (grad * bits).sum_to_size(a.shape).to(a.dtype)
-        g = torch.le(w1_abs, q, out=torch.empty_like(w1_abs)).mul_(grad).mul_(a.to(grad.dtype))
-        k = torch.mul(g, w0).sum(dim=dims, keepdim=True).mul_(coef)
-        grad_w0 = g.div_(r).addcmul_(w0, k)
+        g_over_r = torch.le(w1_abs, q, out=torch.empty_like(w1_abs)).mul_(grad).mul_(a_over_r)
+        k = torch.mul(g_over_r, w0).sum(dim=dims, keepdim=True).mul_(coef)
+        grad_w0 = g_over_r.addcmul_(w0, k)
         return grad_w0.sub_(grad_w0.mean(dim=dims, keepdim=True)), grad_a, None
 
 
