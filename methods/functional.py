@@ -35,6 +35,8 @@ def sign(x: Tensor) -> Tensor:
     if not x.is_floating_point():
         return torch.where(x >= 0, 1, -1).to(x.dtype)
     out = torch.ge(x, 0, out=torch.empty_like(x, requires_grad=False))
+    if out.device.type != "cpu":
+        return out.mul_(2).sub_(1)
     return torch.add(_MINUS_ONE, out, alpha=2, out=out)
 
 
