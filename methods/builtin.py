@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from .base import Bound, Method, non_negative, one_of, positive, register_method
-from .functional import clamp_quantizer, linear_quantizer, sign, sign_swish, sign_swish_grad, soft_sign_prox
+from .functional import clamp_quantizer, clip_grad_mul, linear_quantizer, sign, sign_swish, sign_swish_grad, soft_sign_prox
 
 LQ_FORMS = {"linear": linear_quantizer, "clamp": clamp_quantizer}
 
@@ -221,6 +221,9 @@ class BNN(_SignForward):
 
     def dB(self, x: Tensor) -> Tensor:
         return (x.abs() <= 1.0).to(x.dtype)
+
+    def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
+        return clip_grad_mul(grad, x, inclusive=True)
 
 
 @register_method("bnn+")

@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor
 
-from .activations import fourier_sign_grad
+from .activations import clip_grad_mul, fourier_sign_grad, fourier_sign_grad_mul
 from .base import Bound, Method, non_negative, positive, register_method
 from .builtin import BNN
 from .functional import sign
@@ -51,12 +51,42 @@ class _SignGrad(torch.autograd.Function):
         if ctx.method.identity_backward:
             return grad, None
         (w,) = ctx.saved_tensors
-        return grad * ctx.method.dW(w), None
+        return ctx.method.grad_dW(grad, w), None
 
 
 @torch.compiler.disable
 def _sign_grad(w: Tensor, method) -> Tensor:
     return _SignGrad.apply(w, method)
+
+
+class _ScaledSignGrad(torch.autograd.Function):
+    """α·sign(w) in the forward, α = ``method.alpha(w)`` (detached); (grad·α)·dW(w) in the backward: the
+    autograd of ``α * _SignGrad(w)`` in one node."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, method: "_ScaledSign") -> Tensor:
+        alpha = method.alpha(w)
+        ctx.method = method
+        if method.identity_backward:
+            ctx.save_for_backward(alpha if isinstance(alpha, Tensor) else None)
+        else:
+            ctx.save_for_backward(alpha if isinstance(alpha, Tensor) else None, w)
+        ctx.alpha = None if isinstance(alpha, Tensor) else alpha
+        return sign(w).mul_(alpha)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        saved = ctx.saved_tensors
+        alpha = saved[0] if saved[0] is not None else ctx.alpha
+        grad = grad * alpha
+        if ctx.method.identity_backward:
+            return grad, None
+        return ctx.method.grad_dW(grad, saved[1]), None
+
+
+@torch.compiler.disable
+def _scaled_sign_grad(w: Tensor, method) -> Tensor:
+    return _ScaledSignGrad.apply(w, method)
 
 
 def channel_mean_abs(w: Tensor) -> Tensor:
@@ -79,10 +109,14 @@ class _ScaledSign(Method):
 
     def dW(self, w: Tensor) -> Tensor:
         """The backward factor on the raw latent (default: 1[|w| ≤ 1], the clamp(w, −1, 1) of the references)."""
-        return (w.abs() <= 1.0).to(w.dtype)
+        return clip_grad_mul(torch.ones_like(w), w, inclusive=True)
+
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        """grad · dW(w), fused (one pass for 1[|w| ≤ 1])."""
+        return clip_grad_mul(grad, w, inclusive=True)
 
     def forward(self, w: Tensor) -> Tensor:
-        return self.alpha(w) * _sign_grad(w, self)
+        return _scaled_sign_grad(w, self)
 
     def backward_factor(self, w: Tensor) -> Tensor:
         with torch.no_grad():
@@ -128,6 +162,9 @@ class DoReFa(_ScaledSign):
 
     def dW(self, w: Tensor) -> Tensor:
         return torch.ones_like(w)
+
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        return grad
 
 
 @register_method("bireal")
@@ -238,8 +275,13 @@ class ReCU(Method):
     def dW(self, w: Tensor) -> Tensor:
         return torch.ones_like(w)
 
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        return grad
+
     def quantize(self, w: Tensor, scale_a: Tensor) -> Tensor:
-        return scale_a.to(w.dtype) * _sign_grad(self.rectified(w), self)
+        if w.dim() < 2:
+            return scale_a.to(w.dtype) * _sign_grad(self.rectified(w), self)
+        return _recu_weight(w, scale_a, self)
 
     def export_learned(self, w: Tensor, scale_a: Tensor) -> Tensor:
         with torch.no_grad():
@@ -250,11 +292,56 @@ class ReCU(Method):
             return self.standardise(w) >= 0, scale_a.detach()
 
     def forward(self, w: Tensor) -> Tensor:  # without a layer's learned scale: a = mean |w| per channel
-        return channel_mean_abs(w) * _sign_grad(self.rectified(w), self)
+        if w.dim() < 2:
+            return channel_mean_abs(w) * _sign_grad(self.rectified(w), self)
+        return _recu_weight(w, channel_mean_abs(w), self)
 
     def export(self, w: Tensor) -> Tensor:
         with torch.no_grad():
             return channel_mean_abs(w) * sign(self.standardise(w))
+
+
+class _ReCUWeight(torch.autograd.Function):
+    """ReCU's θ = a·sign(clamp(ŵ, −Q_τ, Q_τ)) and its backward in one node: what autograd gives for
+    ``a * _sign_grad(rectified(w))``, written out. With ŵ = w0/r, w0 = w − mean w, r = R/(2√2),
+    R = sqrt(Var(w0) + 1e-5) (Var unbiased over the M elements of a channel; w0 has mean 0, up to rounding),
+    and g = grad·a·1[|ŵ| ≤ Q_τ] (straight through sign, then the clamp; Q_τ is detached):
+    ∂L/∂w0 = g/r − (Σ g·w0)/(r²·R·4√2)·2w0/(M − 1) = g/r − (Σ g·w0)·w0/(8(M − 1)r³),
+    ∂L/∂w = ∂L/∂w0 − mean(∂L/∂w0), ∂L/∂a = Σ grad·sign(w̃).
+    Q_τ ≥ 0 (τ ∈ (0.5, 1)), so sign(clamp(ŵ, −Q_τ, Q_τ)) = sign(ŵ) (Q_τ = 0 only when every ŵ is 0)."""
+
+    @staticmethod
+    def forward(ctx, w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
+        dims = tuple(range(1, w.dim()))
+        m = w.numel() // w.shape[0]
+        w0 = w - w.mean(dim=dims, keepdim=True)
+        r = torch.linalg.vector_norm(w0, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
+        r.mul_(1.0 / (2.0 * math.sqrt(2.0)))
+        w1_abs = w0 / r
+        bits = sign(w1_abs)
+        w1_abs.abs_()
+        q = w1_abs.mean().mul_(-math.log(2.0 - 2.0 * method.tau))  # Q_τ, as ``clamp_threshold`` (no host sync)
+        a_w = a.to(w.dtype)
+        # per channel: a/r, and the factor of w0 once Σ (g/r)·w0 is known, −1/(8(M − 1)r²)
+        ctx.save_for_backward(a, w0, a_w / r, r.square().mul_(-8.0 * (m - 1)).reciprocal_(), w1_abs, q, bits)
+        return bits * a_w
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, w0, a_over_r, coef, w1_abs, q, bits = ctx.saved_tensors
+        dims = tuple(range(1, w0.dim()))
+        grad_a = None
+        if ctx.needs_input_grad[1]:
+            grad_a = (grad * bits).sum_to_size(a.shape).to(a.dtype)
+        g_over_r = torch.le(w1_abs, q, out=torch.empty_like(w1_abs)).mul_(grad).mul_(a_over_r)
+        k = torch.mul(g_over_r, w0).sum(dim=dims, keepdim=True).mul_(coef)
+        grad_w0 = g_over_r.addcmul_(w0, k)
+        return grad_w0.sub_(grad_w0.mean(dim=dims, keepdim=True)), grad_a, None
+
+
+@torch.compiler.disable
+def _recu_weight(w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
+    return _ReCUWeight.apply(w, a, method)
 
 
 @register_method("fda")
@@ -280,3 +367,6 @@ class FDA(_ScaledSign):
 
     def dW(self, w: Tensor) -> Tensor:
         return fourier_sign_grad(w, math.floor(self.n), self.omega)
+
+    def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
+        return fourier_sign_grad_mul(grad, w, math.floor(self.n), self.omega)

@@ -100,6 +100,88 @@ def test_fda_schedule_and_recu_training_normalisation():
     assert torch.equal(recu.apply(x, training=True), sgn(x))  # the normalisation never changes the sign
 
 
+EDGES = [0.0, -0.0, 1e-45, -1e-45, 1e-30, -1e-30, 0.5, 1.0, -1.0, 2.0, -2.0]
+
+
+def test_sign_is_plus_one_at_both_zeros_and_keeps_the_dtype():
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        x = torch.tensor(EDGES, dtype=dtype)
+        out = methods.functional.sign(x.requires_grad_())
+        assert out.dtype == dtype and not out.requires_grad
+        assert torch.equal(out, sgn(x.detach())) and out[1].item() == 1.0  # sign(−0.0) = +1 (−0.0 ≥ 0)
+    assert torch.equal(methods.functional.sign(torch.tensor([-3, 0, 2])), torch.tensor([-1, 1, 1]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_fused_backwards_equal_grad_times_the_factor(dtype):
+    """The fused grad·B'(x) of every activation quantizer is grad·(the reference factor) at random points, at the
+    edges (±0, ±1, subnormals, 0.5) and one float either side of ±1, in float32, float64 and bfloat16."""
+    one_up = torch.nextafter(torch.tensor(1.0, dtype=dtype), torch.tensor(2.0, dtype=dtype)).item()
+    one_down = torch.nextafter(torch.tensor(1.0, dtype=dtype), torch.tensor(0.0, dtype=dtype)).item()
+    points = torch.tensor(EDGES + [one_up, -one_up, one_down, -one_down], dtype=dtype)
+    x = torch.cat([torch.randn(4000, dtype=torch.float64).to(dtype) * 1.2, points])
+    grad = torch.randn_like(x)
+    for key in ("bnn-w1a1", "xnor", "dorefa", "bireal", "fda"):
+        f_ref, b_ref = REF_ACT[key]
+        xx = x.clone().requires_grad_()
+        out = methods.create_method(key).act.apply(xx, training=True)
+        out.backward(grad)
+        assert torch.equal(out.detach(), f_ref(x)), key
+        expected = (grad.double() * b_ref(x.double()))
+        atol = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 0.05}[dtype]
+        torch.testing.assert_close(xx.grad.double(), expected, rtol=0, atol=atol * (1 + expected.abs().max().item()))
+        if key != "fda":  # pure masks and ApproxSign: exact zeros in the same places
+            assert torch.equal(xx.grad == 0, expected.to(dtype) == 0), key
+
+
+@pytest.mark.parametrize("n,omega", [(9, 0.1), (13, 0.1), (18, 0.1), (18, 0.2), (0, 0.1), (9, 1.0), (9, 2.0)])
+def test_fda_factor_every_evaluation_path_matches_the_direct_sum(n, omega):
+    """float32 uses the power series in x² ((2n+1)ω ≤ 4) or the closed form sin(2Nθ)/(2 sin θ) (ω ≤ π/2) or the
+    direct sum; float64 the closed form or the direct sum. All equal the float64 direct sum up to rounding,
+    including x = ±0 (limit (4ω/π)(n+1)), subnormal x, and |x| > 1 (0); values far outside stay finite."""
+    x = torch.cat([torch.linspace(-1.2, 1.2, 4001, dtype=torch.float64),
+                   torch.tensor(EDGES + [1e30, -1e30], dtype=torch.float64)])
+    truth = fda_grad(x, n, omega).nan_to_num(0.0)
+    for dtype, atol in ((torch.float32, 1e-6), (torch.float64, 1e-13)):
+        got = methods.activations.fourier_sign_grad(x.to(dtype), n, omega)
+        assert got.dtype == dtype and torch.isfinite(got).all()
+        torch.testing.assert_close(got.double(), truth, rtol=0, atol=atol * max(1.0, (4 * omega / PI) * (n + 1)))
+        assert got[(x == 0).nonzero()].double().sub(4 * omega * (n + 1) / PI).abs().max() < atol
+
+
+def test_recu_and_rsign_backwards_match_autograd_of_their_formulas():
+    torch.manual_seed(3)
+    for shape in [(6, 5, 4, 4), (7, 9)]:
+        x = torch.randn(*shape, dtype=torch.float64) * 1.5 + 0.3
+        up = torch.randn_like(x)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        methods.create_method("recu").act.apply(a, training=True).backward(up)
+        dims = tuple(range(1, x.dim()))
+        xhat = b / torch.sqrt(b.var(dim=dims, keepdim=True) + 1e-5)  # ReCU's code
+        ste = sgn(xhat).detach() - approx_b(xhat).detach() + approx_b(xhat)
+        ste.backward(up)
+        torch.testing.assert_close(a.grad, b.grad)
+    x = torch.randn(6, 5, 4, 4, dtype=torch.float64)
+    beta = torch.randn(1, 5, 1, 1) * 0.3
+    up = torch.randn_like(x)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ba, bb = beta.clone().requires_grad_(), beta.clone().requires_grad_()
+    out = methods.create_method("reactnet").act.apply(a, beta=ba)
+    out.backward(up)
+    d = b - bb.to(b.dtype)
+    (sgn(d).detach() - approx_b(d).detach() + approx_b(d)).backward(up)
+    assert torch.equal(out.detach(), sgn(x - beta.double()))
+    torch.testing.assert_close(a.grad, b.grad)
+    torch.testing.assert_close(ba.grad, bb.grad)
+    assert ba.grad.dtype == torch.float32
+
+
+def approx_b(x):
+    """ApproxSign's B (2x + x² for x < 0, 2x − x² for x ≥ 0, clipped to ±1), whose derivative is ``approx``."""
+    c = torch.clamp(x, -1.0, 1.0)
+    return 2 * c - c * c.abs()
+
+
 def ref_weight(key, w, learned, t=0.0):
     """θ written out from each paper/code, as a differentiable expression whose autograd is the backward."""
     alpha = w.detach().abs().mean(dim=(1, 2, 3), keepdim=True)
