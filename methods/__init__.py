@@ -7,21 +7,19 @@ Quantizers", NeurIPS 2023. See ``methods.base`` for the interface.
 from . import builtin as _builtin  # noqa: F401  (registers the eight built-in methods)
 from . import activations as _activations  # noqa: F401  (registers the activation quantizers)
 from . import w1a1 as _w1a1  # noqa: F401  (registers the eight BiBench W1A1 methods)
-from .activations import (
-    ActivationQuantizer,
-    create_activation,
-    get_activation_class,
-    list_activations,
-    register_activation,
-)
+from .activations import create_activation
 from .base import (
+    ActivationQuantizer,
     Method,
     MethodError,
     compose,
     create_method,
+    get_activation_class,
     get_method_class,
+    list_activations,
     list_methods,
     load_plugins,
+    register_activation,
     register_method,
 )
 from .binarize import (

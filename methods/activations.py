@@ -30,72 +30,14 @@ sign(0) = +1 everywhere (``methods.functional.sign``).
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import math
-from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from .base import Method, MethodError, _quantize, close_match_hint, non_negative, positive
-from .functional import _just_above, clip_grad_mul, sign
-
-_ACT_REGISTRY: dict[str, type["ActivationQuantizer"]] = {}
-
-
-class ActivationQuantizer(Method):
-    """F and B' on the raw input x of a binarized layer (α = 1). Subclass and register with
-    ``@register_activation(name)``; override ``layer_parameters`` (learnable per-layer tensors) and
-    ``apply``/``deploy`` when the quantizer uses them."""
-
-    default_scale: ClassVar[str] = "none"
-    forward_is_export = True  # every activation quantizer here computes its deployed form in the forward
-    # the value of a binary input: "sign" (±1, an XNOR-popcount MAC) or "unipolar" ({0, 1}, an AND-popcount MAC)
-    levels: ClassVar[str] = "sign"
-
-    def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
-        """Initial values of the learnable tensors this quantizer owns on ``layer`` (none by default)."""
-        return {}
-
-    def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
-        """F(x) in the forward, grad·B'(x) in the backward (the training forward and the F(w) model)."""
-        return _quantize(x, self)
-
-    def deploy(self, x: Tensor, **learned: Tensor) -> Tensor:
-        """The deployed input: F(x) without a graph."""
-        with torch.no_grad():
-            return self.F(x)
-
-    def export(self, w: Tensor) -> Tensor:
-        return self.F(w).detach()
-
-
-def register_activation(name: str) -> Callable[[type[ActivationQuantizer]], type[ActivationQuantizer]]:
-    """Class decorator: register an ``ActivationQuantizer`` under ``name`` (re-registering replaces it)."""
-
-    def decorator(cls: type[ActivationQuantizer]) -> type[ActivationQuantizer]:
-        if not (isinstance(cls, type) and issubclass(cls, ActivationQuantizer)):
-            raise MethodError(f"@register_activation({name!r}) needs a subclass of methods.ActivationQuantizer")
-        cls.name = name
-        _ACT_REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def list_activations(pattern: str = "*") -> list[str]:
-    return sorted(k for k in _ACT_REGISTRY if fnmatch.fnmatchcase(k, pattern))
-
-
-def get_activation_class(name: str) -> type[ActivationQuantizer]:
-    try:
-        return _ACT_REGISTRY[name]
-    except KeyError:
-        valid = sorted(_ACT_REGISTRY)
-        raise MethodError(f"unknown activation quantizer {name!r}{close_match_hint(name, valid)} "
-                          f"(valid: {', '.join(valid)})") from None
-
+from .base import ActivationQuantizer, get_activation_class, non_negative, positive, quantize_eagerly, register_activation
+from .functional import clip_grad_mul, just_above, sign
 
 def create_activation(name: str, **params) -> ActivationQuantizer:
     return get_activation_class(name)(**params)
@@ -293,7 +235,7 @@ class ReCUSign(ApproxSign):
     def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
         if training and x.dim() > 1:
             return _recu_sign(x)
-        return _quantize(x, self)
+        return quantize_eagerly(x, self)
 
 
 @register_activation("dorefa")
@@ -320,7 +262,7 @@ class DoReFaAct(ActivationQuantizer):
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
         # 1[x ≥ 0] as x's dtype (−0.0 included), times grad, then 0 where x > 1
         inside = torch.ge(x, 0.0, out=torch.empty_like(x)).mul_(grad)
-        return torch.ops.aten.hardtanh_backward.grad_input(inside, x, -1.0, _just_above(1.0, x.dtype),
+        return torch.ops.aten.hardtanh_backward.grad_input(inside, x, -1.0, just_above(1.0, x.dtype),
                                                            grad_input=inside)
 
 

@@ -36,7 +36,7 @@ from importlib import metadata
 from typing import Callable, ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .functional import sign
 
@@ -125,7 +125,7 @@ def channel_scale(w: Tensor, scale: str) -> Tensor | float:
 class _ForwardBackwardQuantizer(torch.autograd.Function):
     """θ = α·F(w/α) in the forward; grad_w = grad_θ · B'(w/α) in the backward (α detached).
 
-    The eager path of ``Method.forward`` and of ``_quantize``: it saves only x = w/α, and nothing at all when
+    The eager path of ``Method.forward`` and of ``quantize_eagerly``: it saves only x = w/α, and nothing at all when
     B' ≡ 1. With α = 1 (``scale = "none"``, every activation quantizer) the forward is F(w) itself, without a
     multiplication by 1. The backward is ``method.grad_dB(grad, x)`` (grad · B'(x), which a method may fuse).
     Under ``torch.compile`` ``Method.forward`` goes through ``straight_through`` instead, which dynamo traces
@@ -157,7 +157,7 @@ class _ForwardBackwardQuantizer(torch.autograd.Function):
 
 
 @torch.compiler.disable
-def _quantize(w: Tensor, method: "Method") -> Tensor:
+def quantize_eagerly(w: Tensor, method: "Method") -> Tensor:
     """θ = α·F(w/α) with gradient grad·B'(w/α) through the autograd.Function above, always eagerly (a graph
     break under ``torch.compile``): the activation quantizers (``methods.activations``) still read their
     parameters as Python floats. ``Method.forward`` is the same map without the graph break."""
@@ -303,8 +303,6 @@ class Method:
         """The class of the activation quantizer (None for a weight-only method)."""
         if cls.activation is None:
             return None
-        from .activations import get_activation_class
-
         return get_activation_class(cls.activation)
 
     def validate(self) -> None:
@@ -550,8 +548,6 @@ COMPOSE_SUFFIX = "-act"
 def compose(weight: str, activation: str) -> type[Method]:
     """The class of ``"<weight>+<activation>-act"``: weight method ``weight`` unchanged, with the activation
     quantizer ``activation`` on the inputs of its binarized layers (no class to write)."""
-    from .activations import get_activation_class
-
     base = get_method_class(weight)
     if base.activation is not None:
         raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it already has {base.activation!r}")
@@ -586,3 +582,60 @@ def get_method_class(name: str) -> type[Method]:
 def create_method(name: str, **params) -> Method:
     """Instantiate a registered method; unknown keys or parameters are a ``MethodError``."""
     return get_method_class(name)(**params)
+
+
+# -- activation quantizers: F and B' of the inputs of binarized layers (methods.activations has the built-ins)
+_ACT_REGISTRY: dict[str, type["ActivationQuantizer"]] = {}
+
+
+class ActivationQuantizer(Method):
+    """F and B' on the raw input x of a binarized layer (α = 1). Subclass and register with
+    ``@register_activation(name)``; override ``layer_parameters`` (learnable per-layer tensors) and
+    ``apply``/``deploy`` when the quantizer uses them."""
+
+    default_scale: ClassVar[str] = "none"
+    forward_is_export = True  # every activation quantizer here computes its deployed form in the forward
+    # the value of a binary input: "sign" (±1, an XNOR-popcount MAC) or "unipolar" ({0, 1}, an AND-popcount MAC)
+    levels: ClassVar[str] = "sign"
+
+    def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
+        """Initial values of the learnable tensors this quantizer owns on ``layer`` (none by default)."""
+        return {}
+
+    def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
+        """F(x) in the forward, grad·B'(x) in the backward (the training forward and the F(w) model)."""
+        return quantize_eagerly(x, self)
+
+    def deploy(self, x: Tensor, **learned: Tensor) -> Tensor:
+        """The deployed input: F(x) without a graph."""
+        with torch.no_grad():
+            return self.F(x)
+
+    def export(self, w: Tensor) -> Tensor:
+        return self.F(w).detach()
+
+
+def register_activation(name: str) -> Callable[[type[ActivationQuantizer]], type[ActivationQuantizer]]:
+    """Class decorator: register an ``ActivationQuantizer`` under ``name`` (re-registering replaces it)."""
+
+    def decorator(cls: type[ActivationQuantizer]) -> type[ActivationQuantizer]:
+        if not (isinstance(cls, type) and issubclass(cls, ActivationQuantizer)):
+            raise MethodError(f"@register_activation({name!r}) needs a subclass of methods.ActivationQuantizer")
+        cls.name = name
+        _ACT_REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_activations(pattern: str = "*") -> list[str]:
+    return sorted(k for k in _ACT_REGISTRY if fnmatch.fnmatchcase(k, pattern))
+
+
+def get_activation_class(name: str) -> type[ActivationQuantizer]:
+    try:
+        return _ACT_REGISTRY[name]
+    except KeyError:
+        valid = sorted(_ACT_REGISTRY)
+        raise MethodError(f"unknown activation quantizer {name!r}{close_match_hint(name, valid)} "
+                          f"(valid: {', '.join(valid)})") from None

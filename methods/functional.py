@@ -44,7 +44,7 @@ def sign(x: Tensor) -> Tensor:
 
 
 @functools.lru_cache(maxsize=None)
-def _just_above(value: float, dtype: torch.dtype) -> float:
+def just_above(value: float, dtype: torch.dtype) -> float:
     """The next float of ``dtype`` above ``value`` (so x < result ⇔ x ≤ value for every x of that dtype)."""
     return torch.nextafter(torch.tensor(value, dtype=dtype), torch.tensor(math.inf, dtype=dtype)).item()
 
@@ -54,7 +54,7 @@ def clip_grad_mul(grad: Tensor, x: Tensor, inclusive: bool = True, out: Tensor |
     where lo < x < hi and writes 0 elsewhere (a select: whatever grad holds outside, even inf or nan, becomes
     0); the inclusive form moves the bounds one float outwards. Into ``out`` when given, which may be ``grad``
     itself when grad is a temporary of the caller's."""
-    edge = _just_above(1.0, x.dtype) if inclusive else 1.0
+    edge = just_above(1.0, x.dtype) if inclusive else 1.0
     if out is None:
         return torch.ops.aten.hardtanh_backward(grad, x, -edge, edge)
     return torch.ops.aten.hardtanh_backward.grad_input(grad, x, -edge, edge, grad_input=out)
