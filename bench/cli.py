@@ -24,7 +24,7 @@ from bench.describe import cli_datasets, cli_methods, cli_models  # noqa: E402
 from bench.dispatch.commands import cli_grid_cancel, cli_grid_run, cli_grid_status  # noqa: E402
 from bench.dispatch.executors import list_executors  # noqa: E402
 from bench.errors import describe_os_error, one_line, user_error_types  # noqa: E402
-from bench.perf.step import cli_perf  # noqa: E402
+from bench.perf.cuda import cli_perf  # noqa: E402
 from bench.report.aggregate import cli_aggregate  # noqa: E402
 from bench.report.plots import cli_plot_quantizers  # noqa: E402
 from bench.report.runs import cli_compare, cli_list, cli_show  # noqa: E402

@@ -173,6 +173,7 @@ BAD_CONFIG = {
     "step_milestones": [0.5, [0.5, 1.5], ["a"], [True], None],
     "label_smoothing": [1.01, -0.1, True, float("nan")],
     "seed": [-1, 2**32, 1.5, True, "0", None],
+    "capture": ["graphs", 1, True, None],
 }
 CASES = [(key, value) for key, values in BAD_CONFIG.items() for value in values]
 

@@ -1,4 +1,4 @@
-"""``python -m bench perf step|loaders|all``: performance budgets as ratios measured in one run.
+"""``python -m bench perf step|loaders|all`` (``gpu``: ``bench.perf.cuda``): performance budgets as ratios measured in one run.
 
 ``perf step`` times a full training step (forward, backward, hooks, ``optimizer.step()``,
 ``set_progress``) of every registered method against ``fp`` on the same model and batch. The methods are
@@ -25,7 +25,7 @@ import models
 from bench.errors import UserError
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -56,7 +56,7 @@ class _Stepper:
         if compile_model:
             t0 = time.perf_counter()
             self.step()
-            _sync(device)
+            sync_device(device)
             self.compile_seconds = time.perf_counter() - t0
 
     def step(self) -> None:
@@ -84,14 +84,14 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
     for _ in range(warmup):
         for s in steppers.values():
             s.step()
-    _sync(dev)
+    sync_device(dev)
     times: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(repeats):
         order = keys if r % 2 == 0 else list(reversed(keys))  # alternate order: no method always runs first
         for k in order:
             t0 = time.perf_counter()
             steppers[k].step()
-            _sync(dev)
+            sync_device(dev)
             times[k].append(time.perf_counter() - t0)
     base = statistics.median(times["fp"])
     rows = []
@@ -162,8 +162,7 @@ def _method_keys(spec: str) -> list[str]:
 
 
 def cli_perf(args) -> int:
-    if args.what == "gpu":
-        return _gpu_report(args)
+    """``perf step|loaders|all`` (``perf gpu``: ``bench.perf.cuda.cli_perf``)."""
     sections = [f"# proxbench perf\n\n{machine_line(args.device)}\n"]
     if args.what in ("step", "all"):
         rows = measure_steps(args.model, args.batch, args.device, args.repeats, compile_model=args.compile,
@@ -182,55 +181,13 @@ def cli_perf(args) -> int:
                 f"\nbudget: memory ≥ 10×, ffcv ≥ 3× the torchvision DataLoader\n")
         print(text)
         sections.append(text)
-    return _write_report(args, sections)
+    return write_report(args, sections)
 
 
-def _write_report(args, sections: list[str]) -> int:
+def write_report(args, sections: list[str]) -> int:
     if args.what in ("all", "gpu") or args.out:
         out = Path(args.out or f"results/perf/{args.device.split(':')[0]}.md")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text("\n".join(sections))
         print(f"wrote {out}")
     return 0
-
-
-def _gpu_report(args) -> int:
-    """The CUDA check: step ratios (bf16 autocast, channels-last), the GPU loaders, two e2e ResNet-20 epochs."""
-    if not torch.cuda.is_available():
-        raise UserError("perf gpu needs a CUDA device")
-    args.device = "cuda"
-    sections = [f"# proxbench perf (CUDA)\n\n{machine_line('cuda')}\n"]
-    rows = measure_steps(args.model, args.batch, "cuda", args.repeats)
-    text = (f"## Training step: {args.model}, batch {args.batch}, cuda, bf16 autocast, channels-last\n\n"
-            f"{format_step_table(rows, False)}\n")
-    print(text, flush=True)
-    sections.append(text)
-    from bench.perf.loaders import format_loader_table, run_loader_benchmark
-
-    rows = run_loader_benchmark(dataset="synthetic", options=SYNTHETIC_CIFAR, device="cuda", seconds=3.0)
-    text = (f"## Loaders: synthetic CIFAR-shaped (50k × 3×32×32), crop+flip, to cuda\n\n"
-            f"{format_loader_table(rows)}\n")
-    print(text, flush=True)
-    sections.append(text)
-    text = f"## One end-to-end epoch, ResNet-20, synthetic CIFAR-shaped data\n\n{format_e2e_table(end_to_end_epochs('cuda'))}\n"
-    print(text, flush=True)
-    sections.append(text)
-    text = f"## Training throughput of the paper's models (for the grids' GPU-hour estimates)\n\n{throughput_table()}\n"
-    print(text, flush=True)
-    sections.append(text)
-    return _write_report(args, sections)
-
-
-PAPER_MODELS = (("resnet20", 128, 32), ("resnet56", 128, 32), ("vgg-small", 128, 32), ("resnet18", 256, 224),
-                ("deit_small_patch16_224", 128, 224))
-
-
-def throughput_table(device: str = "cuda", repeats: int = 10) -> str:
-    """Training images/s of fp and bnn++ for each model of the paper's grids (interleaved, median step)."""
-    rows = []
-    for name, batch, size in PAPER_MODELS:
-        steps = measure_steps(name, batch, device, repeats, warmup=2, method_keys=["fp", "bnn++"], img_size=size)
-        for r in steps:
-            rows.append([name, size, batch, r["method"], f"{batch / (r['median_ms'] / 1e3):.0f}", f"{r['ratio']:.3f}"])
-    return tabulate(rows, headers=["model", "px", "batch", "method", "train images/s", "step ratio to fp"],
-                    tablefmt="github")

@@ -53,12 +53,14 @@ DEFAULTS: dict = {
     "step_milestones": [0.5, 0.75],  # step schedule: fractions of training where lr is multiplied by 0.1
     "label_smoothing": 0.0,      # cross-entropy label smoothing
     "seed": 0,                   # model init, data order and augmentation
+    "capture": "none",           # none (eager) | compile: the training step through torch.compile (CUDA graphs on CUDA)
 }
 CHOICES = {
     "loader": tuple(list_loaders()),  # the loader registry (bench.data)
     "mode": ("e2e", "finetune"),
     "optimizer": ("sgd", "adam", "adamw"),
     "lr_schedule": ("cosine", "step", "constant"),
+    "capture": ("none", "compile"),  # bench.run.step.CAPTURES
 }
 FLOATS = ("lr", "momentum", "weight_decay", "latent_weight_decay", "warmup_epochs", "label_smoothing")  # stored as float
 SEED_MAX = 2**32 - 1  # torch, numpy and the data order's generators all take seeds in [0, 2**32 - 1]
@@ -113,6 +115,7 @@ CHECKS: dict[str, tuple] = {
     "step_milestones": (lambda v: isinstance(v, list) and all(_unit(m) for m in v), "a list of numbers in [0, 1]"),
     "label_smoothing": (_unit, "a number in [0, 1]"),
     "seed": (lambda v: _is_int(v) and 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}]"),
+    "capture": (lambda v: v in CHOICES["capture"], f"one of {', '.join(CHOICES['capture'])}"),
 }
 assert set(CHECKS) == set(DEFAULTS)
 
@@ -226,7 +229,7 @@ def _check_policy(policy, where: str) -> None:
 
 # Keys added after the first release, with the value every earlier run implicitly used: left out of the
 # hash while at that value, so the run ids of existing records stay valid.
-LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0}
+LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0, "capture": "none"}
 
 
 def run_id(cfg: dict) -> str:

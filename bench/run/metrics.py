@@ -79,7 +79,7 @@ def epoch_metrics(epoch, model, test_loader, dev, train, before, after, optimize
         train_acc=None if train is None else round(train[1], 4),
         test_acc=round(acc, 4),
         test_acc_forward=round(acc_forward, 4),
-        lr=optimizer.param_groups[0]["lr"],
+        lr=float(optimizer.param_groups[0]["lr"]),
         method_params=params,
         flip_ratio=None if before is None else flip_ratio(before, after),
         seconds=0.0,

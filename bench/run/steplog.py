@@ -41,7 +41,9 @@ class StepLog:
     ``{"step": optimizer steps done, "epoch": 1-based epoch, "loss": mean training loss over the steps since
     the previous line, "lr": the lr this step used, "method_params": the method's scheduled parameters this
     step used}`` (a non-finite loss is ``null``). The losses are summed on the device; the one host sync is
-    the ``.item()`` of a line, and lines are appended as they come. A fresh run (``resume_step`` None)
+    the ``.item()`` of a line, and lines are appended as they come. With ``defer=True`` (the CUDA loop) a
+    line's mean loss stays a device tensor and its lines wait for ``flush()`` at the epoch's end: no host
+    sync inside an epoch, and the same file. A fresh run (``resume_step`` None)
     empties the file and the TensorBoard folder; a resumed one drops the lines past ``resume_step`` (the
     steps its checkpoint holds; the later ones are trained again) and a partial last line, then appends.
     TensorBoard (``tensorboard=True``: ``<run dir>/tensorboard/``) gets the same scalars (``train/loss``,
@@ -50,8 +52,10 @@ class StepLog:
     """
 
     def __init__(self, run_dir: Path, every: int, device: torch.device, *, resume_step: int | None,
-                 tensorboard: bool = False):
+                 tensorboard: bool = False, defer: bool = False):
         self.path = Path(run_dir) / STEPS_FILE
+        self.defer = defer
+        self.pending: list[tuple] = []  # deferred lines: (step, epoch, loss sum tensor, count, lr, params)
         self.every = every
         self.window = torch.zeros((), device=device)
         self.count = 0
@@ -96,9 +100,31 @@ class StepLog:
         self.count += 1
         if params is None:
             return
+        if self.defer:
+            self.pending.append((step, epoch, self.window.clone(), self.count, lr, params))
+            self.window.zero_()
+            self.count = 0
+            return
         mean = finite_or_none(self.window.item() / self.count)
         self.window.zero_()
         self.count = 0
+        self._write(step, epoch, mean, lr, params)
+
+    def flush(self, bad_step: int | None = None) -> None:
+        """Write the deferred lines (``defer=True``); ``bad_step``: the 0-based step whose loss was not
+        finite, so only the lines of the steps before it are written (what the per-step check writes)."""
+        pending, self.pending = self.pending, []
+        if bad_step is not None:
+            pending = [p for p in pending if p[0] <= bad_step]
+            self.window.zero_()
+            self.count = 0
+        if not pending:
+            return
+        sums = torch.stack([p[2] for p in pending]).tolist()  # one host sync for the epoch's lines
+        for (step, epoch, _, count, lr, params), total in zip(pending, sums):
+            self._write(step, epoch, finite_or_none(total / count), lr, params)
+
+    def _write(self, step: int, epoch: int, mean: float | None, lr: float, params: dict) -> None:
         entry = {"step": step, "epoch": epoch, "loss": mean, "lr": lr, "method_params": params}
         line = json.dumps(entry, allow_nan=False) + "\n"
         with writing(self.path), open(self.path, "a", encoding="utf-8") as fh:

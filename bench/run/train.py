@@ -7,7 +7,19 @@ Per step: forward with θ = α·F(w/α), backward with B', then ``methods.optimi
 (α·sign(w)) and of the F(w) model, the flip ratio of the deployed signs, and an atomic checkpoint. A run
 restarted after a kill resumes from its last checkpoint and ends bit-identical to an uninterrupted run on
 the same device: the data order and augmentation of each epoch are functions of (seed, epoch), and the RNG
-states are checkpointed.
+states are checkpointed. The step itself is ``bench.run.step.TrainStep``: eager, or captured with
+``torch.compile`` (CUDA graphs on CUDA) when the config says ``capture = "compile"``.
+
+Divergence: on CPU the loss is checked after every forward, and the first non-finite one ends the run as
+``diverged`` before its step is taken. On CUDA nothing inside an epoch synchronises with the host: a
+non-finite loss sets a flag on the device (with the step and loss where it first happened), the training
+loss and accuracy are summed there, and the step log keeps its lines as device tensors; all of it is read
+once, at the epoch's end. So on CUDA divergence is detected at the end of the epoch in which it happened:
+the run stops there and is recorded ``diverged`` with the same fields as on CPU (the history up to the
+last good epoch; the step log has no line past the step before the first non-finite loss), the diverged
+epoch is neither added to the history nor checkpointed, but the steps after the non-finite loss were
+taken, so the final metrics are those of the model at the epoch's end (on CPU: before the diverging
+step).
 
 The record's ``wall_seconds`` is the run's time summed over its processes: each checkpoint stores the time
 spent so far (earlier processes up to their last checkpoint, plus this one), and the process that finishes
@@ -38,6 +50,7 @@ from bench.run.metrics import autocast, deployed_signs, device_name, epoch_metri
 from bench.run.model import build_model
 from bench.run.optim import lr_factor, make_optimizer
 from bench.run.records import EpochMetrics, make_record, write_record
+from bench.run.step import TrainStep, tensor_lr
 from bench.run.steplog import LOG_EVERY, LOGGERS, StepLog, scheduled_params, summary_writer_class
 
 
@@ -70,10 +83,12 @@ class Progress:
 
             self.bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
-    def update(self, loss: float) -> None:
+    def update(self, loss: float | None) -> None:
+        """One step; ``loss`` None: not shown (read back from the device only at the epoch's end)."""
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -92,6 +107,8 @@ def execute(
     log=print,
     logger: str = "none",
     log_every: int = LOG_EVERY,
+    defer_checks: bool | None = None,
+    compile_backend: str | None = None,
 ) -> dict:
     """Train and evaluate one resolved config; resume from its checkpoint; write and return its record.
 
@@ -99,6 +116,9 @@ def execute(
     Per-step metrics go to ``<workdir>/runs/<run_id>/steps.jsonl`` every ``log_every`` steps (``StepLog``),
     and with ``logger = "tensorboard"`` to TensorBoard as well (a UserError before anything is written
     when the tensorboard package is missing). Neither is part of the config: the run id does not change.
+    ``defer_checks``: read the divergence flag, the epoch's loss and the step log back at the epoch's end
+    only (None: on CUDA; True on CPU runs that path for tests). ``compile_backend``: the ``torch.compile``
+    backend of ``capture = "compile"`` (None: inductor; tests use "aot_eager").
     """
     rid = configs.run_id(cfg)
     dev = check_device(device)
@@ -134,12 +154,16 @@ def execute(
         model = model.to(memory_format=torch.channels_last)
     method = methods.get_method(model)
     optimizer = make_optimizer(cfg, model)
+    if cfg["capture"] != "none":
+        tensor_lr(optimizer, dev)
     steps_per_epoch = len(train_loader)
     total_steps = cfg["epochs"] * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch)
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+    train_step = TrainStep(model, optimizer, scheduler, criterion, dev, cfg["capture"], compile_backend)
+    defer = dev.type == "cuda" if defer_checks is None else bool(defer_checks)
 
     history: list[EpochMetrics] = []
     start_epoch = 0
@@ -170,7 +194,7 @@ def execute(
     steps = None  # per-step metrics; a finished run keeps its file as it is
     if not finished:
         steps = StepLog(ckpt_path.parent, log_every, dev, tensorboard=logger == "tensorboard",
-                        resume_step=start_epoch * steps_per_epoch if resumed else None)
+                        resume_step=start_epoch * steps_per_epoch if resumed else None, defer=defer)
     for epoch in range(start_epoch, cfg["epochs"]):
         if status != "running":
             break
@@ -181,33 +205,41 @@ def execute(
         correct = torch.zeros((), device=dev, dtype=torch.long)
         seen = 0
         lr_sum = 0.0  # the lr of each step of this epoch, for the epoch's mean lr
+        first_bad = torch.full((), -1, device=dev, dtype=torch.long)  # deferred: first step with a bad loss
+        bad_loss = torch.zeros((), device=dev)
         bar = Progress(steps_per_epoch, f"{cfg['method']} epoch {epoch + 1}/{cfg['epochs']}")
         for i, (x, y) in enumerate(train_loader):
             if dev.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(dev):
-                out = model(x)
-                loss = criterion(out.float(), y)
-            if not torch.isfinite(loss):
+            step = epoch * steps_per_epoch + i
+            out, loss = train_step.forward(x, y)
+            if defer:  # no host sync: remember the first non-finite loss on the device
+                new_bad = (first_bad < 0) & ~torch.isfinite(loss.detach())
+                first_bad = torch.where(new_bad, step, first_bad)
+                bad_loss = torch.where(new_bad, loss.detach(), bad_loss)
+            elif not torch.isfinite(loss):
                 status = "diverged"
                 log(f"[{rid}] diverged: loss {loss.item()} at epoch {epoch + 1}, step {i + 1}")
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            step = epoch * steps_per_epoch + i
-            lr = optimizer.param_groups[0]["lr"]  # the lr of this step (the scheduler moves it after the step)
+            lr = train_step.host_lrs()[0]  # the lr of this step (the scheduler moves it after the step)
             lr_sum += lr
             # the parameters this step uses (optimizer_step moves them to the next step's progress)
             params = scheduled_params(method) if steps.due(step + 1, i + 1 == steps_per_epoch) else None
-            methods.optimizer_step(model, optimizer, progress=(step + 1) / total_steps)
-            scheduler.step()
+            train_step.update(loss, (step + 1) / total_steps)
             steps.step(step + 1, epoch + 1, loss, lr, params)
             loss_sum += loss.detach() * y.numel()
             correct += (out.detach().argmax(1) == y).sum()
             seen += y.numel()
             if bar.bar is not None:
-                bar.update(loss.item())
+                bar.update(None if defer else loss.item())
         bar.close()
+        if defer:
+            bad_step = int(first_bad.item())  # the epoch's one read-back of the divergence check
+            steps.flush(None if bad_step < 0 else bad_step)
+            if bad_step >= 0:
+                status = "diverged"
+                log(f"[{rid}] diverged: loss {bad_loss.item()} at epoch {epoch + 1}, "
+                    f"step {bad_step - epoch * steps_per_epoch + 1} (detected at the epoch's end)")
         if status != "running":
             break
         signs = deployed_signs(model)
