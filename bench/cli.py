@@ -31,6 +31,7 @@ from bench.report.runs import cli_compare, cli_list, cli_show  # noqa: E402
 from bench.run import config  # noqa: E402
 from bench.run.commands import cli_export, cli_run  # noqa: E402
 
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
     (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flag``)
@@ -40,8 +41,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         key = getattr(action, "config_key", None)
         if key is not None:
-            from bench.run import config
-
             choices = config.CHOICES.get(key)
             if key == "policy":
                 choices = list(methods.PRESETS)

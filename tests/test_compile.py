@@ -67,7 +67,6 @@ class _CountingBackend:
 @pytest.mark.parametrize("key", ["bnn++", "pc"])  # the methods whose F reads a scheduled parameter
 def test_set_progress_does_not_recompile(key):
     model = _model(key)
-    method = methods.get_method(model)
     x, _ = _batch()
     backend = _CountingBackend()
     compiled = torch.compile(model, backend=backend, fullgraph=True)

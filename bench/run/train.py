@@ -46,7 +46,7 @@ from bench.run import config as configs
 from bench.run import layout
 from bench.run.checkpoints import read_checkpoint, restore, save_checkpoint, writing
 from bench.run.jsonfile import write_json_atomic
-from bench.run.metrics import autocast, deployed_signs, device_name, epoch_metrics, final_metrics
+from bench.run.metrics import deployed_signs, device_name, epoch_metrics, final_metrics
 from bench.run.model import build_model
 from bench.run.optim import lr_factor, make_optimizer
 from bench.run.records import EpochMetrics, make_record, write_record
