@@ -144,3 +144,14 @@ def slurm_cluster():
 
     if started_here and os.environ.get("PROXBENCH_SLURM_KEEP") != "1":
         subprocess.run(["/bin/bash", str(stop)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """torch._dynamo's compile caches and counters reset before and after the test."""
+    import torch
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    yield
+    torch._dynamo.reset()

@@ -26,17 +26,11 @@ from bench.run import layout, train
 from bench.run.optim import lr_factor, make_optimizer
 from bench.run.step import TrainStep, tensor_lr
 
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # dynamo caches and counters reset around each test
+
 BATCH, STEPS = 8, 5
 CFG = {"optimizer": "adam", "lr": 3e-3, "epochs": 1, "lr_schedule": "cosine", "latent_weight_decay": 0.0,
        "weight_decay": 0.0, "momentum": 0.9, "warmup_epochs": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 def _setup(key: str, capture: str, optimizer: str = "adam", lr_tensor: bool | None = None):

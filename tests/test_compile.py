@@ -11,6 +11,8 @@ from torch import nn
 import methods
 import models
 
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # dynamo caches and counters reset around each test
+
 BATCH = 8
 
 
@@ -31,14 +33,6 @@ def _train_step(model: nn.Module):
         return loss.detach()
 
     return step
-
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    yield
-    torch._dynamo.reset()
 
 
 @pytest.mark.parametrize("key", methods.list_methods())
