@@ -232,6 +232,8 @@ class Method:
     identity_backward: ClassVar[bool] = False
     binarizes: ClassVar[bool] = True
     forward_is_export: ClassVar[bool] = False
+    # The step hooks take a 0-d tensor lr too and then read only ``self.tensors`` (see ``before_step``).
+    tensor_hooks: ClassVar[bool] = False
     # The activation quantizer (a key of ``methods.activations``) applied to the inputs of the binarized
     # layers, or None: a weight-only method (its config has no ``act_*`` key, so run ids never change).
     activation: ClassVar[str | None] = None
@@ -366,8 +368,8 @@ class Method:
     def __setattr__(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
         tensors = self.__dict__.get("tensors")
-        if tensors is not None and name in tensors._buffers:  # a scheduled parameter or progress: its mirror
-            tensors._buffers[name].fill_(value)
+        if tensors is not None and name in tensors._buffers and not self.__dict__.get("_floats_only"):
+            tensors._buffers[name].fill_(value)  # a scheduled parameter or progress: its mirror
 
     def set_progress(self, t: float) -> None:
         """Move every scheduled parameter to training progress t ∈ [0, 1] (linear or geometric): the float
@@ -384,6 +386,44 @@ class Method:
             setattr(self, key, value)
         if getattr(self, "act", None) is not None:
             self.act.set_progress(t)
+
+    def set_progress_tensors(self, t: Tensor) -> None:
+        """The tensor form of ``set_progress`` for a 0-d progress tensor t (not checked: the caller's t is in
+        [0, 1]): ``tensors.progress`` ← t and every scheduled tensor ← start + (end − start)·t (linear) or
+        start·(end/start)^t (geometric), in place, and the same for the activation quantizer's tensors. The
+        float attributes are left alone (``set_progress_floats``). start/end are constants and nothing is read
+        back from a tensor, so ``torch.compile`` traces it without a graph break, and a new t is a new value
+        of the same input, not a recompile. Linear: the float64 arithmetic of the float form; geometric: a
+        tensor pow, which may differ from Python's ``**`` in the last bit."""
+        tensors = self.tensors
+        with torch.no_grad():
+            tensors.progress.copy_(t)
+            for key, (start, end) in self._ranges.items():
+                value = start * (end / start) ** t if self.schedule == "geometric" else start + (end - start) * t
+                getattr(tensors, key).copy_(value)
+        if self.act is not None:
+            self.act.set_progress_tensors(t)
+
+    def set_progress_floats(self, t: float) -> None:
+        """``set_progress(t)`` for the float attributes only (records, logs, ``params()``): ``self.tensors``
+        (and the activation quantizer's) keep their values, which ``set_progress_tensors`` wrote."""
+        owners = [self] if self.act is None else [self, self.act]
+        for owner in owners:
+            object.__setattr__(owner, "_floats_only", True)
+        try:
+            self.set_progress(t)
+        finally:
+            for owner in owners:
+                object.__setattr__(owner, "_floats_only", False)
+
+    @property
+    def schedule_traceable(self) -> bool:
+        """Is ``set_progress_tensors`` the tensor form of this method's schedule (and its activation
+        quantizer's)? False for a class that overrides ``set_progress`` but not ``set_progress_tensors``
+        (ReCU's exponential τ): the captured step then runs ``set_progress`` eagerly."""
+        cls = type(self)
+        own = cls.set_progress is Method.set_progress or cls.set_progress_tensors is not Method.set_progress_tensors
+        return own and (self.act is None or self.act.schedule_traceable)
 
     def params(self) -> dict:
         """Current parameter values, plus scale, schedule and progress (and the activation quantizer's as act_*)."""
@@ -466,11 +506,15 @@ class Method:
         """(bits, α) with ``export_learned(w) = α·(2·bits − 1)``: what the packed export stores."""
         return w >= 0, self.alpha(w)
 
-    def before_step(self, w: Tensor, lr: float) -> None:
+    def before_step(self, w: Tensor, lr: float | Tensor) -> None:
         """In-place hook on the latent before ``optimizer.step()``; ``lr`` is the learning rate of the
-        optimizer group that holds ``w`` at this step, so a proximal step can be scaled by it (no-op by default)."""
+        optimizer group that holds ``w`` at this step, so a proximal step can be scaled by it (no-op by default).
 
-    def after_step(self, w: Tensor, lr: float) -> None:
+        ``lr`` is a Python float in the eager step; in the captured step (``tensor_hooks``) a 0-d tensor, and
+        the hook then reads the schedule from ``self.tensors`` only (no float of the schedule, no Python
+        branch on one), so that ``torch.compile`` traces it into the step's update graph."""
+
+    def after_step(self, w: Tensor, lr: float | Tensor) -> None:
         """In-place hook on the latent after ``optimizer.step()`` (see ``before_step``; no-op by default)."""
 
     def clip_latent(self, w: Tensor) -> None:
@@ -485,6 +529,12 @@ class Method:
         """Does a step hook (``before_step``/``after_step``) of this method need the learning rate?"""
         cls = type(self)
         return cls.before_step is not Method.before_step or cls.after_step is not Method.after_step
+
+    @property
+    def hooks_traceable(self) -> bool:
+        """Can the captured step trace the hooks (no lr hook, or ``tensor_hooks``)? Otherwise it runs them
+        eagerly around its compiled ``optimizer.step()`` with the lr as a host float."""
+        return self.tensor_hooks or not self.uses_lr
 
     @property
     def has_hooks(self) -> bool:

@@ -269,29 +269,50 @@ def set_progress(model: nn.Module, t: float) -> None:
         method.set_progress(t)
 
 
-def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, progress: float | None = None) -> None:
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, progress: float | torch.Tensor | None = None) -> None:
     """before_step hooks, ``optimizer.step()``, after_step hooks, latent clipping, then ``set_progress(progress)``.
 
     Each hook gets the learning rate of the optimizer group holding its latent at this step (a latent in no
-    group is not trained: its hooks see lr = 0)."""
+    group is not trained: its hooks see lr = 0). Eager form: float lrs and a float progress. Tensor form
+    (the captured step, traced by ``torch.compile``): a group whose ``lr`` is a tensor gives its hooks that
+    0-d tensor, and a 0-d tensor ``progress`` moves the schedule with ``set_progress_tensors`` (the float
+    attributes are then the caller's to update, ``set_progress_floats``)."""
     method = get_method(model)
     hooks = method is not None and method.has_hooks
     latents = latent_weights(model) if hooks else ()
     lrs = _group_lrs(optimizer, latents) if hooks and method.uses_lr else [0.0] * len(latents)
-    for w, lr in zip(latents, lrs):
-        method.before_step(w.data, lr)
-    optimizer.step()
-    for w, lr in zip(latents, lrs):
-        method.after_step(w.data, lr)
-        method.clip_latent(w.data)
+    traced = any(isinstance(lr, torch.Tensor) for lr in lrs) or isinstance(progress, torch.Tensor)
+    if traced:  # the parameters themselves under no_grad: ``.data`` does not trace
+        with torch.no_grad():
+            for w, lr in zip(latents, lrs):
+                method.before_step(w, lr)
+            optimizer.step()
+            for w, lr in zip(latents, lrs):
+                method.after_step(w, lr)
+                method.clip_latent(w)
+    else:
+        for w, lr in zip(latents, lrs):
+            method.before_step(w.data, lr)
+        optimizer.step()
+        for w, lr in zip(latents, lrs):
+            method.after_step(w.data, lr)
+            method.clip_latent(w.data)
     if progress is not None and method is not None:
-        method.set_progress(progress)
+        if isinstance(progress, torch.Tensor):
+            method.set_progress_tensors(progress)
+        else:
+            method.set_progress(progress)
 
 
-def _group_lrs(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> list[float]:
-    """The current learning rate of each parameter's optimizer group (0 when it is in none)."""
-    by_id = {id(p): float(group["lr"]) for group in optimizer.param_groups for p in group["params"]}
-    return [by_id.get(id(p), 0.0) for p in params]
+def _group_lrs(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> list:
+    """The current learning rate of each parameter's optimizer group (0 when it is in none): a float, or the
+    group's 0-d tensor when its lr is one (then 0 is a zero tensor)."""
+    by_id = {id(p): group["lr"] if isinstance(group["lr"], torch.Tensor) else float(group["lr"])
+             for group in optimizer.param_groups for p in group["params"]}
+    lrs = [by_id.get(id(p)) for p in params]
+    like = next((lr for lr in lrs if isinstance(lr, torch.Tensor)), None)
+    zero = 0.0 if like is None else torch.zeros_like(like)
+    return [zero if lr is None else lr for lr in lrs]
 
 
 @contextlib.contextmanager

@@ -20,8 +20,10 @@ scheduled parameter moves linearly in t = step/total_steps from ``*_start`` to `
 ``schedule="geometric"`` is asked for. Each method declares the allowed values of its parameters in
 ``bounds`` (ρ ≥ 0, μ > 0, ``lq`` in {linear, clamp}, ...). F and B' read a scheduled parameter from its
 0-d tensor (``self.tensors.rho``, ``self.tensors.mu``, updated in place by ``set_progress``) so that
-``torch.compile`` neither breaks nor recompiles at a binarized layer; the hooks, which run eagerly around
-the optimizer step, use the float attributes (``self.rho``).
+``torch.compile`` neither breaks nor recompiles at a binarized layer. The hooks use the float attributes
+(``self.rho``) when given a float lr (the eager step) and the tensors when given a 0-d tensor lr (the
+captured step, which traces them into its update graph: ``tensor_hooks``; PQ's freeze is then a select on
+``self.tensors.progress`` instead of a Python branch).
 
 Proximal steps (rPC, PQ) are proximal-gradient steps: their strength is η·ρ, η the learning rate of the
 step (``_ProximalStep``). Latent clipping (``clip``) follows each method's reference: BinaryConnect, BNN,
@@ -68,14 +70,22 @@ class _ProximalStep(_LinearQuantizerMixin):
 
     constants = {**_LinearQuantizerMixin.constants, "prox": "lq"}
     bounds = {"prox": one_of("lq", "l1")}
+    tensor_hooks = True
 
-    def prox_step(self, w: Tensor, lr: float) -> None:
-        strength = lr * self.rho
+    def prox_value(self, w: Tensor, lr: float | Tensor) -> Tensor:
+        """α·prox_{η·ρ}(w/α) with η = ``lr``: a float lr uses the float ρ (the eager step), a 0-d tensor lr
+        the tensor ρ (``self.tensors.rho``, the captured step)."""
+        strength = lr * (self.tensors.rho if isinstance(lr, Tensor) else self.rho)
         with torch.no_grad():
             alpha = self.alpha(w)
             x = w / alpha
             x = soft_sign_prox(x, strength) if self.prox == "l1" else self.linear_quantize(x, strength)
-            w.copy_(alpha * x)
+            return alpha * x
+
+    def prox_step(self, w: Tensor, lr: float | Tensor) -> None:
+        """w ← α·prox_{η·ρ}(w/α) in place."""
+        with torch.no_grad():
+            w.copy_(self.prox_value(w, lr))
 
 
 class _SignForward(Method):
@@ -165,7 +175,7 @@ class ReverseProxConnect(_ProximalStep, Method):
     def forward(self, w: Tensor) -> Tensor:
         return w  # α·(w/α) = w exactly; skip the arithmetic
 
-    def before_step(self, w: Tensor, lr: float) -> None:
+    def before_step(self, w: Tensor, lr: float | Tensor) -> None:
         self.prox_step(w, lr)
 
 
@@ -195,8 +205,14 @@ class ProxQuant(_ProximalStep, Method):
     def forward(self, w: Tensor) -> Tensor:
         return w
 
-    def after_step(self, w: Tensor, lr: float) -> None:
-        if self.progress >= self.freeze_at:
+    def after_step(self, w: Tensor, lr: float | Tensor) -> None:
+        if isinstance(lr, Tensor):  # captured: the freeze is a select on the progress tensor, not a branch
+            with torch.no_grad():
+                value = self.prox_value(w, lr)
+                if self.freeze_at < 1.0:  # a constant: 1 = never (the progress of an after_step is < 1)
+                    value = torch.where(self.tensors.progress >= self.freeze_at, self.export(w), value)
+                w.copy_(value)
+        elif self.progress >= self.freeze_at:
             with torch.no_grad():
                 w.copy_(self.export(w))
         else:

@@ -93,9 +93,10 @@ def test_compiled_step_matches_eager_with_a_tensor_lr_to_rounding():
 def test_no_recompile_when_schedule_and_lr_move():
     model, step = _setup("bnn++", "compile", "adam")
     batches = _batches()
-    step(*batches[0], 0.2)
+    step(*batches[0], 0.2)  # the forward graph; the first update runs eagerly (the optimizer's state)
+    step(*batches[1], 0.3)  # the update graph
     before = dict(torch._dynamo.utils.counters["stats"])
-    for i, (x, y) in enumerate(batches[1:]):
+    for i, (x, y) in enumerate(batches[2:]):
         step(x, y, 0.4 + 0.15 * i)
     assert dict(torch._dynamo.utils.counters["stats"])["unique_graphs"] == before["unique_graphs"]
     assert methods.get_method(model).tensors.mu.item() == pytest.approx(methods.get_method(model).mu)
@@ -170,3 +171,101 @@ def test_gpu_report_code_paths_run_on_cpu():
     cells = [cuda.cells_per_gpu(k, "cpu", model_name="fmnist-cnn", batch=4, size=28, steps=2) for k in (1, 2)]
     assert [c["cells"] for c in cells] == [1, 2] and all(c["images_per_s"] > 0 for c in cells)
     assert "cell-epochs / GPU-hour" in cuda.format_cells_table(cells)
+
+
+def _setup_params(key: str, capture: str, optimizer: str, **params):
+    """``_setup`` with method parameters (PQ's ``freeze_at``)."""
+    torch.manual_seed(0)
+    model = methods.binarize(models.create_model("fmnist-cnn", num_classes=10, in_chans=1, img_size=28), key,
+                             **params)
+    cfg = {**CFG, "optimizer": optimizer}
+    opt = make_optimizer(cfg, model)
+    if capture != "none":
+        tensor_lr(opt, torch.device("cpu"))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(cfg, s, STEPS, STEPS))
+    step = TrainStep(model, opt, sched, nn.CrossEntropyLoss(), torch.device("cpu"), capture, backend="aot_eager")
+    return model, step
+
+
+@pytest.mark.parametrize("key,optimizer,params", [("rpc", "adam", {}), ("pq", "sgd", {"freeze_at": 0.5}),
+                                                  ("bnn++", "adam", {}), ("bc", "sgd", {})])
+def test_whole_update_is_one_graph_and_follows_the_eager_step(key, optimizer, params):
+    """The captured step is two graphs, forward+loss and the update (hooks, optimizer step, clipping, schedule),
+    and it follows the eager step over steps where the lr, ρ/μ and the progress move.
+
+    Not bit-identical: the captured hooks take the lr as its float32 tensor where the eager ones take the
+    Python float, and the traced optimizer orders its arithmetic differently; the binarized models amplify
+    last-bit differences over steps, hence the tolerance of ``test_compiled_step_follows_the_eager_one``.
+    The schedule's floats (records) and tensors (graphs) agree, PQ's freeze (``freeze_at`` = 0.5: the
+    after_step hooks of steps 4 and 5 see progress 0.6 and 0.8) hard-signs the latents at the same steps in
+    both, the update function traces without a graph break, and nothing recompiles once the first steps
+    compiled (the first update runs eagerly and creates the optimizer's state, so SGD compiles once too)."""
+    runs = {}
+    for capture in ("none", "compile"):
+        model, step = _setup_params(key, capture, optimizer, **params)
+        losses, signed = [], []
+        for i, (x, y) in enumerate(_batches()):
+            _, loss = step(x, y, (i + 1) / STEPS)
+            losses.append(loss.item())
+            signed.append(all(bool((w.abs() == 1).all()) for w in methods.latent_weights(model)))
+            if capture == "compile" and i == 2:  # no compile after the first steps, as progress and lr move
+                graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        runs[capture] = (model, step, losses, signed, [p.detach().clone() for p in model.parameters()])
+    (e_model, _, e_losses, e_signed, e_weights), (model, step, c_losses, c_signed, c_weights) = \
+        runs["none"], runs["compile"]
+    assert c_losses == pytest.approx(e_losses, rel=1e-3)
+    for a, b in zip(e_weights, c_weights):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4)
+    assert c_signed == e_signed
+    if key == "pq":
+        assert e_signed == [False, False, False, True, True]
+    if key == "bc":  # latent clipping in the graph
+        assert all(float(w.abs().max()) <= 1.0 for w in methods.latent_weights(model))
+    method, eager_method = methods.get_method(model), methods.get_method(e_model)
+    assert method.params() == eager_method.params() and method.progress == 1.0
+    for name, value in method.tensors.named_buffers():
+        assert value.item() == pytest.approx(getattr(method, name), rel=1e-12), name
+    stats = torch._dynamo.utils.counters["stats"]
+    assert stats["unique_graphs"] == graphs == 2, stats  # forward, update
+    assert step._update is not None and step._host is None
+    with torch.no_grad():
+        explained = torch._dynamo.explain(step._update)()
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
+def test_schedule_tensor_form_matches_the_float_form():
+    """``set_progress_tensors`` writes what ``set_progress`` computes: linear bit for bit (the same float64
+    arithmetic), geometric to the last bit of a pow; ``set_progress_floats`` leaves the tensors alone."""
+    for schedule, rel in (("linear", 0), ("geometric", 1e-15)):
+        method = methods.create_method("bnn++", schedule=schedule)
+        for t in (0.0, 0.3, 0.77, 1.0):
+            method.set_progress(t)
+            expected = method.mu
+            method.set_progress(0.5)
+            method.set_progress_tensors(torch.tensor(t, dtype=torch.float64))
+            assert method.tensors.mu.item() == pytest.approx(expected, rel=rel, abs=0)
+            assert method.tensors.progress.item() == t
+            method.set_progress_floats(0.1)
+            assert method.progress == 0.1 and method.tensors.progress.item() == t
+
+
+def test_method_without_tensor_hooks_keeps_the_split_capture():
+    """A method whose lr hook takes no tensor (a plugin without ``tensor_hooks``) or whose schedule has no
+    tensor form (ReCU) runs its hooks and ``set_progress`` eagerly around a compiled ``optimizer.step()``."""
+    assert methods.create_method("rpc").hooks_traceable and methods.create_method("bnn++").schedule_traceable
+    assert not methods.create_method("recu").schedule_traceable
+
+    class FloatHooks(methods.get_method_class("rpc")):
+        tensor_hooks = False
+
+    assert not FloatHooks().hooks_traceable
+    model = methods.binarize(models.create_model("fmnist-cnn", num_classes=10, in_chans=1, img_size=28),
+                             FloatHooks())
+    opt = make_optimizer({**CFG}, model)
+    tensor_lr(opt, torch.device("cpu"))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    step = TrainStep(model, opt, sched, nn.CrossEntropyLoss(), torch.device("cpu"), "compile", backend="aot_eager")
+    assert step._update is None and step._host is not None
+    x, y = _batches()[0]
+    step(x, y, 0.2)
+    assert methods.get_method(model).tensors.progress.item() == 0.2

@@ -7,22 +7,33 @@ and ``TrainStep.update`` the rest, so a caller can look at the loss in between.
 
 ``capture = "none"``: every op eagerly, exactly the loop's historical code (float lr).
 
-``capture = "compile"``: the forward and the loss run through one ``torch.compile``d function (its backward
-is the compiled backward graph AOTAutograd derives from it) and ``optimizer.step()`` through another; on
-CUDA both with ``mode="reduce-overhead"``, i.e. replayed as CUDA graphs, on CPU with the default mode. The
-binarized layers trace without a graph break and a moving μ/ρ is an in-place write to the method's 0-d
-tensors (``methods.base.ScheduleTensors``), so the graphs are compiled once. The lr changes every step, so
-it lives in a 0-d tensor per optimizer group (on the model's device; Adam/AdamW with ``capturable=True`` on
-CUDA): the LambdaLR scheduler writes it in place with ``fill_`` of a host float (its base lr is kept a
-Python float, ``initial_lr``), which neither synchronises nor recompiles. The method hooks (rPC's and PQ's
-proximal steps, latent clipping) and ``set_progress`` run eagerly between the graphs: they read the
-schedule's Python floats, so compiling them would recompile every step. They receive the lr as the host
-float the scheduler computed (``host_lrs``), the value the eager path gives them, so they launch kernels
-without a host synchronisation. SGD's first step creates its momentum buffers, so its step graph is
-compiled a second time at step 2 and never after.
+``capture = "compile"``: a step is two ``torch.compile``d graphs, on CUDA both with
+``mode="reduce-overhead"`` (replayed as CUDA graphs), on CPU with the default mode. (1) The forward and the
+loss (its backward is the compiled backward graph AOTAutograd derives from it). (2) The update: the
+``before_step`` hooks, ``optimizer.step()``, the ``after_step`` hooks, latent clipping and the schedule update,
+all of ``methods.optimizer_step`` in its tensor form. The binarized layers trace without a graph break and
+read μ/ρ from the method's 0-d tensors (``methods.base.ScheduleTensors``); the update graph writes those in
+place from a 0-d progress tensor (``Method.set_progress_tensors``: start + (end − start)·t or
+start·(end/start)^t), so the graphs are compiled once. The lr changes every step, so it lives in a 0-d
+tensor per optimizer group (on the model's device; Adam/AdamW with ``capturable=True`` on CUDA), which the
+hooks read too (rPC/PQ's proximal strength η·ρ with ρ the tensor; PQ's freeze a ``torch.where`` on the
+progress tensor). Eager between the graphs are only two host-to-device writes without a synchronisation:
+the progress of the next step (``fill_`` of the host float into the tensor the update graph reads) and the
+LambdaLR scheduler's ``fill_`` of each group's lr (its base lr is kept a Python float, ``initial_lr``). The
+method's Python floats (records, step log, ``params()``) follow from the host progress
+(``Method.set_progress_floats``), never read back from the device. A method whose hooks take no tensor lr
+(``Method.hooks_traceable`` false: a plugin without ``tensor_hooks``) or whose schedule has no tensor form
+(``Method.schedule_traceable`` false: ReCU's exponential τ) keeps the former split: its hooks and
+``set_progress`` run eagerly around a compiled ``optimizer.step()``, with the lr as the host float the
+scheduler computed (``host_lrs``); there SGD's first step creates its momentum buffers, so its step graph
+is compiled a second time at step 2 and never after. In the one-graph update the first update runs the
+same function eagerly instead: it creates the optimizer's state (SGD's momentum buffers, Adam's moments;
+tracing SGD's creation of its buffers fails in dynamo), and the update graph is compiled once, at step 2.
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 from torch import nn
@@ -61,6 +72,23 @@ class _HostLrOptimizer:
         self.param_groups = [{"params": g["params"], "lr": lr} for g, lr in zip(self.optimizer.param_groups, lrs)]
 
 
+class _GraphOptimizer:
+    """The optimizer as the update graph sees it: the same groups (the lr tensors), and ``step()`` the class's
+    step function itself, without its wrappers, each of which would break the graph: LambdaLR's (in a file
+    dynamo skips; its only work, marking that the optimizer stepped, ``TrainStep.update`` does eagerly),
+    the profiler's and step-hook wrapper (no step hooks are registered) and ``_use_grad_for_differentiable``
+    (it breaks the graph around the step so that AOTAutograd sees a no-grad graph: ``TrainStep.update``
+    calls the whole update graph under ``torch.no_grad()`` instead)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer):
+        self.optimizer = optimizer
+        self.param_groups = optimizer.param_groups
+        self.raw_step = inspect.unwrap(type(optimizer).step)
+
+    def step(self) -> None:
+        self.raw_step(self.optimizer)
+
+
 class TrainStep:
     """The training step of one run (see the module docstring); ``capture`` is one of ``CAPTURES``.
 
@@ -75,13 +103,26 @@ class TrainStep:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.criterion, self.device, self.capture = criterion, device, capture
         self._forward = self._eager_forward
-        self._host = None
+        self._host = None  # the split capture: hooks eager around a compiled optimizer.step()
+        self._update = None  # the whole-update capture: one compiled graph (see the module docstring)
+        self._updates = 0
         if capture == "compile":
             options = {"backend": backend} if backend is not None else {}
             if device.type == "cuda" and backend is None:
                 options["mode"] = "reduce-overhead"
             self._forward = torch.compile(self._eager_forward, **options)
-            self._host = _HostLrOptimizer(optimizer, torch.compile(self._optimizer_step, **options))
+            method = methods.get_method(model)
+            self.method = method
+            if method is None or (method.hooks_traceable and method.schedule_traceable):
+                like = method.tensors.progress if method is not None else torch.zeros((), dtype=torch.float64)
+                self.progress = torch.zeros_like(like, device=device)  # the next step's progress, for the graph
+                if device.type == "cuda":  # written in place by the graph: a fixed address for CUDA graphs
+                    for t in [self.progress, *(method.tensors.buffers() if method is not None else ())]:
+                        torch._dynamo.mark_static_address(t)
+                self._graph_optimizer = _GraphOptimizer(optimizer)
+                self._update = torch.compile(self._captured_update, **options)
+            else:
+                self._host = _HostLrOptimizer(optimizer, torch.compile(self._optimizer_step, **options))
 
     def _eager_forward(self, x: torch.Tensor, y: torch.Tensor):
         with autocast(self.device):
@@ -92,16 +133,19 @@ class TrainStep:
     def _optimizer_step(self) -> None:
         self.optimizer.step()
 
+    def _captured_update(self) -> None:
+        methods.optimizer_step(self.model, self._graph_optimizer, progress=self.progress)
+
     def host_lrs(self) -> list[float]:
         """The lr of each optimizer group for the coming step (what LambdaLR wrote), as host floats."""
-        if self._host is None:
+        if self._host is None and self._update is None:
             return [float(g["lr"]) for g in self.optimizer.param_groups]
         sched = self.scheduler
         return [base * fn(sched.last_epoch) for base, fn in zip(sched.base_lrs, sched.lr_lambdas)]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor):
         """(logits, loss) of a batch, with the graph for the backward."""
-        if self.device.type == "cuda" and self._host is not None:
+        if self.device.type == "cuda" and self.capture != "none":
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are no longer read
         return self._forward(x, y)
 
@@ -109,7 +153,15 @@ class TrainStep:
         """Backward of ``loss``, the hooked optimizer step, ``set_progress(progress)``, the scheduler step."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if self._host is None:
+        if self._update is not None:
+            self.progress.fill_(progress)  # a host float into the device tensor: no synchronisation
+            self.optimizer._opt_called = True  # what LambdaLR's step wrapper would record
+            with torch.no_grad():
+                (self._update if self._updates else self._captured_update)()  # the first: eagerly
+            self._updates += 1
+            if self.method is not None:
+                self.method.set_progress_floats(progress)
+        elif self._host is None:
             methods.optimizer_step(self.model, self.optimizer, progress=progress)
         else:
             self._host.set_lrs(self.host_lrs())
