@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "submitit", "pandas", "ffcv", "proxbench")
 
 
@@ -31,8 +33,23 @@ def package_versions() -> dict:
 
 
 def platform_name() -> str:
-    """e.g. "Linux x86_64"."""
-    return f"{platform.system()} {platform.machine()}"
+    """The OS, architecture, CPU model and the vector instruction set torch's CPU kernels use, e.g.
+    "Linux x86_64, Intel(R) Xeon(R) Processor, AVX512": CPU runs of the same code and seed agree bit for bit
+    only on the same kind of CPU (oneDNN and torch pick their kernels, and so their summation order, by it)."""
+    parts = [f"{platform.system()} {platform.machine()}", cpu_model(), torch.backends.cpu.get_cpu_capability()]
+    return ", ".join(p for p in parts if p)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, ``platform.processor()`` elsewhere; "" when unknown)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def utc_now() -> str:
