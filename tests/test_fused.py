@@ -1,0 +1,186 @@
+"""The fused quantization (``methods.fuse``, config key ``fuse``): bit for bit the per-layer path.
+
+Two identical binarized models, one per-layer and one fused, see the same batches: outputs, every latent's
+gradient, the parameters after optimizer steps with the method's hooks, and the deployed outputs must be
+``torch.equal``, for every built-in weight method and every ``scale``, on fmnist-cnn and on a ResNet-20.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import methods
+import models
+from methods import fused as fused_module
+
+from bench.run import config as configs
+
+WEIGHT_METHODS = [k for k in methods.list_methods() if k != "fp"]
+MODELS = {"fmnist-cnn": (1, 28), "resnet20": (3, 32)}
+
+
+def _model(name: str, key: str, fused: bool, **params) -> nn.Module:
+    torch.manual_seed(0)
+    chans, size = MODELS[name]
+    model = models.create_model(name, num_classes=10, in_chans=chans, img_size=size)
+    return methods.binarize(model, key, fused=fused, **params)
+
+
+def _batches(name: str, n: int = 3, batch: int = 4):
+    chans, size = MODELS[name]
+    g = torch.Generator().manual_seed(1)
+    return [(torch.randn(batch, chans, size, size, generator=g) * 2, torch.randint(0, 10, (batch,), generator=g))
+            for _ in range(n)]
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("scale", ["none", "tensor", "channel"])
+@pytest.mark.parametrize("key", WEIGHT_METHODS)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fused_is_bit_identical_to_per_layer(name, key, scale):
+    plain, fused = _model(name, key, False, scale=scale), _model(name, key, True, scale=scale)
+    assert methods.get_method(plain).name == key
+    assert (getattr(fused, "_proxbench_fused", None) is not None) == methods.get_method(fused).fusable
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (plain, fused)]
+    batches = _batches(name)
+    for step, (x, y) in enumerate(batches):
+        outs = []
+        for model, opt in zip((plain, fused), opts):
+            out = model(x)
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(out, y).backward()
+            outs.append(out)
+        assert torch.equal(outs[0], outs[1]), f"step {step}: outputs differ"
+        grads = [[w.grad for w in methods.latent_weights(m)] for m in (plain, fused)]
+        assert _same(*grads), f"step {step}: latent gradients differ"
+        for model, opt in zip((plain, fused), opts):
+            methods.optimizer_step(model, opt, progress=(step + 1) / len(batches))
+        assert _same(plain.parameters(), fused.parameters()), f"step {step}: parameters differ"
+    x = batches[0][0]
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(x), fused.eval()(x))  # eval, no grad
+        with methods.deployed(plain), methods.deployed(fused):
+            assert torch.equal(plain(x), fused(x))
+
+
+def _count_groups(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    original = fused_module.FusedWeights.compute_group
+
+    def counting(self, latents, device, dtype):
+        calls.append(len(latents))
+        return original(self, latents, device, dtype)
+
+    monkeypatch.setattr(fused_module.FusedWeights, "compute_group", counting)
+    return calls
+
+
+def test_one_flat_quantization_per_forward(monkeypatch):
+    calls = _count_groups(monkeypatch)
+    model = _model("resnet20", "bnn++", True)
+    layers = len(list(methods.binarized_layers(model)))
+    x, y = _batches("resnet20", n=1)[0]
+    nn.functional.cross_entropy(model(x), y).backward()
+    assert calls == [layers] and layers == 18
+    model(x)
+    assert calls == [layers, layers]
+    fused = model._proxbench_fused
+    assert not fused.active and fused.thetas is None  # nothing kept between forwards
+    name, layer = next(iter(methods.binarized_layers(model)))
+    assert torch.equal(layer.weight, methods.get_method(model).forward(layer.parametrizations.weight.original))
+    assert len(calls) == 2  # a weight read outside a forward takes the per-layer path
+
+
+def test_fuse_api_and_unfuse(monkeypatch):
+    model = _model("fmnist-cnn", "bnn", False)
+    fused = methods.fuse(model)
+    assert fused is not None and methods.fuse(model) is fused
+    calls = _count_groups(monkeypatch)
+    x = _batches("fmnist-cnn", n=1)[0][0]
+    model(x)
+    assert calls == [2]
+    methods.unfuse(model)
+    model(x)
+    assert calls == [2] and all(m.parametrizations.weight[0].fused is None for _, m in methods.binarized_layers(model))
+
+
+def test_methods_that_stay_per_layer():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for key in ("rpc", "pq"):  # θ = w: nothing to fuse, and no warning about it
+            assert methods.fuse(_model("fmnist-cnn", key, False)) is None
+        assert methods.fuse(_model("fmnist-cnn", "fp", False)) is None
+        assert methods.fuse(_model("fmnist-cnn", "bnn-w1a1", False)) is not None  # BNN weights, binary inputs
+    with pytest.warns(UserWarning, match="'xnor\\+\\+' is not fusable"):
+        assert methods.fuse(_model("fmnist-cnn", "xnor++", False)) is None  # per-layer learnable Γ
+
+
+def test_layer_with_a_scalar_tail_stays_per_layer_and_identical(monkeypatch):
+    """On CPU a layer whose numel is not a multiple of the vector block keeps the per-layer path."""
+    calls = _count_groups(monkeypatch)
+
+    def build(fused: bool) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(20, 64), nn.Linear(64, 30), nn.Linear(30, 33), nn.Linear(33, 64),
+                              nn.Linear(64, 5))
+        return methods.binarize(model, "bnn++", policy="all", fused=fused)
+
+    plain, fused = build(False), build(True)
+    x = torch.randn(16, 20, generator=torch.Generator().manual_seed(2))
+    outs = [m(x) for m in (plain, fused)]
+    for out in outs:
+        out.square().sum().backward()
+    assert calls == [4]  # one flat tensor for the four layers of 64·k weights; 30·33 = 990 stays per layer
+    assert torch.equal(*outs)
+    assert _same(*[[w.grad for w in methods.latent_weights(m)] for m in (plain, fused)])
+
+
+def test_padded_layout_keeps_thread_chunks_aligned():
+    cpu = torch.device("cpu")
+    for n in (64, 4608, 36864, 267264, 300000):
+        total = fused_module.padded_total(n, cpu)
+        assert total >= n and fused_module.vector_clean(total, cpu)
+    assert not fused_module.vector_clean(250, cpu)
+    assert fused_module.vector_clean(250, torch.device("meta"))  # not CPU: no scalar tail to avoid
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_fused_model_compiles_without_a_graph_break():
+    """Under ``torch.compile`` the fused model traces the per-layer ``straight_through``: no graph break."""
+    model = methods.binarize(models.create_model("resnet20", num_classes=10), "bnn++", fused=True).train()
+    x, y = _batches("resnet20", n=1)[0]
+
+    def step(x, y):
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        return loss.detach()
+
+    with torch._dynamo.config.patch(trace_autograd_ops=True):
+        explained = torch._dynamo.explain(step)(x, y)
+    reasons = [str(b.reason).splitlines()[0] for b in explained.break_reasons]
+    assert explained.graph_break_count == 0 and not reasons, reasons
+    assert explained.graph_count == 1
+    assert not model._proxbench_fused.active
+
+
+def test_fuse_key_keeps_old_run_ids_and_trains(tmp_path):
+    from bench.run import train
+
+    quick = {"model": "fmnist-cnn", "dataset": "synthetic", "epochs": 1, "batch_size": 16, "subset": 32,
+             "test_subset": 16, "method": "bnn++",
+             "data_options": {"img_size": 28, "in_chans": 1, "num_classes": 10, "train_size": 32, "test_size": 16}}
+    cfg = configs.resolve(dict(quick))
+    assert cfg["fuse"] is False
+    assert configs.run_id(cfg) == configs.run_id({k: v for k, v in cfg.items() if k != "fuse"})
+    records = [train.execute(configs.resolve({**quick, "fuse": fuse}), grid="t", workdir=tmp_path / str(fuse),
+                             results=tmp_path / f"{fuse}-r", log=lambda m: None) for fuse in (False, True)]
+    assert records[1]["status"] == "done" and records[1]["config"]["fuse"] is True
+    assert records[0]["run_id"] != records[1]["run_id"]
+    assert records[0]["final"] == records[1]["final"]  # the same bits: the same accuracies
