@@ -19,8 +19,18 @@ from methods import fused as fused_module
 
 from bench.run import config as configs
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread (models on a shared 2-core machine); ``test_flat_tensor_matches_with_scalar_tails``
+    tries two as well."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 WEIGHT_METHODS = [k for k in methods.list_methods() if k != "fp"]
-MODELS = {"fmnist-cnn": (1, 28), "resnet20": (3, 32)}
+MODELS = {"fmnist-cnn": (1, 28), "resnet20": (3, 8)}  # the ResNet-20's 18 binarized layers, on 8×8 inputs (CPU time)
 
 
 def _model(name: str, key: str, fused: bool, **params) -> nn.Module:
@@ -142,6 +152,31 @@ def test_layer_with_a_scalar_tail_stays_per_layer_and_identical(monkeypatch):
     assert _same(*[[w.grad for w in methods.latent_weights(m)] for m in (plain, fused)])
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("key, scale", [("bnn++", "tensor"), ("bnn+", "none"), ("bnn++", "channel")])
+def test_flat_tensor_matches_with_scalar_tails(key, scale, threads):
+    """θ and the latents' gradients, fused against per layer, for layers of every size: on CPU SignSwish's
+    sigmoid rounds differently in the scalar tail of an op (a tensor's last elements, the end of each
+    thread's chunk when ATen splits ≥ 32768 elements between threads) than in its vector code, which the
+    padded layout and ``vector_clean`` keep where they are (without them this test fails)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    layers = [nn.Linear(37 + i, 29 + 2 * i) for i in range(12)] + [nn.Conv2d(64, 64, 3), nn.Linear(1000, 333),
+                                                                    nn.Linear(64, 1000), nn.Linear(640, 300)]
+    model = methods.binarize(nn.Sequential(*layers), key, policy="all", scale=scale, fused=True)
+    methods.set_progress(model, 0.3)
+    fused = model._proxbench_fused
+    latents = methods.latent_weights(model)
+    per_layer = [methods.get_method(model).forward(w) for w in latents]
+    fused.active = True  # as inside a forward of the model
+    flat = [layer.weight for layer in fused.layers]
+    fused.active, fused.thetas = False, None
+    assert _same(per_layer, flat)
+    grads = [torch.randn(w.shape, generator=torch.Generator().manual_seed(i)) for i, w in enumerate(latents)]
+    expected = torch.autograd.grad(per_layer, latents, grads)
+    assert _same(expected, torch.autograd.grad(flat, latents, grads))
+
+
 def test_padded_layout_keeps_thread_chunks_aligned():
     cpu = torch.device("cpu")
     for n in (64, 4608, 36864, 267264, 300000):
@@ -154,7 +189,7 @@ def test_padded_layout_keeps_thread_chunks_aligned():
 @pytest.mark.usefixtures("fresh_dynamo")
 def test_fused_model_compiles_without_a_graph_break():
     """Under ``torch.compile`` the fused model traces the per-layer ``straight_through``: no graph break."""
-    model = methods.binarize(models.create_model("resnet20", num_classes=10), "bnn++", fused=True).train()
+    model = _model("resnet20", "bnn++", True).train()
     x, y = _batches("resnet20", n=1)[0]
 
     def step(x, y):
