@@ -15,7 +15,9 @@ Per group of latents with one device and dtype: the latents are concatenated int
 ``methods.base.channel_scale``, then ``torch._foreach_clamp_min_``) and spread over the flat tensor (one
 ``cat`` and one ``repeat_interleave``), and one autograd.Function (``FlatQuantizer``) computes x = w/α, θ =
 α·F(x) on the flat tensor and grad·B'(x) in its backward. Each layer's weight is a view of the flat θ
-(one ``split``). The reductions of α stay per layer: a flat segment-sum adds in another order and differs in
+(one ``split``), with its latent's strides: a latent enters the flat tensor in memory order (a channels_last
+conv weight as (out, kh, kw, in), ``memory_order``), so θ is channels_last where w is. The reductions of α
+stay per layer: a flat segment-sum adds in another order and differs in
 the last bit, and on CUDA a per-layer ``div_`` by an integer is a multiplication by its reciprocal, which a
 foreach division does not reproduce; abs and clamp are exact, so their foreach forms give the same bits.
 
@@ -75,6 +77,16 @@ def padded_total(n: int, device: torch.device) -> int:
     return total
 
 
+def memory_order(w: Tensor, scale: str) -> tuple[int, ...] | None:
+    """The permutation of w's dims that lists its elements in memory order (w.permute(order) contiguous: the
+    identity for a contiguous latent, (0, 2, 3, 1) for a channels_last conv weight), or None when there is
+    none or, with ``scale = "channel"``, when the output channels (dim 0) are not outermost in memory."""
+    order = tuple(sorted(range(w.dim()), key=lambda d: (-w.stride(d), d)))
+    if not w.permute(order).is_contiguous() or (scale == "channel" and w.dim() > 1 and order[0] != 0):
+        return None
+    return order
+
+
 class FlatQuantizer(torch.autograd.Function):
     """θ = α·F(w/α) on the flat tensor of all latents, grad_w = grad_θ·B'(w/α) in the backward (α detached,
     given). ``alpha`` None: α = 1 (``scale = "none"``), θ = F(w). The flat form of
@@ -123,7 +135,9 @@ class _Layout:
     then its padding), and the repeats that spread the per-layer (or per-channel) α over the flat tensor."""
 
     def __init__(self, latents: list[Tensor], scale: str, device: torch.device):
-        self.shapes = [w.shape for w in latents]
+        self.orders = [memory_order(w, scale) for w in latents]
+        self.inverse = [tuple(sorted(range(len(o)), key=o.__getitem__)) for o in self.orders]
+        self.shapes = [w.permute(o).shape for w, o in zip(latents, self.orders)]
         sizes = [w.numel() for w in latents]
         self.pads = [_ceil_to(n, BLOCK) - n for n in sizes]
         self.pads[-1] += padded_total(sum(sizes) + sum(self.pads), device) - sum(sizes) - sum(self.pads)
@@ -137,19 +151,25 @@ class _Layout:
         self.zeros = torch.zeros(max(self.pads), device=device, dtype=latents[0].dtype)
         self.one = torch.ones(1, device=device, dtype=latents[0].dtype)
 
-    def flat(self, parts: list[Tensor], fill: Tensor) -> Tensor:
-        """The flat tensor of ``parts`` (one per latent) with ``fill`` (a 1-element or a long enough tensor)
-        in the padding."""
+    def flat(self, parts: list[Tensor], fill: Tensor, order: bool = True) -> Tensor:
+        """The flat tensor of ``parts`` (one per latent, each in memory order when ``order``) with ``fill`` (a
+        1-element or a long enough tensor) in the padding."""
         pieces = []
-        for part, pad in zip(parts, self.pads):
-            pieces.append(part.reshape(-1))
+        for part, pad, dims in zip(parts, self.pads, self.orders):
+            pieces.append((part.permute(dims) if order else part).reshape(-1))
             if pad:
                 pieces.append(fill[:pad] if fill.numel() > 1 else fill)
         return torch.cat(pieces)
 
     def spread(self, alphas: list[Tensor]) -> Tensor:
         """α of every element of the flat tensor (1 in the padding)."""
-        return torch.repeat_interleave(self.flat(alphas, self.one), self.repeats, output_size=self.total)
+        return torch.repeat_interleave(self.flat(alphas, self.one, order=False), self.repeats, output_size=self.total)
+
+    def split(self, theta: Tensor) -> list[Tensor]:
+        """Each layer's view of the flat θ, with its latent's shape and strides."""
+        parts = theta.split(self.splits)
+        return [parts[2 * i].view(shape).permute(inverse)
+                for i, (shape, inverse) in enumerate(zip(self.shapes, self.inverse))]
 
 
 class FusedWeights:
@@ -194,13 +214,13 @@ class FusedWeights:
         return self.thetas[index]
 
     def compute(self) -> list[Tensor]:
-        """θ of every layer: each group of latents with one device and dtype as one flat tensor (the
-        layers ``vector_clean`` rejects per layer)."""
+        """θ of every layer: each group of latents with one device and dtype as one flat tensor (per layer:
+        a layer ``vector_clean`` rejects, or one without a ``memory_order``)."""
         latents = [layer.parametrizations.weight.original for layer in self.layers]
         thetas: list[Tensor | None] = [None] * len(latents)
         groups: dict[tuple, list[int]] = {}
         for i, w in enumerate(latents):
-            if vector_clean(w.numel(), w.device):
+            if vector_clean(w.numel(), w.device) and memory_order(w, self.method.scale) is not None:
                 groups.setdefault((w.device, w.dtype), []).append(i)
             else:
                 thetas[i] = self.method.forward(w)
@@ -213,12 +233,10 @@ class FusedWeights:
         """θ of latents of one device and dtype, through one ``FlatQuantizer`` on their flat tensor."""
         scale = self.method.scale
         key = (device, dtype, scale, torch.get_num_threads() if device.type == "cpu" else 0,
-               tuple(tuple(w.shape) for w in latents))
+               tuple((tuple(w.shape), w.stride()) for w in latents))
         layout = self._layouts.get(key)
         if layout is None:
             layout = self._layouts[key] = _Layout(latents, scale, device)
         flat_w = layout.flat(latents, layout.zeros)
         alpha = None if scale == "none" else layout.spread(layer_alphas(latents, scale))
-        theta = FlatQuantizer.apply(flat_w, alpha, self.method)
-        parts = theta.split(layout.splits)
-        return [parts[2 * i].view(shape) for i, shape in enumerate(layout.shapes)]
+        return layout.split(FlatQuantizer.apply(flat_w, alpha, self.method))

@@ -80,6 +80,25 @@ def test_fused_is_bit_identical_to_per_layer(name, key, scale):
             assert torch.equal(plain(x), fused(x))
 
 
+@pytest.mark.parametrize("key, scale", [("bnn++", "channel"), ("bnn+", "tensor"), ("bc", "none")])
+def test_channels_last_latents(key, scale, monkeypatch):
+    """channels_last latents (the CUDA training loop's layout) enter the flat tensor in memory order: each
+    θ has its latent's strides, and everything stays bit for bit."""
+    calls = _count_groups(monkeypatch)
+    plain, fused = (_model("resnet20", key, f, scale=scale).to(memory_format=torch.channels_last)
+                    for f in (False, True))
+    x, y = _batches("resnet20", n=1)[0]
+    x = x.contiguous(memory_format=torch.channels_last)
+    strides = []
+    for model in (plain, fused):
+        layer = next(m for _, m in methods.binarized_layers(model))
+        layer.register_forward_pre_hook(lambda m, args: strides.append(m.weight.stride()))
+        nn.functional.cross_entropy(model(x), y).backward()
+    assert calls == [18] and strides[0] == strides[1] and strides[0][1] == 1  # channels_last θ
+    assert torch.equal(plain(x), fused(x))
+    assert _same(*[[w.grad for w in methods.latent_weights(m)] for m in (plain, fused)])
+
+
 def _count_groups(monkeypatch) -> list[int]:
     calls: list[int] = []
     original = fused_module.FusedWeights.compute_group
