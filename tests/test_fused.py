@@ -55,7 +55,21 @@ def _same(a, b) -> bool:
 @pytest.mark.parametrize("key", WEIGHT_METHODS)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_fused_is_bit_identical_to_per_layer(name, key, scale):
-    plain, fused = _model(name, key, False, scale=scale), _model(name, key, True, scale=scale)
+    _check_identical(name, key, scale=scale)
+
+
+@pytest.mark.parametrize("key", ["bnn-w1a1", "bnn++"])
+def test_fused_weights_with_binary_inputs(key):
+    """A W1A1 method whose weights are a fusable method's (BNN's), and a composed one: the inputs keep
+    their per-layer activation quantizer."""
+    if key == "bnn++":
+        key = f"bnn+++{methods.list_activations()[0]}-act"
+    assert methods.create_method(key).fusable
+    _check_identical("fmnist-cnn", key)
+
+
+def _check_identical(name: str, key: str, **params) -> None:
+    plain, fused = _model(name, key, False, **params), _model(name, key, True, **params)
     assert methods.get_method(plain).name == key
     assert (getattr(fused, "_proxbench_fused", None) is not None) == methods.get_method(fused).fusable
     opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (plain, fused)]
