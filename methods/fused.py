@@ -1,8 +1,8 @@
 """All binarized weights of a model quantized together, once per forward (``methods.fuse``).
 
 The per-layer path (``Method.forward`` on each layer's latent) launches α, F and B' for every layer: a
-handful of small kernels per layer, 19 layers in a ResNet-20, which on a GPU costs launch latency rather
-than arithmetic. The fused path computes the same map for every layer at once, for methods whose F and B'
+handful of small kernels per layer (18 binarized layers in a ResNet-20), which on a GPU costs launch latency
+rather than arithmetic. The fused path computes the same map for every layer at once, for methods whose F and B'
 act elementwise on x = w/α (``Method.elementwise``; ``Method.fusable`` adds: no custom ``forward`` or
 ``quantize``, no per-layer learnable tensors):
 

@@ -12,6 +12,7 @@ import warnings
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import methods
 import models
@@ -139,6 +140,35 @@ def test_one_flat_quantization_per_forward(monkeypatch):
     name, layer = next(iter(methods.binarized_layers(model)))
     assert torch.equal(layer.weight, methods.get_method(model).forward(layer.parametrizations.weight.original))
     assert len(calls) == 2  # a weight read outside a forward takes the per-layer path
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the aten ops that are not views (each one a kernel launch on a GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("key, most", [("bnn++", 90), ("bnn", 30), ("pc", 75)])
+def test_fused_step_needs_few_ops(key, most):
+    """The point of fusing: the weights' forward and backward of a ResNet-20 in a few dozen ops, not a few
+    per layer (bnn++: 504 per layer, 87 fused; the α reductions, 2 per layer, stay)."""
+    counts = []
+    for fused in (False, True):
+        model = _model("resnet20", key, fused)
+        ones = [torch.ones(w.shape) for w in methods.latent_weights(model)]
+        with _CountOps() as count:
+            if fused:
+                model._proxbench_fused.active = True  # as inside a forward of the model
+            thetas = [layer.weight for _, layer in methods.binarized_layers(model)]
+            torch.autograd.backward(thetas, ones)
+        counts.append(count.ops)
+    assert counts[1] <= most < counts[0] / 2, counts
 
 
 def test_fuse_api_and_unfuse(monkeypatch):
