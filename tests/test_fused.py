@@ -30,7 +30,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-WEIGHT_METHODS = [k for k in methods.list_methods() if k != "fp"]
+# the built-in weight methods (not a plugin another test module registers)
+WEIGHT_METHODS = [k for k in methods.list_methods() if k != "fp"
+                  and methods.get_method_class(k).__module__ == "methods.builtin"]
 MODELS = {"fmnist-cnn": (1, 28), "resnet20": (3, 8)}  # the ResNet-20's 18 binarized layers, on 8×8 inputs (CPU time)
 
 
