@@ -284,3 +284,25 @@ def test_fuse_key_keeps_old_run_ids_and_trains(tmp_path):
     assert records[1]["status"] == "done" and records[1]["config"]["fuse"] is True
     assert records[0]["run_id"] != records[1]["run_id"]
     assert records[0]["final"] == records[1]["final"]  # the same bits: the same accuracies
+
+
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_compiled_train_step_with_fuse_follows_the_per_layer_one():
+    """``capture = "compile"`` with ``fuse = true``: the compiled step traces the per-layer form, so its losses
+    and weights are those of the compiled step without fuse."""
+    from bench.run.optim import make_optimizer
+    from bench.run.step import TrainStep, tensor_lr
+
+    cfg = {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "latent_weight_decay": 0.0, "momentum": 0.9}
+    results = []
+    for fused in (False, True):
+        torch._dynamo.reset()
+        model = _model("fmnist-cnn", "bnn++", fused)
+        opt = make_optimizer(cfg, model)
+        tensor_lr(opt, torch.device("cpu"))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        step = TrainStep(model, opt, sched, nn.CrossEntropyLoss(), torch.device("cpu"), "compile", backend="aot_eager")
+        losses = [step(x, y, (i + 1) / 3)[1].item() for i, (x, y) in enumerate(_batches("fmnist-cnn"))]
+        results.append((losses, [p.detach().clone() for p in model.parameters()]))
+    assert results[0][0] == results[1][0]
+    assert _same(results[0][1], results[1][1])
