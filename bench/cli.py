@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=None,
                    help="timed steps per method in perf step and gpu (default: 20 on cpu, 100 on cuda)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (one-time cost reported apart)")
+    p.add_argument("--fuse", action="store_true", help="perf step: also each fusable method fused (methods.fuse)")
     p.add_argument("--methods", default="*", help="fnmatch pattern or comma list of methods for perf step")
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None,

@@ -30,12 +30,14 @@ from .binarize import (
     binarized_layers,
     input_binarized_layers,
     deployed,
+    fuse,
     get_method,
     latent_weights,
     optimizer_step,
     resolve_policy,
     set_progress,
     summary,
+    unfuse,
 )
 from .functional import clamp_quantizer, linear_quantizer, sign, sign_swish, sign_swish_grad
 
@@ -45,5 +47,5 @@ __all__ = [
     "latent_weights", "optimizer_step", "resolve_policy", "set_progress", "summary", "sign",
     "linear_quantizer", "clamp_quantizer", "sign_swish", "sign_swish_grad", "ActivationQuantizer",
     "create_activation", "get_activation_class", "list_activations", "register_activation", "compose",
-    "binarize_inputs", "input_binarized_layers",
+    "binarize_inputs", "input_binarized_layers", "fuse", "unfuse",
 ]

@@ -231,6 +231,9 @@ class Method:
     default_scale: ClassVar[str] = "none"
     identity_backward: ClassVar[bool] = False
     binarizes: ClassVar[bool] = True
+    # F and B' act elementwise on x = w/α (no other element, no position, no shape): the fused path
+    # (``methods.fuse``) may then evaluate them on the flat tensor of every layer's x at once.
+    elementwise: ClassVar[bool] = False
     forward_is_export: ClassVar[bool] = False
     # The step hooks take a 0-d tensor lr too and then read only ``self.tensors`` (see ``before_step``).
     tensor_hooks: ClassVar[bool] = False
@@ -476,6 +479,16 @@ class Method:
         if torch.compiler.is_compiling():
             return straight_through(w, self)
         return _ForwardBackwardQuantizer.apply(w, self)
+
+    @property
+    def fusable(self) -> bool:
+        """Can ``methods.fuse`` quantize every layer of this method in one flat tensor? Yes when F and B' are
+        ``elementwise`` and the layer's weight is ``forward``'s θ = α·F(w/α) with gradient grad·B'(w/α), α =
+        ``channel_scale(w, scale)``: no override of ``forward``, ``alpha``, ``quantize`` or
+        ``weight_parameters`` (no per-layer learnable tensor)."""
+        cls = type(self)
+        return (self.elementwise and self.binarizes and cls.forward is Method.forward and cls.alpha is Method.alpha
+                and cls.quantize is Method.quantize and cls.weight_parameters is Method.weight_parameters)
 
     def backward_factor(self, w: Tensor) -> Tensor:
         """B'(w/α), the factor the gradient reaching F(w) is multiplied by."""

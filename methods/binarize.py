@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -27,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .base import Method, MethodError, create_method
+from .fused import FusedWeights
 
 LAYER_TYPES = {"conv": nn.Conv2d, "conv2d": nn.Conv2d, "linear": nn.Linear, "conv1d": nn.Conv1d}
 # Where a binarized layer keeps its latent weight, relative to the layer: its state-dict key is
@@ -148,6 +150,9 @@ class BinarizedWeight(nn.Module):
     model moves them (and the graph ``torch.compile`` builds reads them on the model's device); they are
     not in ``state_dict()``.
 
+    With ``methods.fuse`` (``fused``), inside a forward of the root model the weight is this layer's view of
+    the θ that ``methods.fused.FusedWeights`` computes for every layer at once (the same bits).
+
     A method with per-layer learnable tensors (``Method.weight_parameters``: XNOR-Net++'s Γ, ReCU's α) has
     them registered here as ``nn.Parameter``s and gets them in ``quantize``/``export_learned``."""
 
@@ -155,6 +160,8 @@ class BinarizedWeight(nn.Module):
         super().__init__()
         self.method = method
         self.deployed = False
+        self.fused = None  # the model's ``FusedWeights`` (``methods.fuse``) and this layer's index in it
+        self.fused_index = 0
         if isinstance(getattr(method, "tensors", None), nn.Module):
             # the method's live μ/ρ (one module shared by every layer): it follows ``model.to(device)``
             self.schedule = method.tensors
@@ -176,14 +183,18 @@ class BinarizedWeight(nn.Module):
             return self.method.quantize(latent, **learned)
         if self.deployed:
             return self.method.export(latent)
+        fused = self.fused
+        if fused is not None and not torch.compiler.is_compiling() and fused.active:
+            return fused.weight(self.fused_index, latent)
         return self.method.forward(latent)
 
 
-def binarize(model: nn.Module, method: str | Method, policy=None, **params) -> nn.Module:
+def binarize(model: nn.Module, method: str | Method, policy=None, fused: bool = False, **params) -> nn.Module:
     """Binarize the weights of the layers ``policy`` selects with ``method``; returns the model (in place).
 
     ``method`` is a registry key (``params`` go to ``create_method``) or a ``Method`` instance. The
-    ``fp`` method binarizes nothing. A policy that selects no layer is an error.
+    ``fp`` method binarizes nothing. A policy that selects no layer is an error. ``fused=True``: then
+    ``fuse(model)`` (all layers quantized at once per forward, the same bits).
     """
     if isinstance(method, str):
         method = create_method(method, **params)
@@ -206,7 +217,42 @@ def binarize(model: nn.Module, method: str | Method, policy=None, **params) -> n
     model._proxbench_layers = [(name, modules[name]) for name in names]  # hooks run every step: no tree walk
     if method.act is not None:
         _attach_inputs(model, method, resolved.select_inputs(names))
+    if fused:
+        fuse(model)
     return model
+
+
+def fuse(model: nn.Module) -> FusedWeights | None:
+    """Quantize every binarized weight of ``model`` at once per forward (``methods.fused``): θ_i = α_i·F(w_i/α_i)
+    for all layers i in one flat tensor, grad_{w_i} = grad_{θ_i}·B'(w_i/α_i) (α_i detached) in one backward,
+    each layer's weight a view. Outputs, gradients, hooks and export are bit for bit the per-layer path's.
+
+    Returns the ``FusedWeights`` (the same one when called again), or None where the per-layer path stays:
+    a model with no binarized layer; rPC and PQ (θ = w: no kernel to fuse); a method that is not
+    ``Method.fusable`` (F or B' not elementwise, a custom ``forward``/``quantize``, per-layer learnable
+    tensors: most W1A1 methods), with a warning saying so. ``unfuse`` undoes it."""
+    method = get_method(model)
+    layers = [module for _, module in binarized_layers(model)]
+    if method is None or not layers:
+        return None
+    existing = getattr(model, "_proxbench_fused", None)
+    if existing is not None:
+        return existing
+    if not method.fusable:
+        if not method.elementwise:
+            warnings.warn(f"method {method.name!r} is not fusable (its weight quantizer is not an elementwise "
+                          "F/B' pair of methods.Method): its layers keep the per-layer path", stacklevel=2)
+        return None
+    model._proxbench_fused = FusedWeights(model, method, layers)
+    return model._proxbench_fused
+
+
+def unfuse(model: nn.Module) -> None:
+    """Back to the per-layer path (no-op for a model ``fuse`` did not fuse)."""
+    fused = getattr(model, "_proxbench_fused", None)
+    if fused is not None:
+        fused.remove()
+        model._proxbench_fused = None
 
 
 def _attach_inputs(model: nn.Module, method: Method, names: list[str], deployed: bool = False) -> None:

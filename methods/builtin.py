@@ -93,6 +93,7 @@ class _SignForward(Method):
     ``export(w)`` (``forward_is_export``) and only B' tells them apart."""
 
     forward_is_export = True
+    elementwise = True
     forward_formula = "sign(x)"
 
     def F(self, x: Tensor) -> Tensor:
@@ -146,6 +147,7 @@ class ProxConnect(_LinearQuantizerMixin, Method):
     """
 
     label, color, marker = "PC", "#ff7f0e", "^"
+    elementwise = True
     default_scale = "tensor"
     identity_backward = True
     forward_formula, backward_formula = "LQ_ρ(x)", "1"
@@ -165,6 +167,7 @@ class ReverseProxConnect(_ProximalStep, Method):
     """
 
     label, color, marker = "rPC", "#2ca02c", "v"
+    elementwise = True
     identity_backward = True
     forward_formula, backward_formula = "x", "1"
     hooks_formula = "before_step: w ← α·prox_{ηρ}(w/α)"
@@ -193,6 +196,7 @@ class ProxQuant(_ProximalStep, Method):
     """
 
     label, color, marker = "PQ", "#d62728", "D"
+    elementwise = True
     constants = {**_ProximalStep.constants, "clip": 1.0, "freeze_at": 1.0}
     bounds = {**CLIP, "freeze_at": Bound(low=0.0, high=1.0, low_inclusive=False)}
     identity_backward = True
@@ -274,6 +278,7 @@ class BNNPlusPlus(Method):
     """
 
     label, color, marker = "BNN++", "#e377c2", "*"
+    elementwise = True
     symbols = {"mu": "μ"}
     default_scale = "tensor"
     schedules = {"mu": (5.0, 30.0)}

@@ -174,6 +174,7 @@ BAD_CONFIG = {
     "label_smoothing": [1.01, -0.1, True, float("nan")],
     "seed": [-1, 2**32, 1.5, True, "0", None],
     "capture": ["graphs", 1, True, None],
+    "fuse": [1, "yes", None],
 }
 CASES = [(key, value) for key, values in BAD_CONFIG.items() for value in values]
 

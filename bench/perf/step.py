@@ -4,7 +4,8 @@
 ``set_progress``) of every registered method against ``fp`` on the same model and batch. The methods are
 interleaved round-robin within each repetition, so machine noise hits all of them alike; warm-up steps are
 excluded; the table gives the median and the interquartile spread of the per-step time and the ratio of
-medians to ``fp``. ``perf all`` also runs the loader benchmark and writes ``results/perf/<device>.md``.
+medians to ``fp``. ``--fuse`` adds a row "<method> fused" for every method ``methods.fuse`` fuses (all
+binarized weights quantized in one flat tensor per forward), timed in the same round-robin. ``perf all`` also runs the loader benchmark and writes ``results/perf/<device>.md``.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ class _Stepper:
     """One model + optimizer + fixed batch for one method; ``step()`` is one full training step."""
 
     def __init__(self, method: str, model_name: str, batch: int, device: torch.device, compile_model: bool,
-                 img_size: int | None = None):
+                 img_size: int | None = None, fused: bool = False):
         torch.manual_seed(0)
         shape = {"fmnist-cnn": (1, 28), "fmnist-mlp": (1, 28)}.get(model_name, (3, img_size or 32))
         classes = 1000 if shape[1] >= 224 else 10
         model = models.create_model(model_name, num_classes=classes, in_chans=shape[0], img_size=shape[1])
-        methods.binarize(model, method)
+        methods.binarize(model, method, fused=fused)
         self.model = model.to(device)
         self.device = device
         if device.type == "cuda":
@@ -72,8 +73,9 @@ class _Stepper:
 
 def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu", repeats: int | None = None,
                   warmup: int = 3, compile_model: bool = False, method_keys: list[str] | None = None,
-                  img_size: int | None = None) -> list[dict]:
-    """Per-method step times (seconds), measured interleaved; the first row is ``fp``."""
+                  img_size: int | None = None, fuse: bool = False) -> list[dict]:
+    """Per-method step times (seconds), measured interleaved; the first row is ``fp``. ``fuse``: each fusable
+    method a second time as "<method> fused"."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for but no CUDA device is available")
@@ -81,6 +83,10 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
     keys = ["fp"] + [k for k in keys if k != "fp"]
     repeats = repeats or (20 if dev.type == "cpu" else 100)
     steppers = {k: _Stepper(k, model, batch, dev, compile_model, img_size) for k in keys}
+    if fuse:
+        for k in [k for k in keys if methods.create_method(k).fusable]:
+            steppers[f"{k} fused"] = _Stepper(k, model, batch, dev, compile_model, img_size, fused=True)
+        keys = list(steppers)
     for _ in range(warmup):
         for s in steppers.values():
             s.step()
@@ -166,7 +172,7 @@ def cli_perf(args) -> int:
     sections = [f"# proxbench perf\n\n{machine_line(args.device)}\n"]
     if args.what in ("step", "all"):
         rows = measure_steps(args.model, args.batch, args.device, args.repeats, compile_model=args.compile,
-                             method_keys=_method_keys(args.methods))
+                             method_keys=_method_keys(args.methods), fuse=getattr(args, "fuse", False))
         worst = max(r["ratio"] for r in rows)
         text = (f"## Training step: {args.model}, batch {args.batch}, {args.device}\n\n"
                 f"{format_step_table(rows, args.compile)}\n\nworst ratio {worst:.3f} "

@@ -54,6 +54,7 @@ DEFAULTS: dict = {
     "label_smoothing": 0.0,      # cross-entropy label smoothing
     "seed": 0,                   # model init, data order and augmentation
     "capture": "none",           # none (eager) | compile: the training step through torch.compile (CUDA graphs on CUDA)
+    "fuse": False,               # all binarized weights quantized at once per forward (methods.fuse; same bits)
 }
 CHOICES = {
     "loader": tuple(list_loaders()),  # the loader registry (bench.data)
@@ -116,6 +117,7 @@ CHECKS: dict[str, tuple] = {
     "label_smoothing": (_unit, "a number in [0, 1]"),
     "seed": (lambda v: _is_int(v) and 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}]"),
     "capture": (lambda v: v in CHOICES["capture"], f"one of {', '.join(CHOICES['capture'])}"),
+    "fuse": (lambda v: isinstance(v, bool), "true or false"),
 }
 assert set(CHECKS) == set(DEFAULTS)
 
@@ -229,7 +231,7 @@ def _check_policy(policy, where: str) -> None:
 
 # Keys added after the first release, with the value every earlier run implicitly used: left out of the
 # hash while at that value, so the run ids of existing records stay valid.
-LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0, "capture": "none"}
+LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0, "capture": "none", "fuse": False}
 
 
 def run_id(cfg: dict) -> str:

@@ -42,7 +42,8 @@ def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | 
     if load_init and cfg["mode"] == "finetune" and not pretrained:
         state = load_init_state(cfg["init"], workdir)
         models.load_state_dict_resampled(model, state)
-    methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"])
+    methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"],
+                     fused=cfg["fuse"])
     return model
 
 
