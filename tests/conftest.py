@@ -59,6 +59,17 @@ def one_line_error(rc: int, err: str, *needles: str) -> str:
     return lines[0]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the tests marked ``slurm`` form one
+    group that a single worker runs one after the other: they share the one node and queue of the local
+    cluster (a requeue test that fills the node must not wait behind another test's jobs)."""
+    import pytest
+
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+
 # --------------------------------------------------------------------------- SLURM
 # The `slurm_cluster` session fixture: the local single-node cluster of slurm/local/ (tests marked `slurm`).
 # Skips (with the reason) when no cluster can be had -- no `sbatch` on PATH, not root so start.sh cannot run,
