@@ -325,8 +325,9 @@ class _ReCUSignFunction(torch.autograd.Function):
     def forward(ctx, x: Tensor) -> Tensor:
         dims = tuple(range(1, x.dim()))
         m = x.numel() // x.shape[0]
-        var, mean = torch.var_mean(x, dim=dims, correction=1, keepdim=True)  # one pass, no x − mean tensor
-        inv = var.add_(1e-5).rsqrt_()
+        mean = x.mean(dim=dims, keepdim=True)
+        s = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
+        inv = s.reciprocal_()
         two_over_s = inv * 2.0
         inv_sq = inv.square_()
         # x − mean is recomputed in the backward: the only full-size saved tensor is x
