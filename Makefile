@@ -54,7 +54,7 @@ bench-w1a1: setup
 	$(PY) -m bench aggregate default-w1a1
 
 test: setup
-	$(PY) -m pytest -q -n auto --dist loadgroup
+	$(PY) -m pytest -q -n auto
 
 results: setup
 	$(PY) -m bench aggregate

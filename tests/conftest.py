@@ -4,6 +4,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 TESTS = Path(__file__).resolve().parent
@@ -15,8 +17,6 @@ IN_CI = os.environ.get("CI") == "true"
 def wait_until(pred, timeout: float, what: str, step: float = 0.2):
     """Poll ``pred()`` until it returns something truthy (returned), or fail the test after ``timeout`` s."""
     import time
-
-    import pytest
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,15 +59,34 @@ def one_line_error(rc: int, err: str, *needles: str) -> str:
     return lines[0]
 
 
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs ``-n auto --dist loadgroup``) the tests marked ``slurm`` form one
-    group that a single worker runs one after the other: they share the one node and queue of the local
-    cluster (a requeue test that fills the node must not wait behind another test's jobs)."""
-    import pytest
+SLURM_TEST_FILES = ("tests/test_slurm_",)  # the modules of the tests marked ``slurm`` (checked below)
 
-    for item in items:
-        if item.get_closest_marker("slurm"):
-            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (``make test`` runs ``-n auto``) the SLURM tests form one unit of work that a single
+    worker runs one after the other: they share the one node and queue of the local cluster (a requeue test
+    that fills the node must not wait behind another test's jobs). Every other test is a unit of its own.
+    (xdist's ``--dist loadgroup`` marks do not take with pytest 9, whose node ids xdist can no longer
+    rename, so the grouping is this scheduler's.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SlurmTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "slurm" if nodeid.startswith(SLURM_TEST_FILES) else nodeid
+
+    return SlurmTestsTogether(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The SLURM tests first: under xdist they are the longest unit of work (about a third of the suite),
+    handed out first rather than last. Also checks that every test marked ``slurm`` is in one of
+    ``SLURM_TEST_FILES``, which is how the scheduler above finds them."""
+    slurm = [item for item in items if item.get_closest_marker("slurm")]
+    stray = [item.nodeid for item in slurm if not item.nodeid.startswith(SLURM_TEST_FILES)]
+    if stray:
+        raise pytest.UsageError(f"tests marked slurm outside {SLURM_TEST_FILES}: {stray}")
+    items[:] = slurm + [item for item in items if not item.get_closest_marker("slurm")]
 
 
 # --------------------------------------------------------------------------- SLURM
@@ -80,7 +99,6 @@ import dataclasses  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 
-import pytest  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
