@@ -123,25 +123,26 @@ def channel_scale(w: Tensor, scale: str) -> Tensor | float:
 
 
 class _ForwardBackwardQuantizer(torch.autograd.Function):
-    """θ = α·F(w/α) in the forward; grad_w = grad_θ · B'(w/α) in the backward (α detached).
+    """θ = α·F(w/α) in the forward; grad_w = grad_θ · B'(w/α) in the backward (α given, detached).
 
-    The eager path of ``Method.forward`` and of ``quantize_eagerly``: it saves only x = w/α, and nothing at all when
-    B' ≡ 1. With α = 1 (``scale = "none"``, every activation quantizer) the forward is F(w) itself, without a
-    multiplication by 1. The backward is ``method.grad_dB(grad, x)`` (grad · B'(x), which a method may fuse).
-    Under ``torch.compile`` ``Method.forward`` goes through ``straight_through`` instead, which dynamo traces
-    (it cannot trace this Function's backward, which reads the method's μ/ρ from ``ctx``).
+    The eager path of ``Method.forward`` and of ``quantize_eagerly`` (α = ``channel_scale(w)``), and of the fused
+    path (``methods.fused``: α spread over the flat tensor of every layer). It saves only x = w/α, and nothing
+    at all when B' ≡ 1. ``alpha`` None means α = 1 (``scale = "none"``, every activation quantizer): the
+    forward is F(w) itself, without a multiplication by 1. The backward is ``method.grad_dB(grad, x)``
+    (grad · B'(x), which a method may fuse). Under ``torch.compile`` ``Method.forward`` goes through
+    ``straight_through`` instead, which dynamo traces (it cannot trace this Function's backward, which reads
+    the method's μ/ρ from ``ctx``).
     """
 
     @staticmethod
-    def forward(ctx, w: Tensor, method: "Method") -> Tensor:
+    def forward(ctx, w: Tensor, alpha: Tensor | None, method: "Method") -> Tensor:
         ctx.method = method
-        if method.scale == "none":
+        if alpha is None:
             x = w
             out = method.F(w)
             if out is w:  # an identity F: the Function's output must be a tensor of its own
                 out = w.clone()
         else:
-            alpha = channel_scale(w, method.scale)
             x = w / alpha
             out = alpha * method.F(x)
         if not method.identity_backward:
@@ -151,9 +152,20 @@ class _ForwardBackwardQuantizer(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         if ctx.method.identity_backward:
-            return grad, None
+            return grad, None, None
         (x,) = ctx.saved_tensors
-        return ctx.method.grad_dB(grad, x), None
+        return ctx.method.grad_dB(grad, x), None, None
+
+
+def scaled_quantize(w: Tensor, alpha: Tensor | None, method: "Method") -> Tensor:
+    """θ = α·F(w/α) with gradient grad·B'(w/α) for a given detached α (None: α = 1), eagerly, through the
+    autograd.Function above."""
+    return _ForwardBackwardQuantizer.apply(w, alpha, method)
+
+
+def _eager_alpha(w: Tensor, method: "Method") -> Tensor | None:
+    """α for the Function: ``channel_scale`` of the latent, None for ``scale = "none"``."""
+    return None if method.scale == "none" else channel_scale(w.detach(), method.scale)
 
 
 @torch.compiler.disable
@@ -161,7 +173,7 @@ def quantize_eagerly(w: Tensor, method: "Method") -> Tensor:
     """θ = α·F(w/α) with gradient grad·B'(w/α) through the autograd.Function above, always eagerly (a graph
     break under ``torch.compile``): the activation quantizers (``methods.activations``) still read their
     parameters as Python floats. ``Method.forward`` is the same map without the graph break."""
-    return _ForwardBackwardQuantizer.apply(w, method)
+    return scaled_quantize(w, _eager_alpha(w, method), method)
 
 
 def straight_through(w: Tensor, method: "Method") -> Tensor:
@@ -478,7 +490,7 @@ class Method:
         bits (``tests/test_compile.py``)."""
         if torch.compiler.is_compiling():
             return straight_through(w, self)
-        return _ForwardBackwardQuantizer.apply(w, self)
+        return scaled_quantize(w, _eager_alpha(w, self), self)
 
     @property
     def fusable(self) -> bool:

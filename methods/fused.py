@@ -13,8 +13,9 @@ act elementwise on x = w/α (``Method.elementwise``; ``Method.fusable`` adds: no
 Per group of latents with one device and dtype: the latents are concatenated into one flat tensor w (one
 ``cat``), α_i is computed per layer (``torch._foreach_abs``, then per layer the same ``sum`` and ``div_`` as
 ``methods.base.channel_scale``, then ``torch._foreach_clamp_min_``) and spread over the flat tensor (one
-``cat`` and one ``repeat_interleave``), and one autograd.Function (``FlatQuantizer``) computes x = w/α, θ =
-α·F(x) on the flat tensor and grad·B'(x) in its backward. Each layer's weight is a view of the flat θ
+``cat`` and one ``repeat_interleave``), and the per-layer path's autograd.Function
+(``methods.base.scaled_quantize``) computes x = w/α, θ = α·F(x) on the flat tensor and grad·B'(x) in its
+backward. Each layer's weight is a view of the flat θ
 (one ``split``), with its latent's strides: a latent enters the flat tensor in memory order (a channels_last
 conv weight as (out, kh, kw, in), ``memory_order``), so θ is channels_last where w is. The reductions of α
 stay per layer: a flat segment-sum adds in another order and differs in
@@ -43,7 +44,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Method
+from .base import Method, scaled_quantize
 
 BLOCK = 64  # elements: a multiple of ATen's CPU vector block (2 vectors of 16 floats with AVX-512)
 GRAIN = 32768  # ATen's CPU grain size (at::internal::GRAIN_SIZE): below it an elementwise op is serial
@@ -85,34 +86,6 @@ def memory_order(w: Tensor, scale: str) -> tuple[int, ...] | None:
     if not w.permute(order).is_contiguous() or (scale == "channel" and w.dim() > 1 and order[0] != 0):
         return None
     return order
-
-
-class FlatQuantizer(torch.autograd.Function):
-    """θ = α·F(w/α) on the flat tensor of all latents, grad_w = grad_θ·B'(w/α) in the backward (α detached,
-    given). ``alpha`` None: α = 1 (``scale = "none"``), θ = F(w). The flat form of
-    ``methods.base``'s per-layer Function, op for op: it saves only x = w/α, and nothing when B' ≡ 1."""
-
-    @staticmethod
-    def forward(ctx, w: Tensor, alpha: Tensor | None, method: Method) -> Tensor:
-        ctx.method = method
-        if alpha is None:
-            x = w
-            out = method.F(w)
-            if out is w:
-                out = w.clone()
-        else:
-            x = w / alpha
-            out = alpha * method.F(x)
-        if not method.identity_backward:
-            ctx.save_for_backward(x)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        if ctx.method.identity_backward:
-            return grad, None, None
-        (x,) = ctx.saved_tensors
-        return ctx.method.grad_dB(grad, x), None, None
 
 
 def layer_alphas(latents: list[Tensor], scale: str) -> list[Tensor]:
@@ -230,7 +203,7 @@ class FusedWeights:
         return thetas
 
     def compute_group(self, latents: list[Tensor], device: torch.device, dtype: torch.dtype) -> list[Tensor]:
-        """θ of latents of one device and dtype, through one ``FlatQuantizer`` on their flat tensor."""
+        """θ of latents of one device and dtype, through one ``scaled_quantize`` on their flat tensor."""
         scale = self.method.scale
         key = (device, dtype, scale, torch.get_num_threads() if device.type == "cpu" else 0,
                tuple((tuple(w.shape), w.stride()) for w in latents))
@@ -239,4 +212,4 @@ class FusedWeights:
             layout = self._layouts[key] = _Layout(latents, scale, device)
         flat_w = layout.flat(latents, layout.zeros)
         alpha = None if scale == "none" else layout.spread(layer_alphas(latents, scale))
-        return layout.split(FlatQuantizer.apply(flat_w, alpha, self.method))
+        return layout.split(scaled_quantize(flat_w, alpha, self.method))
