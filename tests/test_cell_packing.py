@@ -172,7 +172,7 @@ def test_slurm_submit_packs_cells_into_tasks_and_books_each_cell_with_its_task(t
         assert isinstance(task.fn, PackJob)
         cfgs, devices, args = task.args
         assert len(cfgs) == 2 and devices == ["cpu", "cpu"] and args.threads == 2
-    assert isinstance(tasks0[4].fn, CellJob) and tasks0[4].args[1].threads == 4  # a lone cell: as unpacked
+    assert isinstance(tasks0[4].fn, CellJob) and tasks0[4].args[1].threads == 2  # a lone cell: a packed cell's share
     jobs = load_jobs(tmp_path / "w", grid.name)
     stage0 = [c for c in grid.cells if c.stage == 0]
     for i, cell in enumerate(stage0):

@@ -63,7 +63,10 @@ class LocalExecutor(Executor):
                 for devices in plan.waves(len(cells)):
                     wave = cells[start:start + len(devices)]
                     start += len(devices)
-                    threads = max(1, (os.cpu_count() or 1) // len(wave))  # a lone cell gets every core
+                    # on the CPU every cell gets the same share of the cores, a last lone one too: torch's CPU
+                    # sums depend on the thread count, so a cell's numbers must not depend on its wave
+                    sharing = len(wave) if plan.gpus else plan.parallel
+                    threads = max(1, (os.cpu_count() or 1) // sharing)
                     for cell, device in zip(wave, devices):
                         job = ex.submit(CellJob(), cell.config, replace(batch.args, device=device, threads=threads))
                         submitted[cell.run_id] = job.job_id

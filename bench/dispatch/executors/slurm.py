@@ -100,15 +100,16 @@ class SlurmExecutor(Executor):
         ex = submitit.SlurmExecutor(folder=batch.folder, max_num_timeout=profile["max_num_timeout"])
         base = executor_parameters(profile, job_name=f"proxbench-{batch.grid.name}")
         gpus, cpus = profile.get("gpus_per_node", 0), profile["cpus_per_task"]
-        args = replace(batch.args, device="cuda" if gpus else "cpu", threads=cpus)
         per_job = cells_per_job(self.packing(), gpus)
+        # each cell gets its share of a full job's cores, in a job with fewer cells too (a grid's last one):
+        # torch's CPU sums depend on the thread count, so a cell's numbers must not depend on its packing
+        args = replace(batch.args, device="cuda" if gpus else "cpu", threads=job_threads(cpus, per_job))
         submitted: dict[str, str] = {}
 
         def job(cells: list) -> tuple:
             if len(cells) == 1:
                 return CellJob(), cells[0].config, args
-            return (PackJob(), [c.config for c in cells], job_devices(len(cells), gpus),
-                    replace(args, threads=job_threads(cpus, len(cells))))
+            return PackJob(), [c.config for c in cells], job_devices(len(cells), gpus), args
 
         def submit(cells: list, params: dict) -> str:
             ex.update_parameters(**params)
