@@ -206,7 +206,7 @@ mode = "e2e"
 
     # while the parent runs, the children are held by SLURM with reason Dependency
     queue = wait_until(lambda: (q := squeue(parent, *children.values())).get(parent, ("",))[0] == "RUNNING" and q,
-                       60, f"parent job {parent} to run")
+                       180, f"parent job {parent} to run")  # a loaded 2-core machine can take a minute
     for job in children.values():
         assert queue.get(job) == ("PENDING", "Dependency"), queue
     rows = status_rows(tmp_path, grid)
