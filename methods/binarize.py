@@ -328,21 +328,15 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, progress:
     latents = latent_weights(model) if hooks else ()
     lrs = _group_lrs(optimizer, latents) if hooks and method.uses_lr else [0.0] * len(latents)
     traced = any(isinstance(lr, torch.Tensor) for lr in lrs) or isinstance(progress, torch.Tensor)
-    if traced:  # the parameters themselves under no_grad: ``.data`` does not trace
-        with torch.no_grad():
-            for w, lr in zip(latents, lrs):
-                method.before_step(w, lr)
-            optimizer.step()
-            for w, lr in zip(latents, lrs):
-                method.after_step(w, lr)
-                method.clip_latent(w)
-    else:
-        for w, lr in zip(latents, lrs):
-            method.before_step(w.data, lr)
+    # traced: the parameters themselves under no_grad (``.data`` does not trace); eager: their ``.data``
+    targets = list(latents) if traced else [w.data for w in latents]
+    with torch.no_grad() if traced else contextlib.nullcontext():
+        for w, lr in zip(targets, lrs):
+            method.before_step(w, lr)
         optimizer.step()
-        for w, lr in zip(latents, lrs):
-            method.after_step(w.data, lr)
-            method.clip_latent(w.data)
+        for w, lr in zip(targets, lrs):
+            method.after_step(w, lr)
+            method.clip_latent(w)
     if progress is not None and method is not None:
         if isinstance(progress, torch.Tensor):
             method.set_progress_tensors(progress)
