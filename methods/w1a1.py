@@ -18,7 +18,8 @@ weight is multiplied by before it reaches w (on the raw latent, as the official 
 | ``fda`` | α·sign(w) / FDA'(w) | sign / FDA'(x) | Xu et al. NeurIPS 2021; ``xuyixing0707/FDA-BNN`` |
 
 Architectural pieces (Bi-Real's real-valued shortcut around each binary convolution, ReActNet's RPReLU) are
-model variants, not part of the methods: ``fmnist-cnn-bireal`` and ``fmnist-cnn-react`` (``models.small``).
+model variants, not part of the methods: ``fmnist-cnn-bireal`` and ``fmnist-cnn-react`` (``models.small``),
+``resnet20/32/44/56-bireal``/``-react`` and ``resnet18-bireal``/``-react`` (``models.bireal``).
 Any weight method gains an activation quantizer by name, without a class: ``"bnn+++ste-sign-act"``
 (``methods.compose``).
 """
@@ -212,7 +213,7 @@ class ReActNet(_ScaledSign):
     """ReActNet (Liu, Shen, Savvides & Cheng, ECCV 2020; code ``liuzechun/ReActNet``). Weights as Bi-Real:
     α·sign(w), backward 1[|w| ≤ 1]. Activations: RSign, sign(x − β) with β a learnable threshold per input
     channel (``<layer>.input_quantizer.beta``), backward ApproxSign'(x − β). RPReLU and the shortcuts are the
-    model's: ``fmnist-cnn-react``."""
+    model's: ``fmnist-cnn-react``, ``resnet20-react``, ``resnet18-react``."""
 
     label, color, marker = "ReActNet", "#843c39", "P"
 

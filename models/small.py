@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .bireal import BinaryBlock
 from .registry import register_model
 
 
@@ -79,40 +80,9 @@ def fmnist_mlp(num_classes, in_chans, img_size, pretrained, hidden=(256, 256)):
     return MLP(num_classes, in_chans * img_size * img_size, tuple(hidden))
 
 
-class RPReLU(nn.Module):
-    """ReActNet's RPReLU: PReLU(x − γ) + ζ with γ, ζ and the negative slope learnable per channel."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.shift_in = nn.Parameter(torch.zeros(1, channels, 1, 1))
-        self.prelu = nn.PReLU(channels, init=0.25)
-        self.shift_out = nn.Parameter(torch.zeros(1, channels, 1, 1))
-
-    def forward(self, x):
-        return self.prelu(x - self.shift_in) + self.shift_out
-
-
-class BinaryBlock(nn.Module):
-    """BN(conv3×3(x)) + shortcut(x) (Bi-Real Net's real-valued shortcut around the binary convolution; the
-    shortcut repeats the channels when the width doubles, as ReActNet's), then RPReLU when ``react``."""
-
-    def __init__(self, cin: int, cout: int, react: bool):
-        super().__init__()
-        if cout % cin:
-            raise ValueError(f"BinaryBlock: the output width {cout} must be a multiple of the input width {cin}")
-        self.conv = nn.Conv2d(cin, cout, 3, 1, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(cout)
-        self.repeat = cout // cin
-        self.act = RPReLU(cout) if react else nn.Identity()
-
-    def forward(self, x):
-        shortcut = x if self.repeat == 1 else torch.cat([x] * self.repeat, dim=1)
-        return self.act(self.bn(self.conv(x)) + shortcut)
-
-
 class BiRealCNN(nn.Module):
     """``SmallCNN`` rebuilt for binary activations: stem conv5×5/2-BN (no ReLU: the next layer's input must
-    keep its sign), then per width a ``BinaryBlock`` (2×2 max-pooling between them), then the linear
+    keep its sign), then per width a ``models.bireal.BinaryBlock`` (2×2 max-pooling between them), then the linear
     classifier. In ``fmnist-cnn`` every binarized convolution sees a ReLU output (≥ 0), whose sign is +1
     everywhere; here it sees a signed, real-valued stream carried by the shortcuts (Bi-Real Net)."""
 

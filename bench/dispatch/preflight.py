@@ -26,6 +26,8 @@ def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: 
       does (``bench.data.source_files``, whose error says where the files belong and how to get them;
       CIFAR is downloaded there unless ``PROXBENCH_NO_DOWNLOAD`` is set); loader ``ffcv`` also needs FFCV;
     * pretrained weights: per model of the ``init = "timm"`` cells, the weights in the local cache;
+    * binary inputs: per distinct network of the cells whose method binarizes activations, that no binarized
+      layer's input is a constant (``bench.run.model.constant_binary_inputs``: a ReLU in front of a sign);
     * device: the executor's ``check_device``: local and debug: the CUDA device(s) of ``--device`` are here
       (``n_gpus`` assumes that many instead of counting); slurm: ``--device``, if given, agrees with the
       profile's ``gpus_per_node``.
@@ -51,6 +53,8 @@ def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: 
             problems.append(f"pretrained weights for {count} cell(s) (model {model}, init = \"timm\"): {problem}")
         else:
             weights.append(model)
+    for problem in _binary_input_problems(todo):
+        problems.append(problem)
     problem, where = create_executor(executor, device=device, profile=profile, parallel=parallel,
                                      cells_per_gpu=cells_per_gpu, n_gpus=n_gpus).check_device()
     if problem:
@@ -121,3 +125,28 @@ def _weights_problem(model: str) -> str | None:
         return _one_line(exc) if isinstance(exc, (UserError, models.ModelError)) else \
             f"{type(exc).__name__}: {_one_line(exc)}"
     return None
+
+
+def _binary_input_problems(todo: list[Cell]) -> list[str]:
+    """One line per distinct network (model, its kwargs, dataset, method, policy) of the W1A1 cells in ``todo``
+    that feeds a binarized layer a constant input (built without its init weights: a ReLU stays a ReLU)."""
+    import methods
+    from bench.run.model import build_model
+
+    networks: Counter = Counter()
+    examples: dict = {}
+    for cell in todo:
+        cfg = cell.config
+        if methods.get_method_class(cfg["method"]).activation is None:
+            continue
+        key = repr([cfg[k] for k in ("model", "model_kwargs", "dataset", "data_options", "method", "method_params",
+                                     "policy")])
+        networks[key] += 1
+        examples.setdefault(key, cfg)
+    problems = []
+    for key, count in networks.items():
+        try:
+            build_model(examples[key], load_init=False, check_inputs=True)
+        except UserError as exc:
+            problems.append(f"{count} cell(s): {_one_line(exc)}")
+    return problems

@@ -24,8 +24,10 @@ from bench.run.checkpoints import bad_checkpoint, load_model_state, one_line, re
 from bench.run.layout import checkpoint_path
 
 
-def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work") -> nn.Module:
-    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it."""
+def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work",
+                check_inputs: bool | None = None) -> nn.Module:
+    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it. ``check_inputs``
+    (default: ``load_init``, i.e. a model about to train): ``check_binary_inputs``."""
     info = info or data.dataset_info(cfg["dataset"], cfg["data_options"])
     pretrained = cfg["init"] == "timm"
     try:
@@ -44,7 +46,49 @@ def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | 
         models.load_state_dict_resampled(model, state)
     methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"],
                      fused=cfg["fuse"])
+    if load_init if check_inputs is None else check_inputs:
+        check_binary_inputs(model, cfg, info)
     return model
+
+
+def constant_binary_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
+    """The input-binarized layers whose binarized input is one constant on a random batch of ``input_shape``
+    (in eval mode, so nothing learned moves): a ReLU output's sign is +1 everywhere (sign(0) = +1), and a
+    binary convolution of a constant sees nothing of the image. [] for a weight-only model."""
+    layers = methods.input_binarized_layers(model)
+    if not layers:
+        return []
+    constant: dict[str, bool] = {}
+
+    def record(name):
+        return lambda module, args, out: constant.__setitem__(name, bool((out == out.flatten()[0]).all()))
+
+    hooks = [layer.input_quantizer.register_forward_hook(record(name)) for name, layer in layers]
+    was_training = model.training
+    device = next(model.parameters()).device
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0)).to(device))
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return [name for name, _ in layers if constant.get(name, False)]
+
+
+def check_binary_inputs(model: nn.Module, cfg: dict, info) -> None:
+    """A ``UserError`` when the model feeds a binarized layer's input quantizer a constant (see
+    ``constant_binary_inputs``): the run would train a network whose binary layers see nothing."""
+    dead = constant_binary_inputs(model, (info.in_chans, info.img_size, info.img_size))
+    if not dead:
+        return
+    variants = [m for m in (f"{cfg['model']}-bireal", f"{cfg['model']}-react") if m in models.list_models()]
+    use = f"use a model built for binary activations ({', '.join(variants) or 'e.g. resnet20-bireal'})"
+    raise UserError(f"model {cfg['model']!r} with method {cfg['method']!r}: the binarized inputs of {len(dead)} "
+                    f"layer(s) ({', '.join(dead[:3])}{', ...' if len(dead) > 3 else ''}) are one constant on a "
+                    f"random batch (a ReLU output's sign is +1 everywhere): {use}, or an activation quantizer "
+                    f"with levels {{0, 1}} (dorefa)")
 
 
 def load_init_state(init: str, workdir: str | Path) -> dict:

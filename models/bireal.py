@@ -1,0 +1,149 @@
+"""Residual networks built for binary activations (W1A1): a real-valued shortcut around every binarized conv.
+
+A binarized convolution that also binarizes its input computes with sign(x). Two things make an ordinary CNN
+unfit for that:
+
+* a ReLU in front of the convolution: its output is ≥ 0, and sign(0) = +1, so the binary input is the
+  constant +1 and the convolution sees nothing;
+* one shortcut per two convolutions: the real-valued information is lost at every sign in between.
+
+Bi-Real Net (Liu, Wu, Luo, Yang, Liu & Cheng, ECCV 2018) therefore wraps *each* 3×3 convolution in its own
+shortcut, out = BN(conv(x)) + x, with no ReLU in front of any binarized convolution; ReActNet (Liu, Shen,
+Savvides & Cheng, ECCV 2020) adds RPReLU(x) = PReLU(x − γ) + ζ after each such block. BiBench (Qin et al.,
+ICML 2023) evaluates its W1A1 methods on networks of this kind. ``BinaryBlock`` is that unit and
+``BiRealResNet`` the ResNets built from it:
+
+* ``resnet20/32/44/56-bireal`` and ``-react``: the CIFAR ResNets of He et al. (16-32-64 filters, 3 stages of
+  n basic blocks), every basic block's two convolutions each a ``BinaryBlock``;
+* ``resnet18-bireal`` and ``-react``: ResNet-18 (64-128-256-512, 2 basic blocks per stage), i.e. Bi-Real Net
+  18; below 112 px the CIFAR stem (3×3 stride-1 conv, no max-pool), as ``resnet18``.
+
+Where a block changes the resolution or the width, its shortcut is parameter-free: 2×2 average pooling
+(Bi-Real's downsampling shortcut pools as well) and the channels repeated to the new width (ReActNet's
+reduction blocks concatenate two copies). So the only full-precision layers are the stem conv, registered
+first, and the classifier ``fc``, registered last: exactly the two the ``w1a1`` policy keeps. The stem is
+conv-BN with no ReLU, so the first binary block already sees signed inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .registry import ModelError, register_model
+
+
+class RPReLU(nn.Module):
+    """ReActNet's RPReLU: PReLU(x − γ) + ζ with γ, ζ and the negative slope learnable per channel."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.shift_in = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.prelu = nn.PReLU(channels, init=0.25)
+        self.shift_out = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x):
+        return self.prelu(x - self.shift_in) + self.shift_out
+
+
+class BinaryBlock(nn.Module):
+    """BN(conv3×3(x)) + shortcut(x), then RPReLU when ``react`` (Bi-Real Net's real-valued shortcut around one
+    binary convolution). The shortcut is x, 2×2-average-pooled when ``stride`` is 2, with its channels repeated
+    when the width grows (``cout`` must be a multiple of ``cin``)."""
+
+    def __init__(self, cin: int, cout: int, react: bool, stride: int = 1):
+        super().__init__()
+        if cout % cin:
+            raise ModelError(f"BinaryBlock: the output width {cout} must be a multiple of the input width {cin}")
+        if stride not in (1, 2):
+            raise ModelError(f"BinaryBlock: stride must be 1 or 2, got {stride}")
+        self.conv = nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.repeat = cout // cin
+        # ceil_mode: the pooled map has the strided convolution's size, ceil(H/2), for odd H too
+        self.pool = nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False) if stride == 2 else nn.Identity()
+        self.act = RPReLU(cout) if react else nn.Identity()
+
+    def forward(self, x):
+        shortcut = self.pool(x)
+        if self.repeat > 1:
+            shortcut = torch.cat([shortcut] * self.repeat, dim=1)
+        return self.act(self.bn(self.conv(x)) + shortcut)
+
+
+class BiRealResNet(nn.Module):
+    """Stem (conv-BN, plus a 3×3/2 max-pool after a 7×7/2 conv for the ImageNet stem), then per stage
+    ``2·blocks`` ``BinaryBlock``s (a basic block's two convolutions; the first of stages 2+ has stride 2),
+    global average pooling and the linear classifier ``fc``."""
+
+    def __init__(self, blocks: tuple[int, ...], widths: tuple[int, ...], num_classes: int = 10,
+                 in_chans: int = 3, react: bool = False, imagenet_stem: bool = False):
+        super().__init__()
+        if imagenet_stem:
+            self.conv1 = nn.Conv2d(in_chans, widths[0], 7, 2, 3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+        else:
+            self.conv1 = nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        stages, cin = [], widths[0]
+        for i, (n, w) in enumerate(zip(blocks, widths)):
+            units = []
+            for j in range(2 * n):
+                units.append(BinaryBlock(cin, w, react, stride=2 if (i > 0 and j == 0) else 1))
+                cin = w
+            stages.append(nn.Sequential(*units))
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        x = self.stages(self.maxpool(self.bn1(self.conv1(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def _cifar_builder(depth: int, react: bool):
+    n = (depth - 2) // 6
+    variant = "react" if react else "bireal"
+
+    def build(num_classes, in_chans, img_size, pretrained):
+        if img_size < 8:
+            raise ModelError(f"resnet{depth}-{variant}: img_size must be at least 8, got {img_size}")
+        return BiRealResNet((n, n, n), (16, 32, 64), num_classes, in_chans, react)
+
+    extra = " and RPReLU after each (ReActNet)" if react else ""
+    build.__doc__ = (f"ResNet-{depth} for binary activations: a real-valued shortcut around each of its "
+                     f"{6 * n} binarized convs (Bi-Real Net){extra}, no ReLU.")
+    build.__name__ = f"resnet{depth}_{variant}"
+    return build
+
+
+def _resnet18_builder(react: bool):
+    variant = "react" if react else "bireal"
+
+    def build(num_classes, in_chans, img_size, pretrained, stem="auto"):
+        if stem not in ("auto", "imagenet", "cifar"):
+            raise ModelError(f"resnet18-{variant}: stem must be one of auto, imagenet, cifar, got {stem!r}")
+        imagenet_stem = stem == "imagenet" or (stem == "auto" and img_size >= 112)
+        if img_size < (32 if imagenet_stem else 8):
+            raise ModelError(f"resnet18-{variant}: img_size {img_size} is too small for its stem")
+        return BiRealResNet((2, 2, 2, 2), (64, 128, 256, 512), num_classes, in_chans, react, imagenet_stem)
+
+    extra = " and RPReLU after each (ReActNet)" if react else ""
+    build.__doc__ = (f"ResNet-18 for binary activations (Bi-Real Net 18): a real-valued shortcut around each "
+                     f"of its 16 binarized convs{extra}; CIFAR stem below 112 px.")
+    build.__name__ = f"resnet18_{variant}"
+    return build
+
+
+for _react in (False, True):
+    for _depth in (20, 32, 44, 56):
+        register_model(f"resnet{_depth}-{'react' if _react else 'bireal'}", default_img_size=32,
+                       family="cnn")(_cifar_builder(_depth, _react))
+    register_model(f"resnet18-{'react' if _react else 'bireal'}", default_img_size=224,
+                   family="cnn")(_resnet18_builder(_react))
