@@ -36,6 +36,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from . import kernels
 from .base import ActivationQuantizer, get_activation_class, non_negative, positive, quantize_eagerly, register_activation
 from .functional import clip_grad_mul, just_above, sign
 
@@ -58,8 +59,9 @@ def approx_sign_grad(x: Tensor) -> Tensor:
 
 
 def approx_sign_grad_mul(grad: Tensor, x: Tensor) -> Tensor:
-    """grad·max(0, 2 − 2|x|) in five in-place passes."""
-    return approx_sign_grad(x).mul_(grad)
+    """grad·max(0, 2 − 2|x|): one compiled pass (``methods.kernels``), else five in-place eager passes."""
+    fused = kernels.run(kernels.approx_sign_backward, grad, x)
+    return fused if fused is not None else approx_sign_grad(x).mul_(grad)
 
 
 # The closed form of FDA's sum needs sin θ ≠ 0 for 0 < |θ| ≤ ω (|x| ≤ 1) and a well-conditioned quotient:
@@ -98,6 +100,13 @@ def _fourier_series_coefficients(n: int, omega: float) -> tuple[float, ...] | No
 @functools.lru_cache(maxsize=None)
 def _coefficient_tensors(coefficients: tuple[float, ...], dtype: torch.dtype, device: torch.device):
     return tuple(torch.tensor(c, dtype=dtype, device=device) for c in coefficients)
+
+
+@functools.lru_cache(maxsize=None)
+def _padded_coefficients(coefficients: tuple[float, ...], device: torch.device) -> Tensor:
+    """The float32 coefficients as one tensor, zero-padded to ``kernels.FDA_MAX_TERMS``."""
+    return torch.tensor(coefficients + (0.0,) * (kernels.FDA_MAX_TERMS - len(coefficients)), dtype=torch.float32,
+                        device=device)
 
 
 def _fourier_series_grad(x: Tensor, n: int, omega: float) -> Tensor:
@@ -141,7 +150,14 @@ def fourier_sign_grad(x: Tensor, n: int, omega: float) -> Tensor:
 
 
 def fourier_sign_grad_mul(grad: Tensor, x: Tensor, n: int, omega: float) -> Tensor:
-    """grad·(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx)·1[|x| ≤ 1] (FDA's backward)."""
+    """grad·(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx)·1[|x| ≤ 1] (FDA's backward): the power series in one compiled
+    pass (``methods.kernels``) where it applies, else ``_fourier_series_grad`` eagerly."""
+    if kernels.usable(x):
+        coefficients = _fourier_series_coefficients(int(n), float(omega))
+        if coefficients is not None and len(coefficients) <= kernels.FDA_MAX_TERMS:
+            fused = kernels.run(kernels.fourier_sign_backward, grad, x, _padded_coefficients(coefficients, x.device))
+            if fused is not None:
+                return fused
     factor = _fourier_series_grad(x, n, omega).mul_(grad)
     return clip_grad_mul(factor, x, out=factor)
 
@@ -289,23 +305,32 @@ class FDASign(_SignAct):
 
 class _RSignFunction(torch.autograd.Function):
     """sign(x − β) in the forward; grad·ApproxSign'(x − β) to x and −Σ grad·ApproxSign'(x − β) to β (summed
-    over the dimensions β is broadcast along), from the one saved difference x − β."""
+    over the dimensions β is broadcast along). Compiled (``methods.kernels``): x and β are saved and x − β is
+    recomputed inside the fused backward; eager: the difference x − β is saved."""
 
     @staticmethod
     def forward(ctx, x: Tensor, beta: Tensor) -> Tensor:
-        d = x - beta.to(x.dtype)
-        ctx.save_for_backward(d)
+        b = beta.to(x.dtype)
         ctx.beta_shape, ctx.beta_dtype = beta.shape, beta.dtype
+        fused = kernels.run(kernels.rsign_forward, x, b)
+        ctx.fused = fused is not None
+        if ctx.fused:
+            ctx.save_for_backward(x, b)
+            return fused
+        d = x - b
+        ctx.save_for_backward(d)
         return sign(d)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        (d,) = ctx.saved_tensors
-        h = approx_sign_grad_mul(grad, d)
-        grad_beta = None
-        if ctx.needs_input_grad[1]:
-            grad_beta = h.sum_to_size(ctx.beta_shape).neg().to(ctx.beta_dtype)
-        return h, grad_beta
+        fused = kernels.run(kernels.rsign_backward, grad, *ctx.saved_tensors) if ctx.fused else None
+        if fused is not None:
+            h, grad_beta = fused
+        else:
+            d = ctx.saved_tensors[0] - ctx.saved_tensors[1] if ctx.fused else ctx.saved_tensors[0]
+            h = approx_sign_grad_mul(grad, d)
+            grad_beta = h.sum_to_size(ctx.beta_shape).neg()
+        return h, grad_beta.to(ctx.beta_dtype) if ctx.needs_input_grad[1] else None
 
 
 @torch.compiler.disable
@@ -318,29 +343,34 @@ class _ReCUSignFunction(torch.autograd.Function):
     but the first dimension); the backward is that of ApproxSign at x̂ followed by the normalisation's own:
     with h = grad·ApproxSign'(x̂) and M the elements per sample,
     ∂L/∂x = h/s − (Σ h·x)/(s³(M − 1))·(x − mean x), what autograd gives for x / sqrt(x.var() + 1e-5).
-    Evaluated as h/s = grad·max(0, 2/s − 2|x|/s²) and Σ h·x/s³ = Σ (h/s)·x/s², with the per-sample constants
-    computed in the forward."""
+    Compiled (``methods.kernels.recu_sign_forward/backward``) or eagerly as h/s = grad·max(0, 2/s − 2|x|/s²)
+    and Σ h·x/s³ = Σ (h/s)·x/s²; either way the saved tensors are x and the per-sample mean and s."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        dims = tuple(range(1, x.dim()))
-        m = x.numel() // x.shape[0]
-        mean = x.mean(dim=dims, keepdim=True)
-        s = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
-        inv = s.reciprocal_()
-        two_over_s = inv * 2.0
-        inv_sq = inv.square_()
-        # x − mean is recomputed in the backward: the only full-size saved tensor is x
-        ctx.save_for_backward(x, mean, two_over_s, inv_sq.mul(-2.0), inv_sq.div_(m - 1))
-        return sign(x)
+        fused = kernels.run(kernels.recu_sign_forward, x)
+        if fused is not None:
+            out, mean, s = fused
+        else:
+            dims = tuple(range(1, x.dim()))
+            mean = x.mean(dim=dims, keepdim=True)
+            s = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_().div_(x[0].numel() - 1)
+            s = s.add_(1e-5).sqrt_()
+            out = sign(x)
+        ctx.save_for_backward(x, mean, s)  # x − mean is recomputed in the backward: x is the only full-size one
+        return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, mean, two_over_s, minus_two_over_s2, over_s2m = ctx.saved_tensors
+        x, mean, s = ctx.saved_tensors
+        fused = kernels.run(kernels.recu_sign_backward, grad, x, mean, s)
+        if fused is not None:
+            return fused
         dims = tuple(range(1, x.dim()))
-        h_over_s = x.abs().mul_(minus_two_over_s2).add_(two_over_s).clamp_min_(0.0).mul_(grad)
+        inv_sq = s.reciprocal().square_()
+        h_over_s = x.abs().mul_(inv_sq * -2.0).add_(s.reciprocal().mul_(2.0)).clamp_min_(0.0).mul_(grad)
         scratch = torch.mul(h_over_s, x)
-        c = scratch.sum(dim=dims, keepdim=True).mul_(over_s2m)
+        c = scratch.sum(dim=dims, keepdim=True).mul_(inv_sq.div_(x[0].numel() - 1))
         return h_over_s.addcmul_(torch.sub(x, mean, out=scratch), c, value=-1.0)
 
 
