@@ -143,6 +143,9 @@ def test_bad_values_from_a_config_file_and_a_grid(workspace, capsys):
     (workspace / "s.toml").write_text('description = "bad seed"\n[defaults]\nepochs = 1\n[axes]\nseed = [0, -3]\n')
     rc, _, err = run_cli(capsys, "grid", "run", "s.toml", "--dry-run")
     one_line_error(rc, err, "seed must be an integer in [0, 4294967295], got -3")
+    (workspace / "ok.toml").write_text('[defaults]\nepochs = 1\n[axes]\nmethod = ["bc"]\n')
+    rc, _, err = run_cli(capsys, "grid", "run", "ok.toml", "--no-wait")
+    one_line_error(rc, err, "--no-wait: the local executor runs the cells as children", "--executor slurm")
 
 
 # -- every config key has a type and range check -------------------------------------------------------------

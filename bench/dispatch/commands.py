@@ -21,6 +21,7 @@ import time
 
 from tabulate import tabulate
 
+from bench.errors import UserError
 from bench.run import records
 from bench.dispatch.executors import create_executor, get_executor
 from bench.dispatch.grid import Grid, load_grid
@@ -46,6 +47,10 @@ def cli_grid_run(args) -> int:
     device, parallel, cells_per_gpu = args.device, args.parallel, args.cells_per_gpu
     create_executor(args.executor, device=device, profile=profile, parallel=parallel,
                     cells_per_gpu=cells_per_gpu).check_options()
+    if not kind.remote and args.wait is False:
+        raise UserError(f"--no-wait: the {args.executor} executor runs the cells as children of this command, "
+                        "which waits for them (Ctrl-C stops them; run the grid again to resume); to submit and "
+                        "return at once use --executor slurm")
     if args.dry_run:
         _print_plan(grid, args, profile)
     problems = preflight(grid, pending_cells(grid, args.results), executor=args.executor, device=device,

@@ -37,7 +37,7 @@ class _Stepper:
     def __init__(self, method: str, model_name: str, batch: int, device: torch.device, compile_model: bool,
                  img_size: int | None = None, fused: bool = False):
         torch.manual_seed(0)
-        shape = {"fmnist-cnn": (1, 28), "fmnist-mlp": (1, 28)}.get(model_name, (3, img_size or 32))
+        shape = input_shape(model_name, img_size)
         classes = 1000 if shape[1] >= 224 else 10
         model = models.create_model(model_name, num_classes=classes, in_chans=shape[0], img_size=shape[1])
         methods.binarize(model, method, fused=fused)
@@ -71,21 +71,53 @@ class _Stepper:
         methods.optimizer_step(self.model, self.optimizer, progress=min(1.0, self.steps / self.total))
 
 
+def input_shape(model: str, img_size: int | None = None) -> tuple[int, int]:
+    """(channels, side) of the batch ``perf step`` feeds ``model``: its registered input when that is small
+    (Fashion-MNIST's 1×28×28, CIFAR's 3×32×32), else 3×``img_size`` (default 32)."""
+    info = models.model_info(model)
+    if info.default_img_size <= 64 and img_size is None:
+        return info.default_in_chans, info.default_img_size
+    return 3, img_size or 32
+
+
+def w1a1_model(model: str, method: str, img_size: int | None = None) -> str:
+    """The network W1A1 ``method`` is timed on: ``model`` itself when its binarized layers see signed inputs,
+    else its Bi-Real form ``<model>-bireal`` (a ReLU in front of a sign gives the constant +1, a network
+    nobody trains; ``bench.run.model.constant_binary_inputs``), when registered."""
+    from bench.run.model import constant_binary_inputs
+
+    variant = f"{model}-bireal"
+    if variant not in models.list_models():
+        return model
+    in_chans, size = input_shape(model, img_size)
+    net = methods.binarize(models.create_model(model, num_classes=10, in_chans=in_chans, img_size=size), method)
+    return variant if constant_binary_inputs(net, (in_chans, size, size)) else model
+
+
 def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu", repeats: int | None = None,
                   warmup: int = 3, compile_model: bool = False, method_keys: list[str] | None = None,
                   img_size: int | None = None, fuse: bool = False) -> list[dict]:
-    """Per-method step times (seconds), measured interleaved; the first row is ``fp``. ``fuse``: each fusable
-    method a second time as "<method> fused"."""
+    """Per-method step times (seconds), measured interleaved; the first row is ``fp``, each row's ratio is to
+    the ``fp`` step of its own network. W1A1 methods run on ``w1a1_model(model)``; when that is another
+    network its ``fp`` row ("fp (<network>)") is timed as well. ``fuse``: each fusable method a second time as
+    "<method> fused"."""
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for but no CUDA device is available")
     keys = method_keys or methods.list_methods()
     keys = ["fp"] + [k for k in keys if k != "fp"]
     repeats = repeats or (20 if dev.type == "cpu" else 100)
-    steppers = {k: _Stepper(k, model, batch, dev, compile_model, img_size) for k in keys}
+    w1a1 = [k for k in keys if methods.get_method_class(k).activation is not None]
+    variant = w1a1_model(model, w1a1[0], img_size) if w1a1 else model
+    networks = {k: variant if k in w1a1 else model for k in keys}
+    if variant != model:
+        keys.insert(keys.index(w1a1[0]), fp_variant := f"fp ({variant})")
+        networks[fp_variant] = variant
+    steppers = {k: _Stepper(k.split(" ")[0], networks[k], batch, dev, compile_model, img_size) for k in keys}
     if fuse:
-        for k in [k for k in keys if methods.create_method(k).fusable]:
-            steppers[f"{k} fused"] = _Stepper(k, model, batch, dev, compile_model, img_size, fused=True)
+        for k in [k for k in keys if not k.startswith("fp (") and methods.create_method(k).fusable]:
+            steppers[f"{k} fused"] = _Stepper(k, networks[k], batch, dev, compile_model, img_size, fused=True)
+            networks[f"{k} fused"] = networks[k]
         keys = list(steppers)
     for _ in range(warmup):
         for s in steppers.values():
@@ -99,14 +131,15 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
             steppers[k].step()
             sync_device(dev)
             times[k].append(time.perf_counter() - t0)
-    base = statistics.median(times["fp"])
+    base = {variant: statistics.median(times[f"fp ({variant})"])} if variant != model else {}
+    base[model] = statistics.median(times["fp"])
     rows = []
     for k in keys:
         ts = sorted(times[k])
         q1, q3 = ts[len(ts) // 4], ts[(3 * len(ts)) // 4]
         med = statistics.median(ts)
-        rows.append({"method": k, "median_ms": med * 1e3, "iqr_ms": (q3 - q1) * 1e3, "ratio": med / base,
-                     "compile_s": steppers[k].compile_seconds})
+        rows.append({"method": k, "median_ms": med * 1e3, "iqr_ms": (q3 - q1) * 1e3, "ratio": med / base[networks[k]],
+                     "network": networks[k], "compile_s": steppers[k].compile_seconds})
     return rows
 
 
@@ -173,10 +206,16 @@ def cli_perf(args) -> int:
     if args.what in ("step", "all"):
         rows = measure_steps(args.model, args.batch, args.device, args.repeats, compile_model=args.compile,
                              method_keys=_method_keys(args.methods), fuse=getattr(args, "fuse", False))
-        worst = max(r["ratio"] for r in rows)
+        worst = max(r["ratio"] for r in rows if r["network"] == args.model)
         text = (f"## Training step: {args.model}, batch {args.batch}, {args.device}\n\n"
                 f"{format_step_table(rows, args.compile)}\n\nworst ratio {worst:.3f} "
                 f"(budget ≤ 1.10, goal ≤ 1.05)\n")
+        variants = sorted({r["network"] for r in rows} - {args.model})
+        if variants:
+            worst_w1a1 = max(r["ratio"] for r in rows if r["network"] == variants[0])
+            text += (f"\nW1A1 methods timed on {variants[0]} (in {args.model} a ReLU feeds each binarized layer: "
+                     f"sign would see the constant +1), each ratio to its fp row; worst W1A1 ratio "
+                     f"{worst_w1a1:.3f} (budget ≤ 1.15)\n")
         print(text)
         sections.append(text)
     if args.what in ("loaders", "all"):

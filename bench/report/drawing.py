@@ -9,6 +9,7 @@ metadata (``SAVE_ARGS``), so the same inputs give the same bytes.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
@@ -61,6 +62,17 @@ def new_figure(width: float, height: float, ncols: int = 1, sharex: bool = False
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     return fig, list(fig.subplots(1, ncols, squeeze=False, sharex=sharex)[0])
+
+
+# characters of a suptitle (figure.titlesize "large", 14.4 pt, ~0.11 in a character) per inch of figure width
+TITLE_CHARS_PER_INCH = 8.5
+
+
+def figure_title(fig, text: str) -> None:
+    """``fig.suptitle(text)``, wrapped onto more lines where the figure is too narrow for it (a one-panel
+    figure with a long grid / model / mode title would clip it at both edges)."""
+    width = int(fig.get_figwidth() * TITLE_CHARS_PER_INCH)
+    fig.suptitle(textwrap.fill(text, width=width) if len(text) > width else text)
 
 
 def save_figure(fig, path: Path) -> Path:

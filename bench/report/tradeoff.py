@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.report.drawing import BAND_ALPHA, add_legend, new_figure, parent_accuracy, seeds_text
+from bench.report.drawing import BAND_ALPHA, add_legend, figure_title, new_figure, parent_accuracy, seeds_text
 from bench.report.styles import method_sort_key, method_style
 
 
@@ -104,7 +104,7 @@ def tradeoff_figure(points: list[Point], title: str, parents: dict[str, list[dic
     ax.margins(y=0.12)
     ax.set_xlabel("model and the compression of its binarized methods (fp32 bytes / packed bytes)")
     ax.set_ylabel("deployed test accuracy (%)")
-    fig.suptitle(f"{title}: accuracy vs. compression")
+    figure_title(fig, f"{title}: accuracy vs. compression")
     ax.grid(True, axis="y", alpha=0.3)
     for i in range(1, len(models)):
         ax.axvline(i - 0.5, color="grey", linewidth=0.5, alpha=0.5)

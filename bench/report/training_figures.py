@@ -22,8 +22,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from bench.report.drawing import (
-    BAND_ALPHA, add_legend, draw_band, draw_line, draw_lines, legend_proxy, new_figure, parent_accuracy, per_epoch,
-    seeds_text)
+    BAND_ALPHA, add_legend, draw_band, draw_line, draw_lines, figure_title, legend_proxy, new_figure, parent_accuracy,
+    per_epoch, seeds_text)
 from bench.report.keys import finite_number
 from bench.report.styles import SETTINGS, method_sort_key, method_style, param_symbol
 
@@ -59,7 +59,7 @@ def accuracy_figure(group: dict[str, list[dict]], title: str, parents: list[dict
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("deployed test accuracy (%)")
-    fig.suptitle(f"{title}: deployed test accuracy per epoch")
+    figure_title(fig, f"{title}: deployed test accuracy per epoch")
     ax.grid(True, alpha=0.3)
     add_legend(ax, handles, "method")
     return fig
@@ -168,7 +168,7 @@ def schedule_figure(group: dict[str, list[dict]], title: str) -> Figure:
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"{title}: method parameters and sign flips")
+    figure_title(fig, f"{title}: method parameters and sign flips")
     legend = [legend_proxy(m, method_style(m).label) for m in order if m in handles]
     if any(curves.values()):
         legend += [Line2D([], [], color="grey", label="schedule from the config"),
