@@ -64,8 +64,9 @@ def new_figure(width: float, height: float, ncols: int = 1, sharex: bool = False
     return fig, list(fig.subplots(1, ncols, squeeze=False, sharex=sharex)[0])
 
 
-# characters of a suptitle (figure.titlesize "large", 14.4 pt, ~0.11 in a character) per inch of figure width
-TITLE_CHARS_PER_INCH = 8.5
+# characters of a suptitle (figure.titlesize "large", 14.4 pt: ~0.08 in an average character, some margin kept)
+# per inch of figure width
+TITLE_CHARS_PER_INCH = 11
 
 
 def figure_title(fig, text: str) -> None:
