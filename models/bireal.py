@@ -30,6 +30,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .cifar_resnet import init_resnet
 from .registry import ModelError, register_model
 
 
@@ -95,12 +96,7 @@ class BiRealResNet(nn.Module):
             stages.append(nn.Sequential(*units))
         self.stages = nn.Sequential(*stages)
         self.fc = nn.Linear(cin, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_resnet(self)
 
     def forward(self, x):
         x = self.stages(self.maxpool(self.bn1(self.conv1(x))))

@@ -329,3 +329,17 @@ def test_cli_plot_quantizers_grid_option(tmp_path, capsys):
     assert capsys.readouterr().out.split() == [str(tmp_path / n) for n in ("bnn.png", "bnnp.png", "bnnpp.png",
                                                                             "overview.png")]
     shutil.rmtree(tmp_path)
+
+
+def test_figure_titles_wrap_only_where_the_figure_is_too_narrow_for_them():
+    title = "fashion-mnist / fmnist-cnn-react / e2e: method parameters and sign flips"  # 72 characters
+    narrow, _ = drawing.new_figure(5.6, 4.2)  # a schedule figure with only the sign-flip panel
+    wide, _ = drawing.new_figure(8.0, 4.2)
+    drawing.figure_title(narrow, title)
+    drawing.figure_title(wide, title)
+    assert wide.get_suptitle() == title
+    lines = narrow.get_suptitle().splitlines()
+    assert len(lines) == 2 and " ".join(lines) == title
+    narrow.canvas.draw()  # the wrapped title fits inside the figure
+    box = narrow._suptitle.get_window_extent()
+    assert box.x0 >= 0 and box.x1 <= narrow.bbox.width

@@ -110,9 +110,11 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
     w1a1 = [k for k in keys if methods.get_method_class(k).activation is not None]
     variant = w1a1_model(model, w1a1[0], img_size) if w1a1 else model
     networks = {k: variant if k in w1a1 else model for k in keys}
+    keys = [k for k in keys if k not in w1a1]  # weight methods first, then the W1A1 ones after their fp row
     if variant != model:
-        keys.insert(keys.index(w1a1[0]), fp_variant := f"fp ({variant})")
+        keys.append(fp_variant := f"fp ({variant})")
         networks[fp_variant] = variant
+    keys += w1a1
     steppers = {k: _Stepper(k.split(" ")[0], networks[k], batch, dev, compile_model, img_size) for k in keys}
     if fuse:
         for k in [k for k in keys if not k.startswith("fp (") and methods.create_method(k).fusable]:
