@@ -36,4 +36,9 @@ def test_the_report_names_the_w1a1_network(tmp_path, capsys):
     assert rc == 0
     text = out.read_text()
     assert "W1A1 methods timed on fmnist-cnn-bireal" in text and "worst W1A1 ratio" in text
+    assert "worst weight-method ratio" in text  # bc's
+    rows = [{"method": m, "ratio": r, "network": n} for m, r, n in
+            [("fp", 1.0, "resnet20"), ("bc", 1.02, "resnet20"), ("bc fused", 1.01, "resnet20"), ("xnor", 1.2, "resnet20")]]
+    assert perf_step.budget_lines(rows, "resnet20") == (
+        "worst weight-method ratio 1.020 (budget ≤ 1.10, goal ≤ 1.05)\nW1A1 methods worst W1A1 ratio 1.200 (budget ≤ 1.15)\n")
     assert "fp (fmnist-cnn-bireal)" in text
