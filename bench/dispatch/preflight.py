@@ -147,6 +147,6 @@ def _binary_input_problems(todo: list[Cell]) -> list[str]:
     for key, count in networks.items():
         try:
             build_model(examples[key], load_init=False, check_inputs=True)
-        except UserError as exc:
+        except (UserError, ValueError) as exc:  # ValueError: models.ModelError, methods.MethodError
             problems.append(f"{count} cell(s): {_one_line(exc)}")
     return problems
