@@ -1,10 +1,12 @@
 """``python -m bench perf step|loaders|all`` (``gpu``: ``bench.perf.cuda``): performance budgets as ratios measured in one run.
 
 ``perf step`` times a full training step (forward, backward, hooks, ``optimizer.step()``,
-``set_progress``) of every registered method against ``fp`` on the same model and batch. The methods are
-interleaved round-robin within each repetition, so machine noise hits all of them alike; warm-up steps are
-excluded; the table gives the median and the interquartile spread of the per-step time and the ratio of
-medians to ``fp``. ``--fuse`` adds a row "<method> fused" for every method ``methods.fuse`` fuses (all
+``set_progress``) of every registered method against ``fp`` on the same model and batch. Within each
+repetition every method runs once, between two ``fp`` steps of its network (the order alternates between
+repetitions); warm-up steps are excluded. The table gives the median and the interquartile spread of each
+per-step time, and as the ratio to ``fp`` the median over repetitions of the method's step over the mean of
+its two neighbouring ``fp`` steps: a burst of machine noise, which moves the medians of a shared VM by tens
+of percent, hits both sides of each sample alike. ``--fuse`` adds a row "<method> fused" for every method ``methods.fuse`` fuses (all
 binarized weights quantized in one flat tensor per forward), timed in the same round-robin. ``perf all`` also runs the loader benchmark and writes ``results/perf/<device>.md``.
 """
 
@@ -37,6 +39,7 @@ class _Stepper:
     def __init__(self, method: str, model_name: str, batch: int, device: torch.device, compile_model: bool,
                  img_size: int | None = None, fused: bool = False):
         torch.manual_seed(0)
+        self.method, self.network = method, model_name
         shape = input_shape(model_name, img_size)
         classes = 1000 if shape[1] >= 224 else 10
         model = models.create_model(model_name, num_classes=classes, in_chans=shape[0], img_size=shape[1])
@@ -125,22 +128,33 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
         for s in steppers.values():
             s.step()
     sync_device(dev)
+    baseline = {k: "fp" if networks[k] == model else f"fp ({variant})" for k in keys}
+    methods_only = [k for k in keys if baseline[k] != k]
     times: dict[str, list[float]] = {k: [] for k in keys}
+    ratios: dict[str, list[float]] = {k: [] for k in methods_only}
     for r in range(repeats):
-        order = keys if r % 2 == 0 else list(reversed(keys))  # alternate order: no method always runs first
-        for k in order:
+        # each method between two steps of its network's fp: its ratio sample is to their mean, so a burst of
+        # machine noise hits the pair alike (the order alternates: no method always runs first)
+        order = methods_only if r % 2 == 0 else methods_only[::-1]
+        sequence = [step for k in order for step in (baseline[k], k)] + [baseline[order[-1]]] if order \
+            else ["fp"]
+        took = []
+        for k in sequence:
             t0 = time.perf_counter()
             steppers[k].step()
             sync_device(dev)
-            times[k].append(time.perf_counter() - t0)
-    base = {variant: statistics.median(times[f"fp ({variant})"])} if variant != model else {}
-    base[model] = statistics.median(times["fp"])
+            took.append(time.perf_counter() - t0)
+            times[k].append(took[-1])
+        for i in range(1, len(sequence), 2):
+            neighbours = [took[j] for j in (i - 1, i + 1) if sequence[j] == baseline[sequence[i]]]
+            ratios[sequence[i]].append(took[i] / statistics.fmean(neighbours))
     rows = []
     for k in keys:
         ts = sorted(times[k])
         q1, q3 = ts[len(ts) // 4], ts[(3 * len(ts)) // 4]
         med = statistics.median(ts)
-        rows.append({"method": k, "median_ms": med * 1e3, "iqr_ms": (q3 - q1) * 1e3, "ratio": med / base[networks[k]],
+        rows.append({"method": k, "median_ms": med * 1e3, "iqr_ms": (q3 - q1) * 1e3,
+                     "ratio": statistics.median(ratios[k]) if k in ratios else 1.0,
                      "network": networks[k], "compile_s": steppers[k].compile_seconds})
     return rows
 
@@ -216,9 +230,9 @@ def budget_lines(rows: list[dict], model: str) -> str:
     binary = [r for r in rows if w1a1(r)]
     if binary:
         network = binary[0]["network"]
-        where = (f"timed on {network} (in {model} a ReLU feeds each binarized layer: sign would see the constant "
-                 f"+1), each ratio to its fp row; " if network != model else "")
-        lines.append(f"W1A1 methods {where}worst W1A1 ratio {max(r['ratio'] for r in binary):.3f} (budget ≤ 1.15)")
+        where = (f"W1A1 methods timed on {network} (in {model} a ReLU feeds each binarized layer: sign would see "
+                 f"the constant +1), each ratio to its fp row; " if network != model else "")
+        lines.append(f"{where}worst W1A1 ratio {max(r['ratio'] for r in binary):.3f} (budget ≤ 1.15)")
     return "".join(f"{line}\n" for line in lines)
 
 
