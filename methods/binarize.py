@@ -185,7 +185,7 @@ class BinarizedWeight(nn.Module):
             return self.method.export(latent)
         fused = self.fused
         if fused is not None and not torch.compiler.is_compiling() and fused.active:
-            return fused.weight(self.fused_index, latent)
+            return fused.weight(self.fused_index)
         return self.method.forward(latent)
 
 

@@ -149,7 +149,7 @@ class FusedWeights:
     """The fused quantization of a model's binarized layers (see the module docstring).
 
     ``layers``: the binarized modules (their ``parametrizations.weight[0]`` is the ``BinarizedWeight``);
-    ``weight(i, latent)`` is the θ of layer i in the current forward. ``remove()`` detaches it."""
+    ``weight(i)`` is the θ of layer i in the current forward. ``remove()`` detaches it."""
 
     def __init__(self, model: nn.Module, method: Method, layers: list[nn.Module]):
         self.method = method
@@ -157,6 +157,7 @@ class FusedWeights:
         self.active = False
         self.thetas: list[Tensor] | None = None
         self._layouts: dict[tuple, _Layout] = {}
+        self._groups: dict[tuple, tuple[dict, list[int]]] = {}
         for index, layer in enumerate(self.layers):
             layer.parametrizations.weight[0].fused = self
             layer.parametrizations.weight[0].fused_index = index
@@ -180,7 +181,7 @@ class FusedWeights:
             return
         self.active, self.thetas = False, None
 
-    def weight(self, index: int, latent: Tensor) -> Tensor:
+    def weight(self, index: int) -> Tensor:
         """θ of layer ``index``: all layers' θ are computed at the first call of a forward."""
         if self.thetas is None:
             self.thetas = self.compute()
@@ -191,16 +192,30 @@ class FusedWeights:
         a layer ``vector_clean`` rejects, or one without a ``memory_order``)."""
         latents = [layer.parametrizations.weight.original for layer in self.layers]
         thetas: list[Tensor | None] = [None] * len(latents)
-        groups: dict[tuple, list[int]] = {}
-        for i, w in enumerate(latents):
-            if vector_clean(w.numel(), w.device) and memory_order(w, self.method.scale) is not None:
-                groups.setdefault((w.device, w.dtype), []).append(i)
-            else:
-                thetas[i] = self.method.forward(w)
+        groups, alone = self._grouping(latents)
+        for i in alone:
+            thetas[i] = self.method.forward(latents[i])
         for (device, dtype), indices in groups.items():
             for i, theta in zip(indices, self.compute_group([latents[i] for i in indices], device, dtype)):
                 thetas[i] = theta
         return thetas
+
+    def _grouping(self, latents: list[Tensor]) -> tuple[dict[tuple, list[int]], list[int]]:
+        """The indices of the latents fused per (device, dtype), and of those quantized alone; decided once per
+        set of shapes, strides, devices, dtypes and CPU threads (what ``vector_clean``/``memory_order`` read)."""
+        key = (self.method.scale, torch.get_num_threads(),
+               tuple((w.device, w.dtype, tuple(w.shape), w.stride()) for w in latents))
+        found = self._groups.get(key)
+        if found is None:
+            groups: dict[tuple, list[int]] = {}
+            alone = []
+            for i, w in enumerate(latents):
+                if vector_clean(w.numel(), w.device) and memory_order(w, self.method.scale) is not None:
+                    groups.setdefault((w.device, w.dtype), []).append(i)
+                else:
+                    alone.append(i)
+            found = self._groups[key] = (groups, alone)
+        return found
 
     def compute_group(self, latents: list[Tensor], device: torch.device, dtype: torch.dtype) -> list[Tensor]:
         """θ of latents of one device and dtype, through one ``scaled_quantize`` on their flat tensor."""
