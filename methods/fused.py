@@ -156,8 +156,7 @@ class FusedWeights:
         self.layers = list(layers)
         self.active = False
         self.thetas: list[Tensor] | None = None
-        self._layouts: dict[tuple, _Layout] = {}
-        self._groups: dict[tuple, tuple[dict, list[int]]] = {}
+        self._plans: dict[tuple, tuple[list[tuple[list[int], _Layout]], list[int]]] = {}
         for index, layer in enumerate(self.layers):
             layer.parametrizations.weight[0].fused = self
             layer.parametrizations.weight[0].fused_index = index
@@ -192,39 +191,37 @@ class FusedWeights:
         a layer ``vector_clean`` rejects, or one without a ``memory_order``)."""
         latents = [layer.parametrizations.weight.original for layer in self.layers]
         thetas: list[Tensor | None] = [None] * len(latents)
-        groups, alone = self._grouping(latents)
+        groups, alone = self._plan(latents)
         for i in alone:
             thetas[i] = self.method.forward(latents[i])
-        for (device, dtype), indices in groups.items():
-            for i, theta in zip(indices, self.compute_group([latents[i] for i in indices], device, dtype)):
+        for indices, layout in groups:
+            for i, theta in zip(indices, self.compute_group([latents[i] for i in indices], layout)):
                 thetas[i] = theta
         return thetas
 
-    def _grouping(self, latents: list[Tensor]) -> tuple[dict[tuple, list[int]], list[int]]:
-        """The indices of the latents fused per (device, dtype), and of those quantized alone; decided once per
-        set of shapes, strides, devices, dtypes and CPU threads (what ``vector_clean``/``memory_order`` read)."""
-        key = (self.method.scale, torch.get_num_threads(),
-               tuple((w.device, w.dtype, tuple(w.shape), w.stride()) for w in latents))
-        found = self._groups.get(key)
-        if found is None:
-            groups: dict[tuple, list[int]] = {}
+    def _plan(self, latents: list[Tensor]) -> tuple[list[tuple[list[int], _Layout]], list[int]]:
+        """The latents fused per (device, dtype), each group with its ``_Layout``, and those quantized alone;
+        made once per set of shapes, strides, devices, dtypes and CPU threads (all that ``vector_clean``,
+        ``memory_order`` and the layout read)."""
+        scale = self.method.scale
+        key = (scale, torch.get_num_threads(), tuple((w.device, w.dtype, tuple(w.shape), w.stride()) for w in latents))
+        plan = self._plans.get(key)
+        if plan is None:
+            by_device: dict[tuple, list[int]] = {}
             alone = []
             for i, w in enumerate(latents):
-                if vector_clean(w.numel(), w.device) and memory_order(w, self.method.scale) is not None:
-                    groups.setdefault((w.device, w.dtype), []).append(i)
+                if vector_clean(w.numel(), w.device) and memory_order(w, scale) is not None:
+                    by_device.setdefault((w.device, w.dtype), []).append(i)
                 else:
                     alone.append(i)
-            found = self._groups[key] = (groups, alone)
-        return found
+            groups = [(indices, _Layout([latents[i] for i in indices], scale, device))
+                      for (device, _), indices in by_device.items()]
+            plan = self._plans[key] = (groups, alone)
+        return plan
 
-    def compute_group(self, latents: list[Tensor], device: torch.device, dtype: torch.dtype) -> list[Tensor]:
+    def compute_group(self, latents: list[Tensor], layout: _Layout) -> list[Tensor]:
         """θ of latents of one device and dtype, through one ``scaled_quantize`` on their flat tensor."""
         scale = self.method.scale
-        key = (device, dtype, scale, torch.get_num_threads() if device.type == "cpu" else 0,
-               tuple((tuple(w.shape), w.stride()) for w in latents))
-        layout = self._layouts.get(key)
-        if layout is None:
-            layout = self._layouts[key] = _Layout(latents, scale, device)
         flat_w = layout.flat(latents, layout.zeros)
         alpha = None if scale == "none" else layout.spread(layer_alphas(latents, scale))
         return layout.split(scaled_quantize(flat_w, alpha, self.method))

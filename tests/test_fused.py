@@ -120,9 +120,9 @@ def _count_groups(monkeypatch) -> list[int]:
     calls: list[int] = []
     original = fused_module.FusedWeights.compute_group
 
-    def counting(self, latents, device, dtype):
+    def counting(self, latents, layout):
         calls.append(len(latents))
-        return original(self, latents, device, dtype)
+        return original(self, latents, layout)
 
     monkeypatch.setattr(fused_module.FusedWeights, "compute_group", counting)
     return calls
