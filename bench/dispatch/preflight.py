@@ -133,20 +133,18 @@ def _binary_input_problems(todo: list[Cell]) -> list[str]:
     import methods
     from bench.run.model import build_model
 
-    networks: Counter = Counter()
-    examples: dict = {}
+    networks: dict[str, list] = {}  # network -> [the config of its first cell, its cells]
     for cell in todo:
         cfg = cell.config
         if methods.get_method_class(cfg["method"]).activation is None:
             continue
         key = repr([cfg[k] for k in ("model", "model_kwargs", "dataset", "data_options", "method", "method_params",
                                      "policy")])
-        networks[key] += 1
-        examples.setdefault(key, cfg)
+        networks.setdefault(key, [cfg, 0])[1] += 1
     problems = []
-    for key, count in networks.items():
+    for cfg, count in networks.values():
         try:
-            build_model(examples[key], load_init=False, check_inputs=True)
+            build_model(cfg, load_init=False)
         except (UserError, ValueError) as exc:  # ValueError: models.ModelError, methods.MethodError
             problems.append(f"{count} cell(s): {_one_line(exc)}")
     return problems

@@ -25,9 +25,9 @@ from bench.run.layout import checkpoint_path
 
 
 def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work",
-                check_inputs: bool | None = None) -> nn.Module:
-    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it. ``check_inputs``
-    (default: ``load_init``, i.e. a model about to train): ``check_binary_inputs``."""
+                check_inputs: bool = True) -> nn.Module:
+    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it; ``check_inputs``:
+    then ``check_binary_inputs`` (off to load a finished run back)."""
     info = info or data.dataset_info(cfg["dataset"], cfg["data_options"])
     pretrained = cfg["init"] == "timm"
     try:
@@ -46,7 +46,7 @@ def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | 
         models.load_state_dict_resampled(model, state)
     methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"],
                      fused=cfg["fuse"])
-    if load_init if check_inputs is None else check_inputs:
+    if check_inputs:
         check_binary_inputs(model, cfg, info)
     return model
 
@@ -125,6 +125,6 @@ def load_run_model(source: str, workdir: str | Path = "work") -> tuple[nn.Module
         cfg = configs.resolve(state["config"], "its config")
     except UserError as exc:
         raise bad_checkpoint(path, str(exc), hint=None) from None
-    model = build_model(cfg, load_init=False)
+    model = build_model(cfg, load_init=False, check_inputs=False)
     load_model_state(model, state["model"], path, cfg["model"])
     return model.eval(), cfg
