@@ -59,8 +59,8 @@ def approx_sign_grad(x: Tensor) -> Tensor:
 
 
 def approx_sign_grad_mul(grad: Tensor, x: Tensor) -> Tensor:
-    """grad·max(0, 2 − 2|x|): one compiled pass (``methods.kernels``), else five in-place eager passes."""
-    fused = kernels.run(kernels.approx_sign_backward, grad, x)
+    """grad·max(0, 2 − 2|x|): one pass (``methods.kernels``), else five in-place eager passes."""
+    fused = kernels.approx_sign_backward(grad, x)
     return fused if fused is not None else approx_sign_grad(x).mul_(grad)
 
 
@@ -100,13 +100,6 @@ def _fourier_series_coefficients(n: int, omega: float) -> tuple[float, ...] | No
 @functools.lru_cache(maxsize=None)
 def _coefficient_tensors(coefficients: tuple[float, ...], dtype: torch.dtype, device: torch.device):
     return tuple(torch.tensor(c, dtype=dtype, device=device) for c in coefficients)
-
-
-@functools.lru_cache(maxsize=None)
-def _padded_coefficients(coefficients: tuple[float, ...], device: torch.device) -> Tensor:
-    """The float32 coefficients as one tensor, zero-padded to ``kernels.FDA_MAX_TERMS``."""
-    return torch.tensor(coefficients + (0.0,) * (kernels.FDA_MAX_TERMS - len(coefficients)), dtype=torch.float32,
-                        device=device)
 
 
 def _fourier_series_grad(x: Tensor, n: int, omega: float) -> Tensor:
@@ -150,14 +143,13 @@ def fourier_sign_grad(x: Tensor, n: int, omega: float) -> Tensor:
 
 
 def fourier_sign_grad_mul(grad: Tensor, x: Tensor, n: int, omega: float) -> Tensor:
-    """grad·(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx)·1[|x| ≤ 1] (FDA's backward): the power series in one compiled
-    pass (``methods.kernels``) where it applies, else ``_fourier_series_grad`` eagerly."""
-    if kernels.usable(x):
+    """grad·(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx)·1[|x| ≤ 1] (FDA's backward): the power series in one pass
+    (``methods.kernels``) where it applies, else ``_fourier_series_grad`` eagerly."""
+    if kernels.usable(x, grad, min_elements=0):
         coefficients = _fourier_series_coefficients(int(n), float(omega))
-        if coefficients is not None and len(coefficients) <= kernels.FDA_MAX_TERMS:
-            fused = kernels.run(kernels.fourier_sign_backward, grad, x, _padded_coefficients(coefficients, x.device))
-            if fused is not None:
-                return fused
+        fused = kernels.fourier_backward(grad, x, coefficients) if coefficients is not None else None
+        if fused is not None:
+            return fused
     factor = _fourier_series_grad(x, n, omega).mul_(grad)
     return clip_grad_mul(factor, x, out=factor)
 
@@ -276,6 +268,9 @@ class DoReFaAct(ActivationQuantizer):
         return self.grad_dB(torch.ones_like(x), x)
 
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
+        fused = kernels.unit_interval_backward(grad, x)
+        if fused is not None:
+            return fused
         # 1[x ≥ 0] as x's dtype (−0.0 included), times grad, then 0 where x > 1
         inside = torch.ge(x, 0.0, out=torch.empty_like(x)).mul_(grad)
         return torch.ops.aten.hardtanh_backward.grad_input(inside, x, -1.0, just_above(1.0, x.dtype),
@@ -305,14 +300,14 @@ class FDASign(_SignAct):
 
 class _RSignFunction(torch.autograd.Function):
     """sign(x − β) in the forward; grad·ApproxSign'(x − β) to x and −Σ grad·ApproxSign'(x − β) to β (summed
-    over the dimensions β is broadcast along). Compiled (``methods.kernels``): x and β are saved and x − β is
-    recomputed inside the fused backward; eager: the difference x − β is saved."""
+    over the dimensions β is broadcast along). With ``methods.kernels``: x and β are saved and x − β is
+    recomputed inside the one-pass backward; eager: the difference x − β is saved."""
 
     @staticmethod
     def forward(ctx, x: Tensor, beta: Tensor) -> Tensor:
         b = beta.to(x.dtype)
         ctx.beta_shape, ctx.beta_dtype = beta.shape, beta.dtype
-        fused = kernels.run(kernels.rsign_forward, x, b)
+        fused = kernels.rsign_forward(x, b)
         ctx.fused = fused is not None
         if ctx.fused:
             ctx.save_for_backward(x, b)
@@ -323,7 +318,7 @@ class _RSignFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        fused = kernels.run(kernels.rsign_backward, grad, *ctx.saved_tensors) if ctx.fused else None
+        fused = kernels.rsign_backward(grad, *ctx.saved_tensors) if ctx.fused else None
         if fused is not None:
             h, grad_beta = fused
         else:
@@ -343,12 +338,12 @@ class _ReCUSignFunction(torch.autograd.Function):
     but the first dimension); the backward is that of ApproxSign at x̂ followed by the normalisation's own:
     with h = grad·ApproxSign'(x̂) and M the elements per sample,
     ∂L/∂x = h/s − (Σ h·x)/(s³(M − 1))·(x − mean x), what autograd gives for x / sqrt(x.var() + 1e-5).
-    Compiled (``methods.kernels.recu_sign_forward/backward``) or eagerly as h/s = grad·max(0, 2/s − 2|x|/s²)
+    In one pass per sample (``methods.kernels.recu_forward/backward``) or eagerly as h/s = grad·max(0, 2/s − 2|x|/s²)
     and Σ h·x/s³ = Σ (h/s)·x/s²; either way the saved tensors are x and the per-sample mean and s."""
 
     @staticmethod
     def forward(ctx, x: Tensor) -> Tensor:
-        fused = kernels.run(kernels.recu_sign_forward, x)
+        fused = kernels.recu_forward(x)
         if fused is not None:
             out, mean, s = fused
         else:
@@ -363,7 +358,7 @@ class _ReCUSignFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, mean, s = ctx.saved_tensors
-        fused = kernels.run(kernels.recu_sign_backward, grad, x, mean, s)
+        fused = kernels.recu_backward(grad, x, mean, s)
         if fused is not None:
             return fused
         dims = tuple(range(1, x.dim()))

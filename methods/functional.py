@@ -25,6 +25,8 @@ import math
 import torch
 from torch import Tensor
 
+from . import kernels
+
 
 _MINUS_ONE = torch.tensor(-1.0)
 
@@ -32,11 +34,15 @@ _MINUS_ONE = torch.tensor(-1.0)
 def sign(x: Tensor) -> Tensor:
     """sign(x) = +1 for x ≥ 0 and −1 for x < 0 (so sign(0) = +1, never 0; −0.0 ≥ 0 as well, so sign(−0.0) = +1).
 
-    Computed as −1 + 2·1[x ≥ 0] with the comparison written straight into a tensor of x's dtype: two
-    vectorised passes, no bool intermediate (``torch.where`` on a bool mask is an order of magnitude slower on
-    CPU). Not differentiable (as any sign): the result never requires grad."""
+    A large float32 CPU tensor (an activation) takes one pass (``methods.kernels.sign``); otherwise
+    −1 + 2·1[x ≥ 0] with the comparison written straight into a tensor of x's dtype: two vectorised passes, no
+    bool intermediate (``torch.where`` on a bool mask is an order of magnitude slower on CPU). The two agree bit
+    for bit. Not differentiable (as any sign): the result never requires grad."""
     if not x.is_floating_point():
         return torch.where(x >= 0, 1, -1).to(x.dtype)
+    fused = kernels.sign(x)  # one pass for a large float32 CPU tensor (an activation)
+    if fused is not None:
+        return fused
     out = torch.ge(x, 0, out=torch.empty_like(x, requires_grad=False))
     if out.device.type != "cpu":
         return out.mul_(2).sub_(1)

@@ -31,6 +31,7 @@ import math
 import torch
 from torch import Tensor
 
+from . import kernels
 from .activations import clip_grad_mul, fourier_sign_grad, fourier_sign_grad_mul
 from .base import Bound, Method, non_negative, positive, register_method
 from .builtin import BNN
@@ -313,29 +314,50 @@ class _ReCUWeight(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
+        a_w = a.to(w.dtype)
+        fused = kernels.recu_weight_forward(w, a_w, method.tau)
+        ctx.fused = fused is not None
+        if ctx.fused:  # one call (``methods.kernels``); saved: w, a and the per-channel mean and r
+            out, mean, r, ctx.q = fused
+            ctx.save_for_backward(a, w, a_w, mean, r)
+            return out
         dims = tuple(range(1, w.dim()))
         m = w.numel() // w.shape[0]
         w0 = w - w.mean(dim=dims, keepdim=True)
         r = torch.linalg.vector_norm(w0, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
         r.mul_(1.0 / (2.0 * math.sqrt(2.0)))
-        w1_abs = w0 / r
-        bits = sign(w1_abs)
-        w1_abs.abs_()
+        w1_abs, bits = _ReCUWeight.standardised(w0, r)
         q = w1_abs.mean().mul_(-math.log(2.0 - 2.0 * method.tau))  # Q_τ, as ``clamp_threshold`` (no host sync)
-        a_w = a.to(w.dtype)
-        # per channel: a/r, and the factor of w0 once Σ (g/r)·w0 is known, −1/(8(M − 1)r²)
-        ctx.save_for_backward(a, w0, a_w / r, r.square().mul_(-8.0 * (m - 1)).reciprocal_(), w1_abs, q, bits)
+        ctx.save_for_backward(a, w0, a_w, r, w1_abs, q, bits)
         return bits * a_w
 
     @staticmethod
+    def standardised(w0: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """(|ŵ|, sign(ŵ)) for ŵ = w0/r."""
+        w1_abs = w0 / r
+        bits = sign(w1_abs)
+        return w1_abs.abs_(), bits
+
+    @staticmethod
     def backward(ctx, grad: Tensor):
-        a, w0, a_over_r, coef, w1_abs, q, bits = ctx.saved_tensors
+        if ctx.fused:
+            a, w, a_w, mean, r = ctx.saved_tensors
+            fused = kernels.recu_weight_backward(grad.contiguous(), w, a_w, mean, r, ctx.q, ctx.needs_input_grad[1])
+            if fused is not None:
+                return fused[0], None if fused[1] is None else fused[1].to(a.dtype), None
+            w0 = w - mean  # the kernels were switched off since the forward: the same backward eagerly
+            w1_abs, bits = _ReCUWeight.standardised(w0, r)
+            q = torch.tensor(ctx.q, dtype=w.dtype)
+        else:
+            a, w0, a_w, r, w1_abs, q, bits = ctx.saved_tensors
         dims = tuple(range(1, w0.dim()))
+        m = w0.numel() // w0.shape[0]
         grad_a = None
         if ctx.needs_input_grad[1]:
             grad_a = (grad * bits).sum_to_size(a.shape).to(a.dtype)
-        g_over_r = torch.le(w1_abs, q, out=torch.empty_like(w1_abs)).mul_(grad).mul_(a_over_r)
-        k = torch.mul(g_over_r, w0).sum(dim=dims, keepdim=True).mul_(coef)
+        g_over_r = torch.le(w1_abs, q, out=torch.empty_like(w1_abs)).mul_(grad).mul_(a_w / r)
+        # Σ (g/r)·w0 times the factor of w0, −1/(8(M − 1)r²), per channel
+        k = torch.mul(g_over_r, w0).sum(dim=dims, keepdim=True).mul_(r.square().mul_(-8.0 * (m - 1)).reciprocal_())
         grad_w0 = g_over_r.addcmul_(w0, k)
         return grad_w0.sub_(grad_w0.mean(dim=dims, keepdim=True)), grad_a, None
 

@@ -64,3 +64,9 @@ def test_the_report_names_the_w1a1_network(tmp_path, capsys):
     assert perf_step.budget_lines(rows, "resnet20") == (
         "worst weight-method ratio 1.020 (budget ≤ 1.10, goal ≤ 1.05)\nworst W1A1 ratio 1.200 (budget ≤ 1.15)\n")
     assert "fp (fmnist-cnn-bireal)" in text
+
+
+def test_w1a1_methods_alone_are_timed_against_their_own_network_only():
+    rows = perf_step.measure_steps("fmnist-cnn", batch=4, repeats=2, warmup=0, method_keys=["bnn-w1a1"])
+    assert [(r["method"], r["network"]) for r in rows] == [("fp (fmnist-cnn-bireal)", "fmnist-cnn-bireal"),
+                                                           ("bnn-w1a1", "fmnist-cnn-bireal")]

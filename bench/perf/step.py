@@ -118,6 +118,8 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
         keys.append(fp_variant := f"fp ({variant})")
         networks[fp_variant] = variant
     keys += w1a1
+    if variant != model and all(networks[k] == variant for k in keys if k != "fp"):
+        keys.remove("fp")  # only W1A1 methods asked for: nothing is timed against the plain network's fp
     steppers = {k: _Stepper(k.split(" ")[0], networks[k], batch, dev, compile_model, img_size) for k in keys}
     if fuse:
         for k in [k for k in keys if not k.startswith("fp (") and methods.create_method(k).fusable]:
