@@ -113,6 +113,17 @@ def build(directory: Path | None = None) -> Path:
     return target
 
 
+def describe() -> str:
+    """How this process runs the W1A1 quantizers' elementwise work, as run records note it: "c <library
+    name>" once the library is loaded, "c" while enabled and not needed yet, "eager" when switched off
+    (``PROXBENCH_KERNELS=eager`` or ``set_enabled(False)``), "eager (build failed)"."""
+    if _state["failed"]:
+        return "eager (build failed)"
+    if not _state["enabled"]:
+        return "eager"
+    return f"c {Path(_state['lib']._name).stem}" if _state["lib"] is not None else "c"
+
+
 def _library():
     lib = _state["lib"]
     if lib is None:

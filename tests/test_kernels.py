@@ -145,3 +145,15 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
     assert kernels._state["failed"] and not kernels.usable(x)
     y_eager, dx_eager, _ = forward_backward("recu-sign", x, grad, False)
     assert torch.equal(y, y_eager) and torch.equal(dx, dx_eager)  # the eager form, bit for bit
+
+
+def test_records_say_how_the_kernels_ran(monkeypatch):
+    assert kernels.sign(torch.zeros(SHAPE)) is not None
+    assert kernels.describe().startswith("c proxbench-kernels-")
+    monkeypatch.setitem(kernels._state, "lib", None)
+    assert kernels.describe() == "c"  # enabled, not needed yet in this process
+    kernels.set_enabled(False)
+    assert kernels.describe() == "eager"
+    kernels.set_enabled(True)
+    monkeypatch.setitem(kernels._state, "failed", True)
+    assert kernels.describe() == "eager (build failed)"

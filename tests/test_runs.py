@@ -22,6 +22,7 @@ from bench.run import config as configs
 from bench.run import environment, layout, records
 from bench.run import train
 from conftest import ROOT, one_line_error, run_cli
+from methods import kernels
 
 QUICK = {"model": "fmnist-cnn", "dataset": "fashion-mnist", "subset": 4096, "test_subset": 2000, "epochs": 2,
          "batch_size": 128}
@@ -55,7 +56,7 @@ def test_two_epoch_run_on_fashion_mnist_learns_and_writes_a_valid_record(tmp_pat
     assert 0 <= epoch["flip_ratio"] < 0.5 and epoch["seconds"] > 0 and epoch["lr"] >= 0
     # the installed versions, not any value: torch's without its local build tag, proxbench's from pyproject.toml
     assert record["versions"] == {"python": platform.python_version(), **{
-        name: installed_version(name) for name in environment.PACKAGES}}
+        name: installed_version(name) for name in environment.PACKAGES}, "kernels": kernels.describe()}
     assert record["versions"]["torch"] == torch.__version__.split("+")[0]
     assert record["versions"]["proxbench"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from methods import kernels
+
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "submitit", "pandas", "ffcv", "proxbench")
 
 
@@ -23,12 +25,16 @@ def git_commit() -> str | None:
 
 
 def package_versions() -> dict:
+    """Python's and each of ``PACKAGES``' version (None when not installed), and ``kernels``: how the W1A1
+    quantizers' elementwise work ran in this process (``methods.kernels.describe``: the C library's name, or
+    eager), which W1A1 results depend on in the last bits."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    versions["kernels"] = kernels.describe()
     return versions
 
 
