@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.proxbench-setup
-APT_PACKAGES := pkg-config libturbojpeg0-dev libopencv-dev dataset-fashion-mnist
+APT_PACKAGES := g++ pkg-config libturbojpeg0-dev libopencv-dev dataset-fashion-mnist
 GRID ?= default
 EXECUTOR ?= local
 CLUSTER ?= slurm/local.toml
@@ -25,8 +25,9 @@ help:
 
 setup: $(STAMP)
 
-# System libraries: FFCV needs pkg-config, libturbojpeg and OpenCV at build and run time; the default
-# benchmark reads Debian's Fashion-MNIST files.
+# System packages: FFCV needs a C++ compiler, pkg-config, libturbojpeg and OpenCV at build and run time (the
+# compiler also builds the W1A1 quantizers' CPU loops, methods/kernels.c); the default benchmark reads
+# Debian's Fashion-MNIST files.
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
