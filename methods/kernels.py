@@ -47,6 +47,9 @@ CACHE_ENV = "PROXBENCH_KERNEL_CACHE"
 FOURIER_TERMS = 16  # FDA's power series: at most this many coefficients (``kernels.c``'s fixed trip count)
 SOURCE = Path(__file__).with_name("kernels.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fPIC", "-shared")
+# tried in this order: a compiler without -march=native (some clang targets) or without OpenMP (Apple's clang)
+# still builds the loops, the latter single-threaded
+FALLBACK_DROPS = ((), ("-march=native",), ("-march=native", "-fopenmp"))
 
 _state = {"enabled": os.environ.get(ENV, "").strip().lower() != "eager", "failed": False, "lib": None}
 
@@ -87,30 +90,36 @@ def _cpu_features() -> str:
 
 
 def build(directory: Path | None = None) -> Path:
-    """Compile ``kernels.c`` into ``directory`` (default ``cache_dir()``) unless it is there already; the path."""
+    """Compile ``kernels.c`` into ``directory`` (default ``cache_dir()``) unless it is there already; the path.
+    ``FLAGS`` first, then without the flags ``FALLBACK_DROPS`` names; the first compiler error if none builds."""
     compiler = shutil.which(os.environ.get("CC") or "cc")
     if compiler is None:
         raise RuntimeError(f"no C compiler ({os.environ.get('CC') or 'cc'}) on PATH")
     source = SOURCE.read_bytes()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(FLAGS).encode(),
-                                     _cpu_features().encode()])).hexdigest()[:16]
     directory = Path(directory or cache_dir())
-    target = directory / f"proxbench-kernels-{key}.so"
-    if not target.exists():
+    errors = []
+    for drop in FALLBACK_DROPS:
+        flags = [f for f in FLAGS if f not in drop]
+        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
+                                         _cpu_features().encode()])).hexdigest()[:16]
+        target = directory / f"proxbench-kernels-{key}.so"
+        if target.exists():
+            return target
         directory.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
         os.close(fd)
         try:
-            done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", partial, "-lm"], capture_output=True,
+            done = subprocess.run([compiler, *flags, str(SOURCE), "-o", partial, "-lm"], capture_output=True,
                                   text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"{Path(compiler).name} failed: {' '.join(done.stderr.split())[:300]}")
-            os.replace(partial, target)  # atomic: processes building at once each write their own file
+            if done.returncode == 0:
+                os.replace(partial, target)  # atomic: processes building at once each write their own file
+                return target
+            errors.append(f"{Path(compiler).name} failed: {' '.join(done.stderr.split())[:300]}")
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-    return target
+    raise RuntimeError(errors[0])
 
 
 def describe() -> str:

@@ -7,6 +7,8 @@ the build cache, thread-count independence and the fallback when no compiler is 
 
 from __future__ import annotations
 
+import ctypes
+
 import pytest
 import torch
 
@@ -157,3 +159,21 @@ def test_records_say_how_the_kernels_ran(monkeypatch):
     kernels.set_enabled(True)
     monkeypatch.setitem(kernels._state, "failed", True)
     assert kernels.describe() == "eager (build failed)"
+
+
+def test_a_compiler_without_march_native_or_openmp_still_builds(monkeypatch, tmp_path):
+    picky = tmp_path / "picky-cc"  # refuses the flags Apple's clang and some cross compilers do not know
+    picky.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in -march=native|-fopenmp) exit 1;; esac; done\n'
+                     'exec cc "$@"\n')
+    picky.chmod(0o755)
+    monkeypatch.setenv("CC", str(picky))
+    built = kernels.build(tmp_path / "cache")
+    lib = ctypes.CDLL(str(built))
+    x = edge_input((4, 5))
+    out = torch.empty_like(x)
+    lib.pb_sign(ctypes.c_void_p(x.data_ptr()), ctypes.c_void_p(out.data_ptr()), ctypes.c_int64(x.numel()),
+                ctypes.c_int(1))
+    assert torch.equal(out, torch.where(x >= 0, 1.0, -1.0))
+    monkeypatch.setenv("CC", "false")  # a compiler that always fails: the first error is the one raised
+    with pytest.raises(RuntimeError, match="false failed"):
+        kernels.build(tmp_path / "other")
