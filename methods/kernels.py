@@ -1,27 +1,29 @@
-"""One-pass CPU loops for the activation quantizers of the W1A1 methods, built from ``kernels.c`` at first use.
+"""One-pass CPU loops for the quantizers of the W1A1 methods, built from ``kernels.c`` at first use.
 
 An activation quantizer touches every element of a layer's input: sign in the forward, B'(x)·grad in the
 backward. Written with PyTorch operators, each step of the formula is a pass over the whole tensor (sign is
 two, ReCU's normalised ApproxSign' about ten, FDA's series one per term), and on a CPU those passes, not the
 arithmetic, are what a W1A1 step pays for. ``kernels.c`` writes each quantizer's forward and backward as one
 loop over the data (ReCU's per-sample statistics: two loops over a sample that sits in cache), split across
-torch's own OpenMP threads. It is compiled once per machine with the system C compiler (``$CC``, else ``cc``;
-under a second) into ``$PROXBENCH_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/proxbench``, else
+torch's own OpenMP threads; ReCU's weight Function (about 20 small operators each way) and FDA's weight
+backward are one call each. The library is compiled once per machine with the system C compiler (``$CC``,
+else ``cc``; under a second) into ``$PROXBENCH_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/proxbench``, else
 ``~/.cache/proxbench``, named by a hash of the source, the compiler, its flags and the CPU's instruction
 set, and loaded with ``ctypes``.
 
 Each function below returns the result, or None when the caller should use its eager PyTorch form:
 
-* a tensor is not float32 on the CPU, not contiguous, or has fewer than ``MIN_ELEMENTS`` elements (there the
-  eager form costs as little);
+* a tensor is not float32 on the CPU, not contiguous, or (activations) has fewer than ``MIN_ELEMENTS``
+  elements (there the eager form costs as little);
 * the kernels are switched off: ``PROXBENCH_KERNELS=eager`` in the environment, or ``set_enabled(False)``;
 * the call happens while ``torch.compile`` traces (the eager form is what it can see);
 * building or loading the library failed on this machine (no C compiler, say): warned once, eager from then on.
 
 Agreement with the eager forms: signs and every elementwise backward (ApproxSign', RSign, DoReFa, the clipped
 ones) bit for bit (no fused multiply-add: ``-ffp-contract=off``, and the eager forms' order of operations);
-FDA's series to float32 rounding (ATen's ``addcmul`` may fuse); the sums (ReCU's per-sample mean, variance
-and Σ h·x, RSign's ∂L/∂β) accumulate in double, so they differ from float32 ATen reductions in the last bits.
+FDA's series to float32 rounding (one fused multiply-add per term; bit for bit where ATen's ``addcmul`` fuses
+too, as on AVX-512); the sums (ReCU's per-sample and per-channel statistics, RSign's ∂L/∂β) are taken in
+another order than ATen's, so they differ in the last bits.
 """
 
 from __future__ import annotations
