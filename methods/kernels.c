@@ -1,11 +1,13 @@
-/* proxbench: one-pass CPU loops for the activation quantizers of the W1A1 methods (methods/kernels.py).
+/* proxbench: one-pass CPU loops for the quantizers of the W1A1 methods (methods/kernels.py).
  *
  * Every array is float32 and contiguous; n counts elements. Loops over elements are split across
  * `threads` OpenMP threads (the process's libgomp, the pool torch itself uses), and run on one thread
  * below PARALLEL_MIN elements. Built with -ffp-contract=off: no fused multiply-add unless written (FDA's
  * series), so the other elementwise results are bit for bit those of the eager PyTorch forms in
- * methods/activations.py; the sums (ReCU's per-sample statistics, RSign's per-channel gradient) accumulate
- * in double, in a fixed order per sample or channel, whatever the thread count.
+ * methods/activations.py (for finite gradients: where B' = 0 an infinite gradient gives 0 here, NaN there
+ * for DoReFa); the sums (ReCU's statistics, RSign's per-channel gradient) are taken in a fixed order per
+ * sample or channel, whatever the thread count: in double over an activation, in float over a weight
+ * channel's few hundred elements.
  *
  * sign(x) = +1 for x >= 0 (so sign(+0) = sign(-0) = +1), -1 otherwise (NaN included).
  */

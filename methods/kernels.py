@@ -20,10 +20,11 @@ Each function below returns the result, or None when the caller should use its e
 * building or loading the library failed on this machine (no C compiler, say): warned once, eager from then on.
 
 Agreement with the eager forms: signs and every elementwise backward (ApproxSign', RSign, DoReFa, the clipped
-ones) bit for bit (no fused multiply-add: ``-ffp-contract=off``, and the eager forms' order of operations);
-FDA's series to float32 rounding (one fused multiply-add per term; bit for bit where ATen's ``addcmul`` fuses
-too, as on AVX-512); the sums (ReCU's per-sample and per-channel statistics, RSign's ∂L/∂β) are taken in
-another order than ATen's, so they differ in the last bits.
+ones) bit for bit for finite gradients (no fused multiply-add: ``-ffp-contract=off``, and the eager forms'
+order of operations); FDA's series to float32 rounding (one fused multiply-add per term; bit for bit where
+ATen's ``addcmul`` fuses too, as on this project's AVX-512 test machine); the sums (ReCU's per-sample and
+per-channel statistics, RSign's ∂L/∂β) are taken in another order than ATen's, so they differ in the last
+bits.
 """
 
 from __future__ import annotations
