@@ -101,14 +101,17 @@ def build(directory: Path | None = None) -> Path:
     source = SOURCE.read_bytes()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     directory = Path(directory or cache_dir())
-    errors = []
+    candidates = []
     for drop in FALLBACK_DROPS:
         flags = [f for f in FLAGS if f not in drop]
         key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
                                          _cpu_features().encode()])).hexdigest()[:16]
-        target = directory / f"proxbench-kernels-{key}.so"
-        if target.exists():
+        candidates.append((flags, directory / f"proxbench-kernels-{key}.so"))
+    for _, target in candidates:
+        if target.exists():  # built before, possibly with a fallback: not compiled (nor failed) again
             return target
+    errors = []
+    for flags, target in candidates:
         directory.mkdir(parents=True, exist_ok=True)
         fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
         os.close(fd)

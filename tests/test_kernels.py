@@ -163,11 +163,15 @@ def test_records_say_how_the_kernels_ran(monkeypatch):
 
 def test_a_compiler_without_march_native_or_openmp_still_builds(monkeypatch, tmp_path):
     picky = tmp_path / "picky-cc"  # refuses the flags Apple's clang and some cross compilers do not know
-    picky.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in -march=native|-fopenmp) exit 1;; esac; done\n'
-                     'exec cc "$@"\n')
+    calls = tmp_path / "calls"
+    picky.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n'
+                     'for a in "$@"; do case "$a" in -march=native|-fopenmp) exit 1;; esac; done\nexec cc "$@"\n')
     picky.chmod(0o755)
     monkeypatch.setenv("CC", str(picky))
     built = kernels.build(tmp_path / "cache")
+    assert len(calls.read_text().splitlines()) == 4  # --version, then three tries
+    assert kernels.build(tmp_path / "cache") == built
+    assert len(calls.read_text().splitlines()) == 5  # only --version: the fallback build is reused
     lib = ctypes.CDLL(str(built))
     x = edge_input((4, 5))
     out = torch.empty_like(x)
