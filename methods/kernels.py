@@ -167,7 +167,7 @@ def _call(name: str, *args) -> bool:
         _state["failed"] = True
         text = " ".join(str(exc).split())[:300]
         warnings.warn(f"methods.kernels: building the CPU kernels failed ({type(exc).__name__}: {text}); the "
-                      f"activation quantizers run their eager form from now on (set {ENV}=eager to skip this)",
+                      f"W1A1 quantizers run their eager form from now on (set {ENV}=eager to skip this)",
                       RuntimeWarning, stacklevel=3)
         return False
     getattr(lib, name)(*args, torch.get_num_threads())
@@ -216,7 +216,7 @@ def fourier_backward(grad: Tensor, x: Tensor, coefficients: tuple[float, ...]) -
     if not 0 < len(coefficients) <= FOURIER_TERMS or not usable(x, grad, min_elements=0) or grad.shape != x.shape:
         return None
     out = _new(x)
-    c = _padded_floats(tuple(float(a) for a in coefficients))
+    c = _padded_floats(tuple(coefficients))
     ok = _call("pb_fourier_backward", grad.data_ptr(), x.data_ptr(), ctypes.addressof(c), out.data_ptr(), x.numel())
     return out if ok else None
 
@@ -260,7 +260,7 @@ def recu_forward(x: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
     if x.dim() < 2 or x[0].numel() < 2 or not usable(x):
         return None
     stats = (x.shape[0],) + (1,) * (x.dim() - 1)
-    out, mean, s = _new(x), torch.empty(stats), torch.empty(stats)
+    out, mean, s = _new(x), torch.empty(stats, dtype=torch.float32), torch.empty(stats, dtype=torch.float32)
     ok = _call("pb_recu_forward", x.data_ptr(), out.data_ptr(), mean.data_ptr(), s.data_ptr(), x.shape[0],
                x[0].numel())
     return (out, mean, s) if ok else None
@@ -285,7 +285,7 @@ def recu_weight_forward(w: Tensor, a: Tensor, tau: float) -> tuple[Tensor, Tenso
     if not channels or w.numel() // channels < 2 or a.numel() != channels or not usable(w, a, min_elements=0):
         return None
     stats = (channels,) + (1,) * (w.dim() - 1)
-    out, mean, r, q = _new(w), torch.empty(stats), torch.empty(stats), torch.empty(1)
+    out, mean, r, q = (_new(w), *(torch.empty(size, dtype=torch.float32) for size in (stats, stats, (1,))))
     ok = _call("pb_recu_weight_forward", w.data_ptr(), a.data_ptr(), -math.log(2.0 - 2.0 * tau), out.data_ptr(),
                mean.data_ptr(), r.data_ptr(), q.data_ptr(), channels, w.numel() // channels)
     return (out, mean, r, float(q)) if ok else None
@@ -297,7 +297,7 @@ def recu_weight_backward(grad: Tensor, w: Tensor, a: Tensor, mean: Tensor, r: Te
     if not usable(grad, w, a, mean, r, min_elements=0) or grad.shape != w.shape:
         return None
     grad_w = _new(w)
-    grad_a = torch.empty(a.shape) if need_a else None
+    grad_a = torch.empty(a.shape, dtype=torch.float32) if need_a else None
     ok = _call("pb_recu_weight_backward", grad.data_ptr(), w.data_ptr(), a.data_ptr(), mean.data_ptr(), r.data_ptr(),
                q, grad_w.data_ptr(), grad_a.data_ptr() if need_a else None, w.shape[0], w.numel() // w.shape[0])
     return (grad_w, grad_a) if ok else None

@@ -181,3 +181,22 @@ def test_a_compiler_without_march_native_or_openmp_still_builds(monkeypatch, tmp
     monkeypatch.setenv("CC", "false")  # a compiler that always fails: the first error is the one raised
     with pytest.raises(RuntimeError, match="false failed"):
         kernels.build(tmp_path / "other")
+
+
+def test_float32_results_whatever_the_default_dtype():
+    x, grad = edge_input(), torch.randn(SHAPE)
+    eager = forward_backward("recu-sign", x, grad, False)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the statistics' buffers must still be float32
+    try:
+        fused = forward_backward("recu-sign", x, grad, True)
+        method = methods.create_method("recu")
+        w = torch.randn(16, 8, 3, 3, dtype=torch.float32)
+        a = method.weight_parameters(w)["scale_a"].float()
+        out = kernels.recu_weight_forward(w, a, 0.9)
+    finally:
+        torch.set_default_dtype(previous)
+    assert torch.equal(fused[0], eager[0])
+    torch.testing.assert_close(fused[1], eager[1], rtol=1e-5, atol=1e-5 * float(eager[1].abs().max()))
+    assert out is not None and all(t.dtype == torch.float32 for t in out[:3])
+    torch.testing.assert_close(out[0], a * torch.where(w - w.mean(dim=(1, 2, 3), keepdim=True) >= 0, 1.0, -1.0))
