@@ -159,8 +159,9 @@ void pb_recu_backward(const float *grad, const float *x, const float *mean, cons
  * q[0] = mean |w_hat| over the whole tensor times log_term = -ln(2 - 2 tau) (the clamp threshold Q_tau) */
 void pb_recu_weight_forward(const float *w, const float *a, float log_term, float *out, float *mean, float *r,
                             float *q, int64_t channels, int64_t m, int threads) {
+    double *abs_sums = malloc((size_t)channels * sizeof(double));
     double total = 0.0;
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : total) if (channels * m >= PARALLEL_MIN)
+#pragma omp parallel for num_threads(threads) schedule(static) if (channels * m >= PARALLEL_MIN)
     for (int64_t c = 0; c < channels; c++) {
         const float *wc = w + c * m;
         float *o = out + c * m;
@@ -183,8 +184,10 @@ void pb_recu_weight_forward(const float *w, const float *a, float log_term, floa
         }
         mean[c] = mu;
         r[c] = rc;
-        total += abs_sum;
+        abs_sums[c] = abs_sum;
     }
+    for (int64_t c = 0; c < channels; c++) total += abs_sums[c]; /* channel by channel: no thread-count effect */
+    free(abs_sums);
     q[0] = (float)(total / (double)(channels * m)) * log_term;
 }
 

@@ -108,6 +108,24 @@ def test_results_do_not_depend_on_the_thread_count(name):
         assert (a is None and b is None) or torch.equal(a, b)
 
 
+def test_recu_weights_do_not_depend_on_the_thread_count():
+    method = methods.create_method("recu")
+    torch.manual_seed(2)
+    w, up = torch.randn(64, 64, 3, 3) * 0.1, torch.randn(64, 64, 3, 3)  # 36,864 elements: split across threads
+    a = method.weight_parameters(w)["scale_a"]
+    threads, runs = torch.get_num_threads(), []
+    try:
+        for n in (1, max(2, threads)):
+            torch.set_num_threads(n)
+            wl, al = w.clone().requires_grad_(), a.clone().requires_grad_()
+            theta = method.quantize(wl, al)
+            (theta * up).sum().backward()
+            runs.append((theta.detach(), wl.grad, al.grad))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(x, y) for x, y in zip(*runs))
+
+
 def test_kernels_are_used_only_for_large_contiguous_float32_cpu_tensors():
     big = torch.zeros(SHAPE)
     assert kernels.usable(big) and kernels.sign(big) is not None
