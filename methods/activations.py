@@ -145,11 +145,10 @@ def fourier_sign_grad(x: Tensor, n: int, omega: float) -> Tensor:
 def fourier_sign_grad_mul(grad: Tensor, x: Tensor, n: int, omega: float) -> Tensor:
     """grad·(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx)·1[|x| ≤ 1] (FDA's backward): the power series in one pass
     (``methods.kernels``) where it applies, else ``_fourier_series_grad`` eagerly."""
-    if kernels.usable(x, grad, min_elements=0):
-        coefficients = _fourier_series_coefficients(int(n), float(omega))
-        fused = kernels.fourier_backward(grad, x, coefficients) if coefficients is not None else None
-        if fused is not None:
-            return fused
+    coefficients = _fourier_series_coefficients(int(n), float(omega))  # cached per (n, ω)
+    fused = kernels.fourier_backward(grad, x, coefficients) if coefficients is not None else None
+    if fused is not None:
+        return fused
     factor = _fourier_series_grad(x, n, omega).mul_(grad)
     return clip_grad_mul(factor, x, out=factor)
 
@@ -324,7 +323,7 @@ class _RSignFunction(torch.autograd.Function):
         else:
             d = ctx.saved_tensors[0] - ctx.saved_tensors[1] if ctx.fused else ctx.saved_tensors[0]
             h = approx_sign_grad_mul(grad, d)
-            grad_beta = h.sum_to_size(ctx.beta_shape).neg()
+            grad_beta = h.sum_to_size(ctx.beta_shape).neg() if ctx.needs_input_grad[1] else None
         return h, grad_beta.to(ctx.beta_dtype) if ctx.needs_input_grad[1] else None
 
 
@@ -362,8 +361,9 @@ class _ReCUSignFunction(torch.autograd.Function):
         if fused is not None:
             return fused
         dims = tuple(range(1, x.dim()))
-        inv_sq = s.reciprocal().square_()
-        h_over_s = x.abs().mul_(inv_sq * -2.0).add_(s.reciprocal().mul_(2.0)).clamp_min_(0.0).mul_(grad)
+        inv = s.reciprocal()
+        inv_sq = inv.square()
+        h_over_s = x.abs().mul_(inv_sq * -2.0).add_(inv.mul_(2.0)).clamp_min_(0.0).mul_(grad)
         scratch = torch.mul(h_over_s, x)
         c = scratch.sum(dim=dims, keepdim=True).mul_(inv_sq.div_(x[0].numel() - 1))
         return h_over_s.addcmul_(torch.sub(x, mean, out=scratch), c, value=-1.0)

@@ -107,19 +107,20 @@ def measure_steps(model: str = "resnet20", batch: int = 128, device: str = "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for but no CUDA device is available")
-    keys = method_keys or methods.list_methods()
-    keys = ["fp"] + [k for k in keys if k != "fp"]
+    asked = [k for k in (method_keys or methods.list_methods()) if k != "fp"]
     repeats = repeats or (20 if dev.type == "cpu" else 100)
-    w1a1 = [k for k in keys if methods.get_method_class(k).activation is not None]
+    w1a1 = [k for k in asked if methods.get_method_class(k).activation is not None]
+    weight = [k for k in asked if k not in w1a1]
     variant = w1a1_model(model, w1a1[0], img_size) if w1a1 else model
-    networks = {k: variant if k in w1a1 else model for k in keys}
-    keys = [k for k in keys if k not in w1a1]  # weight methods first, then the W1A1 ones after their fp row
+    # weight methods first after the plain fp row (left out when only W1A1 methods on another network are
+    # asked for), then the W1A1 ones after their network's fp row
+    keys = ["fp"] + weight if weight or variant == model else []
+    networks = {k: model for k in keys}
     if variant != model:
         keys.append(fp_variant := f"fp ({variant})")
         networks[fp_variant] = variant
     keys += w1a1
-    if variant != model and all(networks[k] == variant for k in keys if k != "fp"):
-        keys.remove("fp")  # only W1A1 methods asked for: nothing is timed against the plain network's fp
+    networks.update((k, variant) for k in w1a1)
     steppers = {k: _Stepper(k.split(" ")[0], networks[k], batch, dev, compile_model, img_size) for k in keys}
     if fuse:
         for k in [k for k in keys if not k.startswith("fp (") and methods.create_method(k).fusable]:
