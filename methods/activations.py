@@ -13,17 +13,20 @@ optimizer and in the packed export. ``deploy(x, **learned)`` is the deployed for
 Registered here (``list_activations()``):
 
 * ``ste-sign``  F = sign(x), B'(x) = 1[|x| ≤ 1] (BNN's clipped straight-through estimator, Hubara et al. 2016);
-* ``xnor-sign`` F = sign(x), B'(x) = 1[|x| < 1] (XNOR-Net's ``BinActive``: the gradient is zeroed at |x| ≥ 1);
+* ``xnor-sign`` F = K·sign(x), K = mean |x| per sample (detached), B'(x) = 1[|x| ≤ 1] (BiBench's XNOR layer);
+  unscaled, F = sign(x), B'(x) = 1[|x| < 1] (XNOR-Net's ``BinActive``);
+* ``xnor++-sign`` ``ste-sign`` on the input, and learnable factors h ⊗ w on the output's rows and columns
+  (XNOR-Net++'s factorised Γ);
 * ``approx-sign`` F = sign(x), B'(x) = max(0, 2 − 2|x|) (Bi-Real Net's piecewise-quadratic ApproxSign);
-* ``rsign``     F = sign(x − β), B' = ApproxSign'(x − β), β a learnable threshold per input channel
-  (ReActNet's RSign; ∂/∂β = −B');
+* ``rsign``     F = sign(x + β), B' = ApproxSign'(x + β), β a learnable threshold per input channel
+  (ReActNet's RSign; ∂/∂β = B');
 * ``recu-sign`` F = sign(x), B' = ApproxSign' of x / sqrt(Var(x) + 1e-5) (per sample) in training, as ReCU's
   official code (``z-hXu/ReCU``) normalises the activations before binarizing them (sign is unchanged);
-* ``dorefa``    F = round(clip(x, 0, 1)) ∈ {0, 1} (DoReFa-Net's 1-bit activation; round half to even, so
-  0.5 ↦ 0), B'(x) = 1[0 ≤ x ≤ 1];
+* ``dorefa``    F = sign(x), B'(x) = 1[|x| ≤ 1] (BiBench's DoReFa layer); unipolar, F = round(clip(x, 0, 1))
+  ∈ {0, 1}, B'(x) = 1[0 ≤ x ≤ 1] (DoReFa-Net's own 1-bit activation);
 * ``fda-sign``  F = sign(x), B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1, else 0 (FDA's truncated
   Fourier series of the square wave's derivative; ω = 0.1, n = ⌊9 → 18⌋ over training, as the official code
-  ``xuyixing0707/FDA-BNN``).
+  ``xuyixing0707/FDA-BNN``), plus FDA's noise-adaptation residual in training.
 
 sign(0) = +1 everywhere (``methods.functional.sign``).
 """
@@ -153,6 +156,35 @@ def fourier_sign_grad_mul(grad: Tensor, x: Tensor, n: int, omega: float) -> Tens
     return clip_grad_mul(factor, x, out=factor)
 
 
+# -- FDA's noise adaptation (``fda`` weights and ``fda-sign`` activations) ---------------------------------
+
+def noise_strength(t: float) -> float:
+    """FDA's noise weight λ(t) = 0.05·(1 + cos(πt)): 0.1 at the start, 0 at the end."""
+    return 0.05 * (1.0 + math.cos(math.pi * t))
+
+
+def noise_parameters(features: int) -> dict[str, Tensor]:
+    """FDA's noise-adaptation weights for ``features`` inputs: W₁ (features/64 × features) and W₂
+    (features × features/64), each drawn as ``nn.Linear``'s default (U(±1/√fan_in)); none when
+    features < 64 (the code's zero-width layers, which add nothing)."""
+    hidden = features // 64
+    if hidden == 0:
+        return {}
+    fc1, fc2 = torch.empty(hidden, features), torch.empty(features, hidden)
+    torch.nn.init.kaiming_uniform_(fc1, a=math.sqrt(5))
+    torch.nn.init.kaiming_uniform_(fc2, a=math.sqrt(5))
+    return {"noise_fc1": fc1, "noise_fc2": fc2}
+
+
+def noise_residual(x: Tensor, noise_fc1: Tensor | None = None, noise_fc2: Tensor | None = None) -> Tensor:
+    """e(x) = W₂·relu(W₁·x) + 0.1·sin(x) along the last dimension of x (FDA's ``NoiseAdaption``)."""
+    residual = 0.1 * torch.sin(x)
+    if noise_fc1 is None:
+        return residual
+    hidden = torch.nn.functional.linear(x, noise_fc1.to(x.dtype)).relu()
+    return torch.nn.functional.linear(hidden, noise_fc2.to(x.dtype)) + residual
+
+
 class _SignAct(ActivationQuantizer):
     forward_formula = "sign(x)"
 
@@ -178,16 +210,35 @@ class SteSign(_SignAct):
 
 @register_activation("xnor-sign")
 class XnorSign(_SignAct):
-    """F(x) = sign(x), B'(x) = 1[|x| < 1]: XNOR-Net's ``BinActive`` zeroes the gradient where |x| ≥ 1
-    (Rastegari et al., ECCV 2016; code ``allenai/XNOR-Net``, ``newLayers/BinActiveZ.lua``)."""
+    """XNOR-Net's activation. ``scaled`` (BiBench's ``XNORConv2d``, the default): F(x) = K·sign(x) with
+    K = mean |x| per sample over all but the first dimension (detached), B'(x) = 1[|x| ≤ 1] (the clamp
+    estimator; K stays outside it). Unscaled (``xnor`` with ``form = "xnor-net"``: XNOR-Net's code
+    ``allenai/XNOR-Net``, ``BinActive``): F(x) = sign(x), B'(x) = 1[|x| < 1] (zero where |x| ≥ 1)."""
 
-    backward_formula = "1[|x| < 1]"
+    backward_formula = "1[|x| ≤ 1] (K·sign(x) forward); 1[|x| < 1] unscaled"
+    scaled = True
 
     def dB(self, x: Tensor) -> Tensor:
-        return clip_grad_mul(torch.ones_like(x), x, inclusive=False)
+        return clip_grad_mul(torch.ones_like(x), x, inclusive=self.scaled)
 
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
-        return clip_grad_mul(grad, x, inclusive=False)
+        return clip_grad_mul(grad, x, inclusive=self.scaled)
+
+    def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
+        if self.scaled and x.dim() > 1:
+            return _scaled_sign(x, self)
+        return quantize_eagerly(x, self)
+
+    def deploy(self, x: Tensor, **learned: Tensor) -> Tensor:
+        with torch.no_grad():
+            out = sign(x)
+            return out.mul_(sample_mean_abs(x)) if self.scaled and x.dim() > 1 else out
+
+
+def sample_mean_abs(x: Tensor) -> Tensor:
+    """K = mean |x| per sample (over every dimension but the first), detached, shaped to broadcast."""
+    with torch.no_grad():
+        return x.abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
 
 
 @register_activation("approx-sign")
@@ -208,13 +259,46 @@ class ApproxSign(_SignAct):
         return approx_sign_grad_mul(grad, x)
 
 
+@register_activation("xnor++-sign")
+class XnorPlusPlusSign(SteSign):
+    """XNOR-Net++'s layer (BiBench's ``XNORPlusPlusConv2d``): F(x) = sign(x), B'(x) = 1[|x| ≤ 1] on the
+    input, and the output y of the binary convolution multiplied by h ⊗ w, two learnable factors over the
+    output's rows and columns (``h_scale`` (1, 1, 2000, 1), ``w_scale`` (1, 1, 1, 2000), ones at
+    initialisation, the first H and W entries used); the output-channel factor o is the weight quantizer's
+    (``xnor++``). A linear layer has no spatial factors (BiBench's ``XNORPlusPlusLinear``)."""
+
+    scales_output = True
+    max_size = 2000
+
+    def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
+        if layer.weight.dim() != 4:
+            return {}
+        return {"h_scale": torch.ones(1, 1, self.max_size, 1), "w_scale": torch.ones(1, 1, 1, self.max_size)}
+
+    def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
+        return quantize_eagerly(x, self)
+
+    def deploy(self, x: Tensor, **learned: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.F(x)
+
+    def output(self, y: Tensor, h_scale: Tensor | None = None, w_scale: Tensor | None = None) -> Tensor:
+        if h_scale is None:
+            return y
+        if y.shape[-2] > self.max_size or y.shape[-1] > self.max_size:
+            raise ValueError(f"xnor++: output of {y.shape[-2]}x{y.shape[-1]} exceeds the {self.max_size} "
+                             "learnable row/column factors")
+        return y * h_scale[:, :, :y.shape[-2], :].to(y.dtype) * w_scale[:, :, :, :y.shape[-1]].to(y.dtype)
+
+
 @register_activation("rsign")
 class RSign(ApproxSign):
-    """ReActNet's RSign (Liu et al., ECCV 2020; code ``liuzechun/ReActNet``): F(x) = sign(x − β) with a
-    learnable threshold β per input channel (initialised to 0), backward ApproxSign'(x − β); the gradient
-    reaching β is −grad·ApproxSign'(x − β). Deployed: sign(x − β)."""
+    """ReActNet's RSign (Liu et al., ECCV 2020; code ``liuzechun/ReActNet``; BiBench's ``ReActConv2d``):
+    F(x) = sign(x + β) with a learnable threshold β per input channel (BiBench's ``channel_threshold``,
+    initialised to 0), backward ApproxSign'(x + β); the gradient reaching β is Σ grad·ApproxSign'(x + β).
+    Deployed: sign(x + β)."""
 
-    forward_formula = "sign(x − β)"
+    forward_formula = "sign(x + β)"
 
     def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
         if isinstance(layer, nn.Linear):
@@ -227,7 +311,7 @@ class RSign(ApproxSign):
 
     def deploy(self, x: Tensor, beta: Tensor | None = None) -> Tensor:
         with torch.no_grad():
-            return sign(x - beta.to(x.dtype))
+            return sign(x + beta.to(x.dtype))
 
 
 @register_activation("recu-sign")
@@ -247,26 +331,36 @@ class ReCUSign(ApproxSign):
 
 @register_activation("dorefa")
 class DoReFaAct(ActivationQuantizer):
-    """DoReFa-Net's 1-bit activation (Zhou et al., 2016; code ``tensorpack/examples/DoReFa-Net``):
-    F(x) = round(clip(x, 0, 1)) ∈ {0, 1} (0.5 ↦ 0, round half to even as ``tf.round``), B'(x) = 1[0 ≤ x ≤ 1]
-    (straight through the rounding, the clip's own derivative)."""
+    """DoReFa-Net's 1-bit activation (Zhou et al., 2016). As BiBench's ``DoReFaConv2d`` (the default, set by
+    the ``dorefa`` method's ``form = "bibench"``): F(x) = sign(x), B'(x) = 1[|x| ≤ 1] (the clamp estimator).
+    ``unipolar`` (``form = "tensorpack"``: tensorpack ``examples/DoReFa-Net``): F(x) = round(clip(x, 0, 1))
+    ∈ {0, 1} (0.5 ↦ 0, round half to even as ``tf.round``), B'(x) = 1[0 ≤ x ≤ 1] (straight through the
+    rounding, the clip's own derivative)."""
 
-    levels = "unipolar"
-    forward_formula, backward_formula = "round(clip(x, 0, 1))", "1[0 ≤ x ≤ 1]"
+    unipolar = False
+    forward_formula, backward_formula = "sign(x); round(clip(x, 0, 1)) unipolar", "1[|x| ≤ 1]; 1[0 ≤ x ≤ 1]"
+
+    @property
+    def levels(self) -> str:
+        return "unipolar" if self.unipolar else "sign"
 
     def F(self, x: Tensor) -> Tensor:
+        if not self.unipolar:
+            return sign(x)
         # round(clip(x, 0, 1)) with half to even is 1 exactly where x > 0.5: one comparison written as x's dtype
         if not x.is_floating_point():
             return torch.round(torch.clamp(x, 0.0, 1.0))
         return torch.gt(x.detach(), 0.5, out=torch.empty_like(x, requires_grad=False))
 
     def B(self, x: Tensor) -> Tensor:
-        return torch.clamp(x, 0.0, 1.0)
+        return torch.clamp(x, 0.0 if self.unipolar else -1.0, 1.0)
 
     def dB(self, x: Tensor) -> Tensor:
         return self.grad_dB(torch.ones_like(x), x)
 
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
+        if not self.unipolar:
+            return clip_grad_mul(grad, x, inclusive=True)
         fused = kernels.unit_interval_backward(grad, x)
         if fused is not None:
             return fused
@@ -278,17 +372,27 @@ class DoReFaAct(ActivationQuantizer):
 
 @register_activation("fda-sign")
 class FDASign(_SignAct):
-    """FDA (Xu et al., NeurIPS 2021; code ``xuyixing0707/FDA-BNN``): F(x) = sign(x),
+    """FDA (Xu et al., NeurIPS 2021; code ``xuyixing0707/FDA-BNN``; BiBench's ``FDAConv2d``): F(x) = sign(x),
     B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1 and 0 outside: the derivative of the first n + 1
     terms of the square wave's Fourier series (4/π)·Σ sin((2i+1)ωx)/(2i+1). ω = 0.1; n goes from 9 to 18
-    over training and is used rounded down (the official code: n = 9 + ⌊9·epoch/epochs⌋). The official
-    code's noise-adaptation module (a small learned residual added to the binary tensors) is not included.
+    over training and is used rounded down (the official code: n = 9 + ⌊9·epoch/epochs⌋).
+
+    Noise adaptation (``noise``, set by the ``fda`` method, on by default): the training forward and the F(w)
+    model add λ·e(x) to sign(x), e(x) = W₂·relu(W₁·x_p) + 0.1·sin(x) over the C channels at each position p
+    (the code's ``NoiseAdaption_a``; W₁: C/64 × C, W₂: C × C/64, ``<layer>.input_quantizer.noise_fc1``/
+    ``noise_fc2``, none when C < 64), λ(t) = 0.05·(1 + cos(πt)); gradients flow through e as well. The
+    deployed input is sign(x).
     """
 
     schedules = {"n": (9.0, 18.0)}
     constants = {"omega": 0.1}
     bounds = {"n": non_negative(), "omega": positive()}
     backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωx)·1[|x| ≤ 1]"
+    noise = True
+
+    def set_progress(self, t: float) -> None:
+        super().set_progress(t)
+        self.noise_alpha = noise_strength(self.progress) if self.noise else 0.0
 
     def dB(self, x: Tensor) -> Tensor:
         return fourier_sign_grad(x, math.floor(self.n), self.omega)
@@ -296,15 +400,51 @@ class FDASign(_SignAct):
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
         return fourier_sign_grad_mul(grad, x, math.floor(self.n), self.omega)
 
+    def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
+        channels = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
+        return noise_parameters(channels) if self.noise else {}
+
+    def apply(self, x: Tensor, training: bool = True, **noise: Tensor) -> Tensor:
+        out = quantize_eagerly(x, self)
+        if not self.noise or x.dim() < 2:
+            return out
+        residual = noise_residual(x.movedim(1, -1), **noise).movedim(-1, 1)
+        return out + self.noise_alpha * residual
+
+    def deploy(self, x: Tensor, **noise: Tensor) -> Tensor:
+        with torch.no_grad():
+            return sign(x)
+
+
+class _ScaledSignFunction(torch.autograd.Function):
+    """K·sign(x) in the forward (K = mean |x| per sample, detached); grad·B'(x) in the backward, K outside the
+    estimator (BiBench's XNOR: ``(K·sign x).detach() − clamp(x).detach() + clamp(x)``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, method: "XnorSign") -> Tensor:
+        ctx.method = method
+        ctx.save_for_backward(x)
+        return sign(x).mul_(sample_mean_abs(x))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return ctx.method.grad_dB(grad, ctx.saved_tensors[0]), None
+
+
+@torch.compiler.disable
+def _scaled_sign(x: Tensor, method: "XnorSign") -> Tensor:
+    return _ScaledSignFunction.apply(x, method)
+
 
 class _RSignFunction(torch.autograd.Function):
-    """sign(x − β) in the forward; grad·ApproxSign'(x − β) to x and −Σ grad·ApproxSign'(x − β) to β (summed
-    over the dimensions β is broadcast along). With ``methods.kernels``: x and β are saved and x − β is
-    recomputed inside the one-pass backward; eager: the difference x − β is saved."""
+    """sign(x + β) in the forward; grad·ApproxSign'(x + β) to x and Σ grad·ApproxSign'(x + β) to β (summed
+    over the dimensions β is broadcast along). The kernels compute sign(x − b) and ∂/∂b, called with b = −β
+    (∂L/∂β = −∂L/∂b). With ``methods.kernels``: x and b are saved and x − b is recomputed inside the one-pass
+    backward; eager: the sum x + β is saved."""
 
     @staticmethod
     def forward(ctx, x: Tensor, beta: Tensor) -> Tensor:
-        b = beta.to(x.dtype)
+        b = beta.to(x.dtype).neg()
         ctx.beta_shape, ctx.beta_dtype = beta.shape, beta.dtype
         fused = kernels.rsign_forward(x, b)
         ctx.fused = fused is not None
@@ -324,7 +464,7 @@ class _RSignFunction(torch.autograd.Function):
             d = ctx.saved_tensors[0] - ctx.saved_tensors[1] if ctx.fused else ctx.saved_tensors[0]
             h = approx_sign_grad_mul(grad, d)
             grad_beta = h.sum_to_size(ctx.beta_shape).neg() if ctx.needs_input_grad[1] else None
-        return h, grad_beta.to(ctx.beta_dtype) if ctx.needs_input_grad[1] else None
+        return h, grad_beta.neg().to(ctx.beta_dtype) if ctx.needs_input_grad[1] else None
 
 
 @torch.compiler.disable
@@ -400,8 +540,17 @@ class InputQuantizer(nn.Module):
         return f"{self.quantizer.name}, deployed={self.deployed}"
 
 
+    def scale_output(self, y: Tensor) -> Tensor:
+        """The quantizer's factor on the layer's output (XNOR-Net++'s h ⊗ w), training and deployed alike."""
+        return self.quantizer.output(y, **self.learned())
+
+
 def _pre_hook(layer: nn.Module, args):
     return (layer.input_quantizer(args[0]), *args[1:])
+
+
+def _output_hook(layer: nn.Module, args, output):
+    return layer.input_quantizer.scale_output(output)
 
 
 def attach_input_quantizer(layer: nn.Module, quantizer: ActivationQuantizer) -> InputQuantizer:
@@ -409,4 +558,6 @@ def attach_input_quantizer(layer: nn.Module, quantizer: ActivationQuantizer) -> 
     module = InputQuantizer(quantizer, layer)
     layer.add_module("input_quantizer", module)
     layer._proxbench_input_hook = layer.register_forward_pre_hook(_pre_hook)
+    if quantizer.scales_output:
+        layer._proxbench_output_hook = layer.register_forward_hook(_output_hook)
     return module

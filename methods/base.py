@@ -672,6 +672,8 @@ class ActivationQuantizer(Method):
     forward_is_export = True  # every activation quantizer here computes its deployed form in the forward
     # the value of a binary input: "sign" (±1, an XNOR-popcount MAC) or "unipolar" ({0, 1}, an AND-popcount MAC)
     levels: ClassVar[str] = "sign"
+    # Does the quantizer also multiply the layer's output (``output``: XNOR-Net++'s learnable h ⊗ w)?
+    scales_output: ClassVar[bool] = False
 
     def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
         """Initial values of the learnable tensors this quantizer owns on ``layer`` (none by default)."""
@@ -685,6 +687,10 @@ class ActivationQuantizer(Method):
         """The deployed input: F(x) without a graph."""
         with torch.no_grad():
             return self.F(x)
+
+    def output(self, y: Tensor, **learned: Tensor) -> Tensor:
+        """The layer's output as the method's layer computes it (``scales_output``; default: y itself)."""
+        return y
 
     def export(self, w: Tensor) -> Tensor:
         return self.F(w).detach()

@@ -27,13 +27,15 @@ Any weight method gains an activation quantizer by name, without a class: ``"bnn
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
 from . import kernels
-from .activations import clip_grad_mul, fourier_sign_grad, fourier_sign_grad_mul
-from .base import Bound, Method, non_negative, positive, register_method
+from .activations import (clip_grad_mul, fourier_sign_grad, fourier_sign_grad_mul, noise_parameters, noise_residual,
+                          noise_strength)
+from .base import Bound, Method, non_negative, one_of, positive, register_method
 from .builtin import BNN
 from .functional import sign
 
@@ -62,8 +64,11 @@ def _sign_grad(w: Tensor, method) -> Tensor:
 
 
 class _ScaledSignGrad(torch.autograd.Function):
-    """α·sign(w) in the forward, α = ``method.alpha(w)`` (detached); (grad·α)·dW(w) in the backward: the
-    autograd of ``α * _SignGrad(w)`` in one node."""
+    """α·sign(w) in the forward, α = ``method.alpha(w)`` (detached). Backward: grad·dW(w) when the scale sits
+    outside the reference's estimator (``(α·sign w).detach() − clamp(w).detach() + clamp(w)``: BiBench's
+    XNOR, DoReFa, Bi-Real and ReActNet layers, whose latent gradient has no α), or (grad·α)·dW(w) when the
+    reference multiplies the estimator's output by α (``alpha_in_gradient``: FDA), the autograd of
+    ``α * _SignGrad(w)``; one node either way."""
 
     @staticmethod
     def forward(ctx, w: Tensor, method: "_ScaledSign") -> Tensor:
@@ -79,8 +84,8 @@ class _ScaledSignGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         saved = ctx.saved_tensors
-        alpha = saved[0] if saved[0] is not None else ctx.alpha
-        grad = grad * alpha
+        if ctx.method.alpha_in_gradient:
+            grad = grad * (saved[0] if saved[0] is not None else ctx.alpha)
         if ctx.method.identity_backward:
             return grad, None
         return ctx.method.grad_dW(grad, saved[1]), None
@@ -99,12 +104,15 @@ def channel_mean_abs(w: Tensor) -> Tensor:
 
 class _ScaledSign(Method):
     """θ = α·sign(w), α = ``alpha(w)`` detached (per output channel by default); backward grad·dW(w) on the
-    raw latent. The forward is exactly ``export(w)``."""
+    raw latent (times α only for ``alpha_in_gradient``). The forward is exactly ``export(w)``."""
 
     default_scale = "channel"
     forward_is_export = True
     forward_formula = "α·sign(w)"
     backward_formula = "1[|w| ≤ 1]"
+    # Does the reference multiply the output of its straight-through estimator by α (so the latent's gradient
+    # carries α)? BiBench's clamp-STE layers do not: (α·sign w).detach() − clamp(w).detach() + clamp(w).
+    alpha_in_gradient: ClassVar[bool] = False
 
     def F(self, x: Tensor) -> Tensor:
         return sign(x)
@@ -127,55 +135,92 @@ class _ScaledSign(Method):
 
 @register_method("bnn-w1a1")
 class BNNW1A1(BNN):
-    """BNN with binary activations (Hubara et al., NeurIPS 2016; code ``itayhubara/BinaryNet.pytorch``).
-    Weights as ``bnn``: sign(w), B'(w) = 1[|w| ≤ 1], latents clipped to [−1, 1]. Activations: sign(x) with
-    the clipped straight-through estimator B'(x) = 1[|x| ≤ 1] (1 at |x| = 1, 0 beyond)."""
+    """BNN with binary activations (Hubara et al., NeurIPS 2016), as BiBench's ``BNNConv2d``
+    (``bibench/models/layers/bnn.py``). Weights: sign(w), backward 1[|w| ≤ 1] (the clamp(w, −1, 1)
+    straight-through estimator). Activations: sign(x), backward 1[|x| ≤ 1] (1 at |x| = 1, 0 beyond).
+    BiBench's layer does not clip the latents (``clip = 0``); ``clip = 1`` gives BNN's own code
+    (``itayhubara/BinaryNet.pytorch``), which clamps them to [−1, 1] after every step."""
 
     label, color, marker = "BNN-W1A1", "#17becf", "o"
 
+    constants = {**BNN.constants, "clip": 0.0}
     activation = "ste-sign"
 
 
+class _FormChoice:
+    """A method with two published forms: ``form = "bibench"`` (the default: BiBench's layer) or the original
+    paper's code (``other_form``); the activation quantizer is told which (``configure_activation``)."""
+
+    other_form: ClassVar[str] = ""
+
+    def validate(self) -> None:
+        super().validate()
+        self.configure_activation(self.act, self.form == "bibench")
+
+    def configure_activation(self, act, bibench: bool) -> None:
+        raise NotImplementedError
+
+
 @register_method("xnor")
-class XNOR(_ScaledSign):
-    """XNOR-Net (Rastegari, Ordonez, Redmon & Farhadi, ECCV 2016; code ``allenai/XNOR-Net``).
-    Weights: θ = α·sign(w), α = mean |w| per output channel (detached); backward grad·1[|w| ≤ 1] (the
-    reference masks the gradient of weights outside [−1, 1]; α's own derivative is not propagated).
-    Activations: sign(x), backward 1[|x| < 1] (``BinActive``: zero at |x| ≥ 1). The paper's per-position
-    activation scale K is omitted, as in BiBench and in the reference's final models."""
+class XNOR(_FormChoice, _ScaledSign):
+    """XNOR-Net (Rastegari, Ordonez, Redmon & Farhadi, ECCV 2016), as BiBench's ``XNORConv2d``
+    (``bibench/models/layers/xnor.py``).
+    Weights: θ = α·sign(w), α = mean |w| per output channel (detached); backward grad·1[|w| ≤ 1] (the clamp
+    estimator, α outside it: no α in the latent's gradient). Activations (``form = "bibench"``):
+    K·sign(x) with K = mean |x| per sample over (C, H, W), detached, backward 1[|x| ≤ 1].
+    ``form = "xnor-net"``: the activations of XNOR-Net's code (``allenai/XNOR-Net``, ``BinActive``): sign(x)
+    without K, backward 1[|x| < 1] (zero at |x| ≥ 1)."""
 
     label, color, marker = "XNOR", "#bcbd22", "s"
 
+    constants = {"form": "bibench"}
+    bounds = {"form": one_of("bibench", "xnor-net")}
     activation = "xnor-sign"
+
+    def configure_activation(self, act, bibench: bool) -> None:
+        act.scaled = bibench
 
 
 @register_method("dorefa")
-class DoReFa(_ScaledSign):
-    """DoReFa-Net, 1-bit weights and activations (Zhou et al., 2016; code tensorpack ``examples/DoReFa-Net``).
-    Weights: θ = E(|w|)·sign(w/E|w|) = E|w|·sign(w), E the mean over the whole tensor (detached), backward 1
-    (straight through). Activations: round(clip(x, 0, 1)) ∈ {0, 1}, backward 1[0 ≤ x ≤ 1]."""
+class DoReFa(_FormChoice, _ScaledSign):
+    """DoReFa-Net with 1-bit weights and activations (Zhou et al., 2016), as BiBench's ``DoReFaConv2d``
+    (``bibench/models/layers/dorefa.py``). ``form = "bibench"`` (default): weights θ = α·sign(w), α = mean |w|
+    per output channel (detached), backward 1[|w| ≤ 1] (clamp estimator, no α in the gradient); activations
+    sign(x) with backward 1[|x| ≤ 1].
+    ``form = "tensorpack"``: DoReFa's own code (tensorpack ``examples/DoReFa-Net``): θ = E|w|·sign(w), E the
+    mean over the whole tensor (``scale = "tensor"``), backward 1 (straight through); activations
+    round(clip(x, 0, 1)) ∈ {0, 1} with backward 1[0 ≤ x ≤ 1]."""
 
     label, color, marker = "DoReFa", "#7f7f7f", "^"
 
-    default_scale = "tensor"
-    identity_backward = True
-    backward_formula = "1"
+    constants = {"form": "bibench"}
+    bounds = {"form": one_of("bibench", "tensorpack")}
     activation = "dorefa"
 
+    def __init__(self, **overrides):
+        if overrides.get("form") == "tensorpack":
+            overrides.setdefault("scale", "tensor")
+        super().__init__(**overrides)
+        self.identity_backward = self.form == "tensorpack"
+
+    def configure_activation(self, act, bibench: bool) -> None:
+        act.unipolar = not bibench
+
     def dW(self, w: Tensor) -> Tensor:
-        return torch.ones_like(w)
+        return torch.ones_like(w) if self.identity_backward else super().dW(w)
 
     def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
-        return grad
+        return grad if self.identity_backward else super().grad_dW(grad, w)
 
 
 @register_method("bireal")
 class BiReal(_ScaledSign):
-    """Bi-Real Net (Liu, Wu, Luo, Yang, Liu & Cheng, ECCV 2018; code ``liuzechun/Bi-Real-net``).
-    Weights: magnitude-aware sign θ = α·sign(w), α = mean |w| per output channel (detached), backward
-    1[|w| ≤ 1] (the code's clamp(w, −1, 1) straight-through). Activations: sign(x) with the piecewise
-    quadratic ApproxSign backward B'(x) = 2 − 2|x| for |x| < 1, else 0. The real-valued shortcut around each
-    binary convolution is the model's: ``fmnist-cnn-bireal``."""
+    """Bi-Real Net (Liu, Wu, Luo, Yang, Liu & Cheng, ECCV 2018), as BiBench's ``BiRealConv2d``
+    (``bibench/models/layers/bireal.py``; the same as ``liuzechun/Bi-Real-net``). Weights: magnitude-aware
+    sign θ = α·sign(w), α = mean |w| per output channel (detached), backward 1[|w| ≤ 1] (the clamp estimator,
+    α outside it). Activations: sign(x) with the piecewise quadratic ApproxSign backward B'(x) = 2 − 2|x|
+    for |x| < 1, else 0. The real-valued shortcut around each binary convolution is the model's:
+    ``fmnist-cnn-bireal``, ``resnet20-bireal``."""
 
     label, color, marker = "Bi-Real", "#393b79", "v"
 
@@ -184,19 +229,22 @@ class BiReal(_ScaledSign):
 
 @register_method("xnor++")
 class XNORPlusPlus(_ScaledSign):
-    """XNOR-Net++ (Bulat & Tzimiropoulos, BMVC 2019). Weights: θ = Γ·sign(w) with Γ a learnable scale per
-    output channel (an ``nn.Parameter`` on each layer, initialised to the layer's α = mean |w|): the layer
-    computes (sign(x) ⊛ sign(w))·Γ. Backward: grad·1[|w| ≤ 1] to w, Σ grad·sign(w) to Γ. Activations:
-    sign(x), B'(x) = 1[|x| ≤ 1]. The paper's factorised Γ = α⊗β⊗γ over (channel, height, width) of the
-    output is reduced to its channel factor (the paper's case 1)."""
+    """XNOR-Net++ (Bulat & Tzimiropoulos, BMVC 2019), as BiBench's ``XNORPlusPlusConv2d``
+    (``bibench/models/layers/xnorplusplus.py``). The layer computes (sign(x) ⊛ sign(w))·Γ with
+    Γ = o ⊗ h ⊗ w factorised over (output channel, output row, output column), each factor learnable and
+    initialised to 1 (the paper's case 2). Here o multiplies the weight (``gamma``, one per output channel:
+    the same product, since the convolution is linear in its weight) and h, w the layer's output
+    (``<layer>.input_quantizer.h_scale``/``w_scale``, 2000 entries each as BiBench, the first H/W used).
+    Weights: sign(w), backward 1[|w| ≤ 1]; ∂L/∂o = Σ grad·sign(w). Activations: sign(x), backward
+    1[|x| ≤ 1]."""
 
     label, color, marker = "XNOR++", "#8c6d31", "D"
 
-    activation = "ste-sign"
-    forward_formula = "Γ·sign(w)"
+    activation = "xnor++-sign"
+    forward_formula = "o·sign(w) (h, w on the output)"
 
     def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
-        return {"gamma": channel_mean_abs(w).clone()}
+        return {"gamma": torch.ones((w.shape[0],) + (1,) * (w.dim() - 1))}
 
     def quantize(self, w: Tensor, gamma: Tensor) -> Tensor:
         return gamma.to(w.dtype) * _sign_grad(w, self)
@@ -211,10 +259,11 @@ class XNORPlusPlus(_ScaledSign):
 
 @register_method("reactnet")
 class ReActNet(_ScaledSign):
-    """ReActNet (Liu, Shen, Savvides & Cheng, ECCV 2020; code ``liuzechun/ReActNet``). Weights as Bi-Real:
-    α·sign(w), backward 1[|w| ≤ 1]. Activations: RSign, sign(x − β) with β a learnable threshold per input
-    channel (``<layer>.input_quantizer.beta``), backward ApproxSign'(x − β). RPReLU and the shortcuts are the
-    model's: ``fmnist-cnn-react``, ``resnet20-react``, ``resnet18-react``."""
+    """ReActNet (Liu, Shen, Savvides & Cheng, ECCV 2020), as BiBench's ``ReActConv2d``
+    (``bibench/models/layers/react.py``). Weights as Bi-Real: α·sign(w), backward 1[|w| ≤ 1] (no α in the
+    gradient). Activations: RSign, sign(x + β) with β a learnable threshold per input channel initialised to 0
+    (``<layer>.input_quantizer.beta``, BiBench's ``channel_threshold``), backward ApproxSign'(x + β). RPReLU
+    and the shortcuts are the model's: ``fmnist-cnn-react``, ``resnet20-react``, ``resnet18-react``."""
 
     label, color, marker = "ReActNet", "#843c39", "P"
 
@@ -224,12 +273,13 @@ class ReActNet(_ScaledSign):
 @register_method("recu")
 class ReCU(Method):
     """ReCU (Xu, Lin, Zhang, Ding, Qian & Ji, "ReCU: Reviving the Dead Weights in Binary Neural Networks",
-    ICCV 2021; code ``z-hXu/ReCU``, ``modules/binarized_modules.py``).
+    ICCV 2021; code ``z-hXu/ReCU``, ``modules/binarized_modules.py``; BiBench's ``ReCUConv2d``,
+    ``bibench/models/layers/recu.py``, is the same layer).
 
     Weights: standardise per output channel, ŵ = (w − mean w)/(σ(w)/(2√2)) with σ² the unbiased variance
     + 1e-5; rectified clamp at the τ-quantile of a Laplace fit, Q_τ = −E|ŵ|·ln(2 − 2τ) (E over the whole
     tensor, detached), w̃ = clamp(ŵ, −Q_τ, Q_τ); θ = a·sign(w̃) with a a learnable scale per output channel
-    (the code multiplies the output by it; initialised here to mean |w| per channel, the code draws U[0, 1)).
+    (the code multiplies the output by it; drawn from U[0, 1) as the code and BiBench's ``ReCUConv2d``).
     Backward: straight through sign (factor 1), then the exact derivatives of the clamp (0 beyond ±Q_τ) and
     of the standardisation. τ follows the code's exponential schedule τ(t) = A·e^t + B, A = (τ_end −
     τ_start)/(e − 1), B = τ_start − A, from 0.85 to 0.99 (t = epoch/epochs there, the step's progress here).
@@ -272,7 +322,9 @@ class ReCU(Method):
         return torch.clamp(w1, -q, q)
 
     def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
-        return {"scale_a": channel_mean_abs(w).clone()}
+        """a ~ U[0, 1) per output channel, drawn from torch's generator (``torch.rand``, as the code's
+        ``nn.Parameter(torch.rand(C_out, 1, 1))``)."""
+        return {"scale_a": torch.rand((w.shape[0],) + (1,) * (w.dim() - 1))}
 
     def dW(self, w: Tensor) -> Tensor:
         return torch.ones_like(w)
@@ -370,26 +422,66 @@ def _recu_weight(w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
 @register_method("fda")
 class FDA(_ScaledSign):
     """FDA, Fourier frequency-domain approximation (Xu, Han, Wang, Xu, Xu & Wang, "Learning Frequency Domain
-    Approximation for Binary Neural Networks", NeurIPS 2021; code ``xuyixing0707/FDA-BNN``,
-    ``FDAConv2d``). sign is the square wave (4/π)·Σ_{i≥0} sin((2i+1)ωx)/(2i+1); its first n + 1 terms give
-    the backward B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1, 0 beyond, for weights and
-    activations alike. ω = 0.1; n goes from 9 to 18 over training, rounded down (the code's
-    n = 9 + ⌊9·epoch/epochs⌋). Weights: θ = α·sign(w), α = mean |w| per output channel (detached), backward
-    B'(w) on the raw latent. Activations: ``fda-sign`` (its own n schedule, ``act_n_*``). Not included: the
-    code's noise-adaptation module (a small learned residual added to the binary tensors, weighted by a
-    factor that decays to 0 over training), so the forward is the plain sign.
+    Approximation for Binary Neural Networks", NeurIPS 2021; code ``xuyixing0707/FDA-BNN``), as BiBench's
+    ``FDAConv2d`` (``bibench/models/layers/fda.py``, ``noise_adapt=True``).
+
+    sign is the square wave (4/π)·Σ_{i≥0} sin((2i+1)ωx)/(2i+1); its first n + 1 terms give the backward
+    B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1, 0 beyond, for weights and activations alike.
+    ω = 0.1; n goes from 9 to 18 over training, rounded down (the code's n = 9 + ⌊9·epoch/epochs⌋).
+
+    Noise adaptation (``noise = true``, the default): a learned residual is added to the binary weight before
+    the scale, θ = α·(sign(w) + λ·e(w)), α = mean |w| per output channel (detached, applied after the
+    estimator, so the latent's gradient is grad·α·(B'(w) + λ·e'(w))), with
+    e(w) = W₂·relu(W₁·vec(w_c)) + 0.1·sin(w) per output channel c (W₁: d/64 × d, W₂: d × d/64, d the fan-in,
+    ``<layer>.parametrizations.weight.0.noise_fc1``/``noise_fc2``, ``nn.Linear``'s default initialisation;
+    none when d < 64); the activation quantizer does the same over the channels at each position
+    (``fda-sign``). λ(t) = 0.05·(1 + cos(πt)) goes from 0.1 to 0 over training (the code steps it per epoch,
+    λ = 0.05·(1 + cos(π(epoch + 1)/epochs)), reaching 0 in the last epoch), so the trained network is the plain
+    binary one; the deployed model is α·sign(w) at every point. ``noise = false``: θ = α·sign(w).
     """
 
     label, color, marker = "FDA", "#7b4173", "*"
 
     schedules = {"n": (9.0, 18.0)}
-    constants = {"omega": 0.1}
+    constants = {"omega": 0.1, "noise": True}
     bounds = {"n": non_negative(), "omega": positive()}
     activation = "fda-sign"
+    alpha_in_gradient = True
+    forward_is_export = False  # the F(w) model carries the noise residual while λ > 0
+    forward_formula = "α·(sign(w) + λ·e(w))"
     backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωw)·1[|w| ≤ 1]"
+
+    def validate(self) -> None:
+        super().validate()
+        self.act.noise = self.noise
+
+    def set_progress(self, t: float) -> None:
+        super().set_progress(t)
+        self.noise_alpha = noise_strength(self.progress) if self.noise else 0.0
 
     def dW(self, w: Tensor) -> Tensor:
         return fourier_sign_grad(w, math.floor(self.n), self.omega)
 
     def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
         return fourier_sign_grad_mul(grad, w, math.floor(self.n), self.omega)
+
+    def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
+        return noise_parameters(w[0].numel()) if self.noise else {}
+
+    def forward(self, w: Tensor) -> Tensor:  # a layer without noise weights (fan-in < 64): e = 0.1·sin(w)
+        return self.quantize(w)
+
+    def quantize(self, w: Tensor, **noise: Tensor) -> Tensor:
+        if not self.noise:
+            return _scaled_sign_grad(w, self)
+        binary = _sign_grad(w, self)
+        flat = w.reshape(w.shape[0], -1)
+        residual = noise_residual(flat, **noise).reshape(w.shape)
+        return (binary + self.noise_alpha * residual) * channel_mean_abs(w)
+
+    def export_learned(self, w: Tensor, **noise: Tensor) -> Tensor:
+        return self.export(w)
+
+    def export_parts(self, w: Tensor, **noise: Tensor):
+        return w >= 0, self.alpha(w)
+
