@@ -178,11 +178,11 @@ def noise_parameters(features: int) -> dict[str, Tensor]:
 
 def noise_residual(x: Tensor, noise_fc1: Tensor | None = None, noise_fc2: Tensor | None = None) -> Tensor:
     """e(x) = W₂·relu(W₁·x) + 0.1·sin(x) along the last dimension of x (FDA's ``NoiseAdaption``)."""
-    residual = 0.1 * torch.sin(x)
+    residual = torch.sin(x).mul_(0.1)
     if noise_fc1 is None:
         return residual
-    hidden = torch.nn.functional.linear(x, noise_fc1.to(x.dtype)).relu()
-    return torch.nn.functional.linear(hidden, noise_fc2.to(x.dtype)) + residual
+    hidden = torch.nn.functional.linear(x, noise_fc1.to(x.dtype)).relu_()
+    return torch.nn.functional.linear(hidden, noise_fc2.to(x.dtype)).add_(residual)
 
 
 class _SignAct(ActivationQuantizer):
@@ -409,7 +409,7 @@ class FDASign(_SignAct):
         if not self.noise or x.dim() < 2:
             return out
         residual = noise_residual(x.movedim(1, -1), **noise).movedim(-1, 1)
-        return out + self.noise_alpha * residual
+        return out + residual.mul_(self.noise_alpha)
 
     def deploy(self, x: Tensor, **noise: Tensor) -> Tensor:
         with torch.no_grad():
