@@ -235,7 +235,7 @@ def _channel_layout(x: Tensor, beta: Tensor) -> tuple[int, int, int] | None:
 
 
 def rsign_forward(x: Tensor, beta: Tensor) -> Tensor | None:
-    """sign(x − β) (ReActNet's RSign), β of x's dtype broadcast along one dimension of x."""
+    """sign(x − β), β of x's dtype broadcast along one dimension of x (ReActNet's RSign calls it with −β)."""
     layout = _channel_layout(x, beta)
     if layout is None or not usable(x, beta):
         return None

@@ -6,16 +6,24 @@ of the binarized layers through a forward pre-hook. Notation: w the latent weigh
 mean |w| (detached), x a layer input, sign(0) = +1. "B'(w)" is the factor the gradient reaching the binary
 weight is multiplied by before it reaches w (on the raw latent, as the official codes clamp the raw w).
 
-| method | weights: forward / backward | activations: forward / backward | paper; code followed |
+Each follows BiBench's layer (Qin et al., ICML 2023; ``bibench/models/layers/<file>.py``, the ``…Conv2d``
+class) by default; "clamp STE" is the reference's ``(q).detach() − clamp(w).detach() + clamp(w)``, so a scale
+α applied to q is *not* in the latent's gradient (FDA multiplies after its estimator, so its gradient has α).
+
+| method | weights: forward / backward | activations: forward / backward | BiBench file |
 |---|---|---|---|
-| ``bnn-w1a1`` | sign(w) / 1[|w| ≤ 1], clip w to [−1, 1] | sign / 1[|x| ≤ 1] | Hubara et al. 2016; ``itayhubara/BinaryNet.pytorch`` |
-| ``xnor`` | α·sign(w) / 1[|w| ≤ 1] | sign / 1[|x| < 1] | Rastegari et al. ECCV 2016; ``allenai/XNOR-Net`` |
-| ``dorefa`` | E|w|·sign(w) (per tensor) / 1 | round(clip(x,0,1)) / 1[0 ≤ x ≤ 1] | Zhou et al. 2016; tensorpack ``DoReFa-Net`` |
-| ``bireal`` | α·sign(w) / 1[|w| ≤ 1] | sign / max(0, 2 − 2|x|) | Liu et al. ECCV 2018; ``liuzechun/Bi-Real-net`` |
-| ``xnor++`` | Γ·sign(w), Γ learnable per channel / 1[|w| ≤ 1] | sign / 1[|x| ≤ 1] | Bulat & Tzimiropoulos BMVC 2019 |
-| ``reactnet`` | α·sign(w) / 1[|w| ≤ 1] | sign(x − β), β learnable / ApproxSign' | Liu et al. ECCV 2020; ``liuzechun/ReActNet`` |
-| ``recu`` | a·sign(clamp(ŵ, ±Q_τ)), a learnable / STE | sign / ApproxSign'(x/σ) | Xu et al. ICCV 2021; ``z-hXu/ReCU`` |
-| ``fda`` | α·sign(w) / FDA'(w) | sign / FDA'(x) | Xu et al. NeurIPS 2021; ``xuyixing0707/FDA-BNN`` |
+| ``bnn-w1a1`` | sign(w) / 1[|w| ≤ 1] | sign / 1[|x| ≤ 1] | ``bnn.py`` |
+| ``xnor`` | α·sign(w) / 1[|w| ≤ 1] | K·sign(x), K = mean |x| per sample / 1[|x| ≤ 1] | ``xnor.py`` |
+| ``dorefa`` | α·sign(w) / 1[|w| ≤ 1] | sign / 1[|x| ≤ 1] | ``dorefa.py`` |
+| ``bireal`` | α·sign(w) / 1[|w| ≤ 1] | sign / max(0, 2 − 2|x|) | ``bireal.py`` |
+| ``xnor++`` | o·sign(w) / 1[|w| ≤ 1], output × h ⊗ w | sign / 1[|x| ≤ 1] | ``xnorplusplus.py`` |
+| ``reactnet`` | α·sign(w) / 1[|w| ≤ 1] | sign(x + β), β learnable / ApproxSign'(x + β) | ``react.py`` |
+| ``recu`` | a·sign(clamp(ŵ, ±Q_τ)), a learnable / STE | sign / ApproxSign'(x/σ) | ``recu.py`` |
+| ``fda`` | α·(sign(w) + λ·e(w)) / α·(FDA'(w) + λ·e'(w)) | sign + λ·e(x) / FDA'(x) + λ·e'(x) | ``fda.py`` |
+
+The original codes' forms stay available: ``xnor`` ``form="xnor-net"`` (``allenai/XNOR-Net``), ``dorefa``
+``form="tensorpack"`` (tensorpack DoReFa-Net), ``bnn-w1a1`` ``clip=1`` (BinaryNet.pytorch), ``fda``
+``noise=false``. sign(0) = +1 everywhere (BiBench's ``torch.sign`` gives 0).
 
 Architectural pieces (Bi-Real's real-valued shortcut around each binary convolution, ReActNet's RPReLU) are
 model variants, not part of the methods: ``fmnist-cnn-bireal`` and ``fmnist-cnn-react`` (``models.small``),
