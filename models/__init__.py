@@ -4,7 +4,7 @@
     >>> models.list_models("resnet??")
     ['resnet18', 'resnet20', 'resnet32', 'resnet44', 'resnet56']
     >>> models.list_models("resnet20-*")
-    ['resnet20-bireal', 'resnet20-react']
+    ['resnet20-bibench', 'resnet20-bireal', 'resnet20-react']
     >>> net = models.create_model("resnet20", num_classes=10, in_chans=3, img_size=32)
 
 Registered: ``fmnist-cnn``, ``fmnist-mlp`` (``models.small``); ``resnet20/32/44/56`` (``models.cifar_resnet``,

@@ -73,7 +73,7 @@ def test_list_models_sorted_filtered_and_complete():
     assert ALL == sorted(ALL)
     assert set(REQUIRED) <= set(ALL)
     assert models.list_models("resnet??") == ["resnet18", "resnet20", "resnet32", "resnet44", "resnet56"]
-    assert models.list_models("resnet20-*") == ["resnet20-bireal", "resnet20-react"]
+    assert models.list_models("resnet20-*") == ["resnet20-bibench", "resnet20-bireal", "resnet20-react"]
     assert models.list_models("nothing*") == []
 
 
