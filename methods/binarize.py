@@ -100,9 +100,10 @@ PRESETS: dict[str, Policy] = {
     "vit-all-linear": Policy(types=("conv2d", "linear"), keep_first=False, keep_last=False),
     # timm ViT/DeiT: the Linear layers of the transformer blocks only; patch embedding and head stay FP
     "vit-keep-embed-head": Policy(types=("linear",), include=["blocks.*"], keep_first=False, keep_last=False),
-    # W1A1 (BiBench): weights and inputs of every conv/linear binarized, except the first layer and the
-    # classifier, which stay full precision (weights and inputs)
-    "w1a1": Policy(inputs=None),
+    # W1A1 (BiBench): weights and inputs of every conv/linear binarized, except the first layer, the
+    # classifier and the downsampling shortcuts' 1x1 convs (``*.downsample.*``: Bi-Real Net's and BiBench's
+    # ResNets, torchvision's), which stay full precision (weights and inputs), as in BiBench's code
+    "w1a1": Policy(exclude=["*.downsample.*"], inputs=None),
     # the same for timm ViT/DeiT: every Linear of the transformer blocks, binary weights and binary inputs
     "vit-w1a1": Policy(types=("linear",), include=["blocks.*"], keep_first=False, keep_last=False, inputs=None),
 }

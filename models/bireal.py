@@ -18,11 +18,14 @@ ICML 2023) evaluates its W1A1 methods on networks of this kind. ``BinaryBlock`` 
 * ``resnet18-bireal`` and ``-react``: ResNet-18 (64-128-256-512, 2 basic blocks per stage), i.e. Bi-Real Net
   18; below 112 px the CIFAR stem (3×3 stride-1 conv, no max-pool), as ``resnet18``.
 
-Where a block changes the resolution or the width, its shortcut is parameter-free: 2×2 average pooling
-(Bi-Real's downsampling shortcut pools as well) and the channels repeated to the new width (ReActNet's
-reduction blocks concatenate two copies). So the only full-precision layers are the stem conv, registered
-first, and the classifier ``fc``, registered last: exactly the two the ``w1a1`` policy keeps. The stem is
-conv-BN with no ReLU, so the first binary block already sees signed inputs.
+Where a block changes the resolution or the width, its shortcut is by default Bi-Real Net's downsampling
+shortcut (``shortcut="conv"``, the form of Bi-Real's official code): 2×2 average pooling (stride 2, where the
+block has stride 2), then a full-precision 1×1 convolution and BN, registered as ``<block>.downsample``.
+``shortcut="repeat"`` keeps the earlier parameter-free form: the pooled map with its channels repeated to the
+new width (ReActNet's reduction blocks concatenate two copies). The full-precision layers are the stem conv,
+registered first, the classifier ``fc``, registered last, and the 1×1 ``downsample`` convs: exactly the
+layers the ``w1a1`` policy keeps (it excludes ``*.downsample.*``). The stem is conv-BN with no ReLU, so the
+first binary block already sees signed inputs.
 """
 
 from __future__ import annotations
@@ -47,28 +50,44 @@ class RPReLU(nn.Module):
         return self.prelu(x - self.shift_in) + self.shift_out
 
 
+SHORTCUTS = ("conv", "repeat")
+
+
 class BinaryBlock(nn.Module):
     """BN(conv3×3(x)) + shortcut(x), then RPReLU when ``react`` (Bi-Real Net's real-valued shortcut around one
-    binary convolution). The shortcut is x, 2×2-average-pooled when ``stride`` is 2, with its channels repeated
-    when the width grows (``cout`` must be a multiple of ``cin``)."""
+    binary convolution). The shortcut is x where the shape stays; where ``stride`` is 2 or the width grows:
+    ``shortcut="conv"``: ``downsample`` = 2×2 average pooling (stride 2 only), a full-precision 1×1 conv and BN
+    (Bi-Real Net's code); ``"repeat"``: x 2×2-average-pooled (stride 2) with its channels repeated (``cout``
+    a multiple of ``cin``; no parameters). A ``"repeat"`` block builds exactly the modules it always had."""
 
-    def __init__(self, cin: int, cout: int, react: bool, stride: int = 1):
+    def __init__(self, cin: int, cout: int, react: bool, stride: int = 1, shortcut: str = "conv"):
         super().__init__()
-        if cout % cin:
+        if shortcut not in SHORTCUTS:
+            raise ModelError(f"BinaryBlock: shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
+        if shortcut == "repeat" and cout % cin:
             raise ModelError(f"BinaryBlock: the output width {cout} must be a multiple of the input width {cin}")
         if stride not in (1, 2):
             raise ModelError(f"BinaryBlock: stride must be 1 or 2, got {stride}")
         self.conv = nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(cout)
-        self.repeat = cout // cin
         # ceil_mode: the pooled map has the strided convolution's size, ceil(H/2), for odd H too
-        self.pool = nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False) if stride == 2 else nn.Identity()
+        pool = nn.AvgPool2d(2, ceil_mode=True, count_include_pad=False) if stride == 2 else nn.Identity()
+        self.repeat = 1
+        if shortcut == "conv" and (stride != 1 or cin != cout):
+            self.pool = nn.Identity()
+            self.downsample = nn.Sequential(pool, nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        else:
+            self.pool, self.downsample = pool, None
+            self.repeat = cout // cin
         self.act = RPReLU(cout) if react else nn.Identity()
 
     def forward(self, x):
-        shortcut = self.pool(x)
-        if self.repeat > 1:
-            shortcut = torch.cat([shortcut] * self.repeat, dim=1)
+        if self.downsample is not None:
+            shortcut = self.downsample(x)
+        else:
+            shortcut = self.pool(x)
+            if self.repeat > 1:
+                shortcut = torch.cat([shortcut] * self.repeat, dim=1)
         return self.act(self.bn(self.conv(x)) + shortcut)
 
 
@@ -78,7 +97,7 @@ class BiRealResNet(nn.Module):
     global average pooling and the linear classifier ``fc``."""
 
     def __init__(self, blocks: tuple[int, ...], widths: tuple[int, ...], num_classes: int = 10,
-                 in_chans: int = 3, react: bool = False, imagenet_stem: bool = False):
+                 in_chans: int = 3, react: bool = False, imagenet_stem: bool = False, shortcut: str = "conv"):
         super().__init__()
         if imagenet_stem:
             self.conv1 = nn.Conv2d(in_chans, widths[0], 7, 2, 3, bias=False)
@@ -91,7 +110,7 @@ class BiRealResNet(nn.Module):
         for i, (n, w) in enumerate(zip(blocks, widths)):
             units = []
             for j in range(2 * n):
-                units.append(BinaryBlock(cin, w, react, stride=2 if (i > 0 and j == 0) else 1))
+                units.append(BinaryBlock(cin, w, react, stride=2 if (i > 0 and j == 0) else 1, shortcut=shortcut))
                 cin = w
             stages.append(nn.Sequential(*units))
         self.stages = nn.Sequential(*stages)
@@ -107,14 +126,15 @@ def _cifar_builder(depth: int, react: bool):
     n = (depth - 2) // 6
     variant = "react" if react else "bireal"
 
-    def build(num_classes, in_chans, img_size, pretrained):
+    def build(num_classes, in_chans, img_size, pretrained, shortcut="conv"):
         if img_size < 8:
             raise ModelError(f"resnet{depth}-{variant}: img_size must be at least 8, got {img_size}")
-        return BiRealResNet((n, n, n), (16, 32, 64), num_classes, in_chans, react)
+        return BiRealResNet((n, n, n), (16, 32, 64), num_classes, in_chans, react, shortcut=shortcut)
 
     extra = " and RPReLU after each (ReActNet)" if react else ""
     build.__doc__ = (f"ResNet-{depth} for binary activations: a real-valued shortcut around each of its "
-                     f"{6 * n} binarized convs (Bi-Real Net){extra}, no ReLU.")
+                     f"{6 * n} binarized convs (Bi-Real Net){extra}, no ReLU; shortcut=\"conv\" (default: avg-pool + "
+                     f"1×1 conv + BN where the shape changes) or \"repeat\" (parameter-free).")
     build.__name__ = f"resnet{depth}_{variant}"
     return build
 
@@ -122,17 +142,19 @@ def _cifar_builder(depth: int, react: bool):
 def _resnet18_builder(react: bool):
     variant = "react" if react else "bireal"
 
-    def build(num_classes, in_chans, img_size, pretrained, stem="auto"):
+    def build(num_classes, in_chans, img_size, pretrained, stem="auto", shortcut="conv"):
         if stem not in ("auto", "imagenet", "cifar"):
             raise ModelError(f"resnet18-{variant}: stem must be one of auto, imagenet, cifar, got {stem!r}")
         imagenet_stem = stem == "imagenet" or (stem == "auto" and img_size >= 112)
         if img_size < (32 if imagenet_stem else 8):
             raise ModelError(f"resnet18-{variant}: img_size {img_size} is too small for its stem")
-        return BiRealResNet((2, 2, 2, 2), (64, 128, 256, 512), num_classes, in_chans, react, imagenet_stem)
+        return BiRealResNet((2, 2, 2, 2), (64, 128, 256, 512), num_classes, in_chans, react, imagenet_stem,
+                            shortcut)
 
     extra = " and RPReLU after each (ReActNet)" if react else ""
     build.__doc__ = (f"ResNet-18 for binary activations (Bi-Real Net 18): a real-valued shortcut around each "
-                     f"of its 16 binarized convs{extra}; CIFAR stem below 112 px.")
+                     f"of its 16 binarized convs{extra}; CIFAR stem below 112 px; shortcut=\"conv\" (default) or "
+                     f"\"repeat\", as the CIFAR ones.")
     build.__name__ = f"resnet18_{variant}"
     return build
 

@@ -47,6 +47,9 @@ class ModelInfo:
     has_pretrained: bool
     kwargs: tuple[str, ...]  # extra keyword arguments the builder accepts
     builder: Callable[..., nn.Module] = field(repr=False)
+    # keyword arguments that leave the parameters as they are (an activation): a fine-tune's fp parent may
+    # have been built with other values of them (``bench.dispatch.grid``)
+    same_weights_kwargs: tuple[str, ...] = ()
 
     @property
     def default_input(self) -> tuple[int, int, int]:
@@ -65,12 +68,14 @@ def register_model(
     family: str = "cnn",
     description: str | None = None,
     has_pretrained: bool = False,
+    same_weights_kwargs: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``fn(num_classes, in_chans, img_size, pretrained, **kw) -> nn.Module`` as ``name``.
 
     ``description`` defaults to the first line of the builder's docstring. ``has_pretrained`` says whether
     the builder can load pretrained weights; ``create_model(..., pretrained=True)`` of any other model is a
-    ``ModelError``. Re-registering a name replaces it.
+    ``ModelError``. ``same_weights_kwargs``: builder keywords that do not change the parameters (a grid's
+    fine-tune may start from an fp parent built with other values of them). Re-registering a name replaces it.
     """
     if family not in FAMILIES:
         raise ModelError(f"@register_model({name!r}): family must be one of {', '.join(FAMILIES)}, got {family!r}")
@@ -81,6 +86,8 @@ def register_model(
         if missing:
             raise ModelError(f"@register_model({name!r}): the builder must take {', '.join(_POSITIONAL)}")
         extra = tuple(p for p, v in params.items() if p not in _POSITIONAL and v.kind is not v.VAR_KEYWORD)
+        if set(same_weights_kwargs) - set(extra):
+            raise ModelError(f"@register_model({name!r}): same_weights_kwargs must be keywords of the builder")
         doc = (inspect.getdoc(fn) or name).strip().splitlines()[0]
         _REGISTRY[name] = ModelInfo(
             name=name,
@@ -91,6 +98,7 @@ def register_model(
             has_pretrained=has_pretrained,
             kwargs=extra,
             builder=fn,
+            same_weights_kwargs=tuple(same_weights_kwargs),
         )
         return fn
 

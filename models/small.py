@@ -84,7 +84,8 @@ class BiRealCNN(nn.Module):
     """``SmallCNN`` rebuilt for binary activations: stem conv5×5/2-BN (no ReLU: the next layer's input must
     keep its sign), then per width a ``models.bireal.BinaryBlock`` (2×2 max-pooling between them), then the linear
     classifier. In ``fmnist-cnn`` every binarized convolution sees a ReLU output (≥ 0), whose sign is +1
-    everywhere; here it sees a signed, real-valued stream carried by the shortcuts (Bi-Real Net)."""
+    everywhere; here it sees a signed, real-valued stream carried by the shortcuts (Bi-Real Net). Both blocks
+    widen (16→32→64, stride 1): their shortcuts repeat the channels (``shortcut="repeat"``, no parameters)."""
 
     def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28, widths=(16, 32, 64),
                  react: bool = False):
@@ -97,7 +98,9 @@ class BiRealCNN(nn.Module):
             if i > 0:
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
-            layers.append(BinaryBlock(cin, cout, react))
+            # the parameter-free shortcut (channels repeated), as this network was built and its default-w1a1
+            # records were measured: Bi-Real's 1x1 conv shortcut (the ResNets' default) would change the model
+            layers.append(BinaryBlock(cin, cout, react, shortcut="repeat"))
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(widths[-1] * side * side, num_classes)
 

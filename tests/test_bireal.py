@@ -9,8 +9,6 @@ from torch import nn
 
 import methods
 import models
-from bench.dispatch.grid import load_grid
-from bench.dispatch.preflight import _binary_input_problems
 from bench.run import config as configs
 from bench.run import train
 from bench.run.model import constant_binary_inputs
@@ -22,23 +20,60 @@ CIFAR_SIZES = {"resnet20-bireal": 18, "resnet32-react": 30, "resnet56-bireal": 5
 
 
 @pytest.mark.parametrize("name, binary_convs", CIFAR_SIZES.items())
-def test_every_3x3_conv_is_a_binary_block_and_w1a1_keeps_stem_and_classifier(name, binary_convs):
+def test_every_3x3_conv_is_a_binary_block_and_w1a1_keeps_stem_shortcuts_and_classifier(name, binary_convs):
     torch.manual_seed(0)
     model = models.create_model(name, num_classes=10, img_size=32)
     blocks = [n for n, m in model.named_modules() if isinstance(m, BinaryBlock)]
     assert len(blocks) == binary_convs
     convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     assert convs[0] == "conv1" and convs[-1] == "fc"
-    assert convs[1:-1] == [f"{b}.conv" for b in blocks]  # no projection conv: every shortcut is parameter-free
+    # Bi-Real's downsampling shortcut: one 1x1 conv in the first block of every stage after the first
+    shortcuts = [n for n in convs if ".downsample." in n]
+    stages = 4 if name.startswith("resnet18") else 3
+    assert shortcuts == [f"stages.{i}.0.downsample.1" for i in range(1, stages)]
+    assert [n for n in convs[1:-1] if n not in shortcuts] == [f"{b}.conv" for b in blocks]
     methods.binarize(model, "reactnet" if name.endswith("react") else "bnn-w1a1", policy="w1a1")
-    assert [n for n, _ in methods.binarized_layers(model)] == convs[1:-1]
-    assert [n for n, _ in methods.input_binarized_layers(model)] == convs[1:-1]
+    assert [n for n, _ in methods.binarized_layers(model)] == [f"{b}.conv" for b in blocks]
+    assert [n for n, _ in methods.input_binarized_layers(model)] == [f"{b}.conv" for b in blocks]
     assert constant_binary_inputs(model, (3, 32, 32)) == []
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
+@pytest.mark.parametrize("name", ["resnet20-bireal", "resnet18-react"])
+def test_bireal_downsampling_shortcut_is_avgpool_fp_1x1_conv_and_bn(name):
+    torch.manual_seed(0)
+    model = models.create_model(name, num_classes=10, img_size=32)
+    block = model.stages[1][0]
+    pool, conv, bn = block.downsample
+    assert isinstance(pool, nn.AvgPool2d) and pool.kernel_size == 2 and pool.stride == 2
+    assert conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.in_channels * 2 == conv.out_channels
+    assert isinstance(bn, nn.BatchNorm2d) and bn.num_features == conv.out_channels
+    x = torch.randn(2, conv.in_channels, 8, 8)
+    block.eval()
+    torch.testing.assert_close(block(x), block.act(block.bn(block.conv(x)) + bn(conv(pool(x)))))
+    methods.binarize(model, "bireal", policy="w1a1")
+    binarized = {n for n, _ in methods.binarized_layers(model)}
+    assert "stages.1.0.downsample.1" not in binarized and "stages.1.0.conv" in binarized
+    assert not hasattr(block.downsample[1], "parametrizations") and not hasattr(block.downsample[1], "input_quantizer")
+    # the parameter-free form stays available: no 1x1 conv at all
+    old = models.create_model(name, num_classes=10, img_size=32, shortcut="repeat")
+    assert not any(m.kernel_size == (1, 1) for m in old.modules() if isinstance(m, nn.Conv2d))
+    assert sum(p.numel() for p in old.parameters()) < sum(p.numel() for p in model.parameters())
+    with pytest.raises(models.ModelError, match="shortcut must be one of"):
+        models.create_model(name, shortcut="pad")
+
+
+def test_fmnist_cnn_bireal_keeps_its_parameter_free_shortcuts():
+    # default-w1a1's records were measured on this network: its blocks widen without a 1x1 conv
+    for name in ("fmnist-cnn-bireal", "fmnist-cnn-react"):
+        model = models.create_model(name)
+        blocks = [m for m in model.modules() if isinstance(m, BinaryBlock)]
+        assert [b.repeat for b in blocks] == [2, 2] and all(b.downsample is None for b in blocks)
+        assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 3
+
+
 def test_binary_block_shortcut_pools_and_repeats_channels():
-    block = BinaryBlock(2, 4, react=False, stride=2).eval()
+    block = BinaryBlock(2, 4, react=False, stride=2, shortcut="repeat").eval()
     nn.init.zeros_(block.conv.weight)  # BN(0) = 0 in eval with fresh statistics: only the shortcut is left
     x = torch.arange(2 * 5 * 5, dtype=torch.float32).reshape(1, 2, 5, 5)
     pooled = torch.stack([x[0, c, :4, :4].reshape(2, 2, 2, 2).mean((1, 3)) for c in range(2)])  # 2x2 means
@@ -48,7 +83,8 @@ def test_binary_block_shortcut_pools_and_repeats_channels():
     torch.testing.assert_close(out[0, 2:], out[0, :2])  # the channels repeated
     torch.testing.assert_close(out[0, 0, 2, 2], x[0, 0, 4, 4])  # the edge window holds one pixel: no padding
     with pytest.raises(models.ModelError, match="multiple of the input width"):
-        BinaryBlock(4, 6, react=False)
+        BinaryBlock(4, 6, react=False, shortcut="repeat")
+    assert BinaryBlock(4, 6, react=False).downsample is not None  # the 1x1 conv shortcut takes any width
 
 
 def test_resnet18_bireal_stems():
@@ -62,7 +98,7 @@ def test_resnet18_bireal_stems():
 
 @pytest.mark.parametrize("model, method, dead", [
     ("resnet20", "bnn-w1a1", 18),       # every binarized conv follows a ReLU
-    ("resnet18", "xnor", 19),           # ... and the three 1x1 projection convs see a block's ReLU output
+    ("resnet18", "xnor", 16),           # (w1a1 keeps the three 1x1 downsample convs full precision)
     ("fmnist-cnn", "reactnet", 2),      # RSign's β starts at 0: sign(relu(x) − 0) = +1
     ("resnet20", "dorefa", 0),          # round(clip(x, 0, 1)) of a ReLU output is 0 or 1: not constant
     ("resnet20", "bnn++", 0),           # weights only
@@ -100,16 +136,6 @@ def test_preflight_lists_each_network_that_binarizes_a_constant(tmp_path, capsys
     problems = [line for line in err.splitlines() if "pre-flight" in line]
     assert len(problems) == 1, err  # one network (resnet20 × bnn-w1a1, its two seeds) is refused
     assert "2 cell(s): model 'resnet20' with method 'bnn-w1a1'" in problems[0]
-
-
-def test_bibench_cifar_runs_every_method_on_a_network_built_for_it():
-    grid = load_grid("bibench-cifar")
-    pairs = {(c.config["model"], c.config["method"]) for c in grid.cells}
-    w1a1 = methods.list_methods(w1a1=True)
-    assert len(grid.cells) == 48 and {m for _, m in pairs} == set(w1a1)
-    for model, method in pairs:
-        assert model.endswith("-react" if method == "reactnet" else "-bireal"), (model, method)
-    assert _binary_input_problems(grid.cells) == []
 
 
 def test_a_w1a1_resnet_trains_and_deploys(tmp_path):

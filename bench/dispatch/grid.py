@@ -3,7 +3,8 @@ its axis values (per-value overrides applied, ``[[exclude]]``d combinations drop
 resolve to the same run kept once), each config resolved by ``bench.run.config.resolve``.
 
 A cell with ``mode = "finetune"`` and ``init = "parent"`` starts from the grid's ``fp`` end-to-end cell
-with the same model, dataset, seed and data (``PARENT_KEYS``); that parent runs first (stage 0) and the child
+with the same model, dataset, seed and data (``PARENT_KEYS``; model keywords the model registers as
+``same_weights_kwargs``, e.g. an activation, may differ); that parent runs first (stage 0) and the child
 depends on it (stage 1, its ``init`` becomes ``run:<parent run id>``).
 
 A grid is named by its file (``bench/grids/NAME.toml``, ``list_grids``) or given as a path to a TOML file.
@@ -119,7 +120,14 @@ def _expand(keys: list[str], choices: dict, defaults: dict, excludes: list[dict]
 
 
 def _parent_key(cfg: dict) -> str:
-    return configs.run_id({k: cfg[k] for k in PARENT_KEYS})
+    """The ``PARENT_KEYS`` of a cell, less the model's ``same_weights_kwargs`` (an activation: the fp parent
+    may train with ReLU and its fine-tunes with Hardtanh, as in BiBench; the weights load the same)."""
+    import models
+
+    key = {k: cfg[k] for k in PARENT_KEYS}
+    same = models.model_info(cfg["model"]).same_weights_kwargs
+    key["model_kwargs"] = {k: v for k, v in cfg["model_kwargs"].items() if k not in same}
+    return configs.run_id(key)
 
 
 def _matches(cfg: dict, rule: dict) -> bool:
