@@ -215,7 +215,8 @@ class XnorSign(_SignAct):
     estimator; K stays outside it). Unscaled (``xnor`` with ``form = "xnor-net"``: XNOR-Net's code
     ``allenai/XNOR-Net``, ``BinActive``): F(x) = sign(x), B'(x) = 1[|x| < 1] (zero where |x| ≥ 1)."""
 
-    backward_formula = "1[|x| ≤ 1] (K·sign(x) forward); 1[|x| < 1] unscaled"
+    forward_formula = "K·sign(x) (form xnor-net: sign(x))"
+    backward_formula = "1[|x| ≤ 1] (form xnor-net: 1[|x| < 1])"
     scaled = True
 
     def dB(self, x: Tensor) -> Tensor:
@@ -299,6 +300,7 @@ class RSign(ApproxSign):
     Deployed: sign(x + β)."""
 
     forward_formula = "sign(x + β)"
+    backward_formula = "max(0, 2 − 2|x + β|)"
 
     def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
         if isinstance(layer, nn.Linear):
@@ -338,7 +340,8 @@ class DoReFaAct(ActivationQuantizer):
     rounding, the clip's own derivative)."""
 
     unipolar = False
-    forward_formula, backward_formula = "sign(x); round(clip(x, 0, 1)) unipolar", "1[|x| ≤ 1]; 1[0 ≤ x ≤ 1]"
+    forward_formula = "sign(x) (form tensorpack: round(clip(x, 0, 1)))"
+    backward_formula = "1[|x| ≤ 1] (form tensorpack: 1[0 ≤ x ≤ 1])"
 
     @property
     def levels(self) -> str:
@@ -387,7 +390,8 @@ class FDASign(_SignAct):
     schedules = {"n": (9.0, 18.0)}
     constants = {"omega": 0.1}
     bounds = {"n": non_negative(), "omega": positive()}
-    backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωx)·1[|x| ≤ 1]"
+    forward_formula = "sign(x) + λ·e(x)"
+    backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωx)·1[|x| ≤ 1] + λ·e'(x)"
     noise = True
 
     def set_progress(self, t: float) -> None:

@@ -457,7 +457,7 @@ class FDA(_ScaledSign):
     alpha_in_gradient = True
     forward_is_export = False  # the F(w) model carries the noise residual while λ > 0
     forward_formula = "α·(sign(w) + λ·e(w))"
-    backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωw)·1[|w| ≤ 1]"
+    backward_formula = "α·((4ω/π)Σ_{i≤n} cos((2i+1)ωw)·1[|w| ≤ 1] + λ·e'(w))"
 
     def validate(self) -> None:
         super().validate()
