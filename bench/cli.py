@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         methods.load_plugins(args.plugin)
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C; a local grid's Ctrl-C or SIGTERM says what became of its cells
+        print("interrupted" + (f": {one_line(str(exc))}" if str(exc) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

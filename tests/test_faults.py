@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import TINY_GRID, wait_until
 from methods import kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args, cwd=None, env=None, timeout=120):
+def cli(*args, cwd=None, env=None, timeout=180):
     return subprocess.run([sys.executable, "-m", "bench", *args], cwd=cwd or ROOT, capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **(env or {})})
 
@@ -87,3 +88,162 @@ def test_unknown_kernels_setting_is_one_user_error():
               env={"PROXBENCH_KERNELS": "garbage"})
     assert out.returncode == 2, out.stderr
     assert out.stderr.count("\n") == 1 and "PROXBENCH_KERNELS='garbage'" in out.stderr and "c, eager" in out.stderr
+
+
+# ---------------------------------------------------------------- a grid's cells live and die with it
+
+LONG_GRID = TINY_GRID.replace("train_size = 512", "train_size = 8192").replace("epochs = 1", "epochs = 50") \
+    + '[axes]\nseed = [0, 1]\n'
+
+
+def _start_grid(tmp_path: Path) -> tuple[subprocess.Popen, dict[str, int]]:
+    """A local grid of two long cells in a subprocess; returns it and {run_id: pid} once both cells train."""
+    import json
+
+    (tmp_path / "long.toml").write_text(LONG_GRID)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "grid", "run", "long.toml", "--workdir", "w", "--results",
+                             "r", "--parallel", "2"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT), "PROXBENCH_POLL_S": "0.2"},
+                            start_new_session=True)
+    cells = tmp_path / "w" / "grids" / "long" / "cells"
+
+    def running():
+        found = {}
+        for path in cells.glob("*.json"):
+            try:
+                entry = json.loads(path.read_text())
+            except ValueError:
+                continue
+            found[path.stem] = entry["pid"]
+        return found if len(found) == 2 else None
+
+    try:
+        pids = wait_until(running, 90, "both cells to start")
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, pids
+
+
+def _gone(pids) -> bool:
+    import psutil
+
+    def ended(pid):
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    return all(ended(p) for p in pids)
+
+
+def _cleanup(proc, pids):
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pid in pids:  # the cells this test started, if a failure left them
+        if not _gone([pid]):
+            os.kill(pid, 9)
+
+
+def _status(tmp_path) -> str:
+    out = cli("grid", "status", "long.toml", "--workdir", "w", "--results", "r", cwd=tmp_path,
+              env={"PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+def test_a_signalled_grid_run_stops_its_cells_and_says_so_in_one_line(tmp_path, how):
+    import signal
+
+    from bench.dispatch.lock import lock_path
+
+    proc, pids = _start_grid(tmp_path)
+    try:
+        if how == "SIGTERM":  # to grid run alone
+            proc.send_signal(signal.SIGTERM)
+        else:  # a terminal's Ctrl-C: SIGINT to every process of the foreground group
+            os.killpg(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert err.strip().splitlines()[-1] == ("interrupted: grid long: 2 running cell(s) stopped and recorded as "
+                                                "interrupted; run the grid again to resume them from their last "
+                                                "epoch checkpoint"), err
+        assert "Traceback" not in err
+        assert _gone(pids.values())
+        assert not lock_path(tmp_path / "w", "long").exists()
+        status = _status(tmp_path)
+        assert status.count("| interrupted") == 2 and "2 interrupted" in status, status
+    finally:
+        _cleanup(proc, pids.values())
+
+
+@pytest.mark.slow
+def test_cells_of_a_killed_grid_run_stop_and_the_lock_is_free(tmp_path):
+    from bench.dispatch.lifeline import live_cells
+    from bench.dispatch.lock import grid_lock
+
+    proc, pids = _start_grid(tmp_path)
+    try:
+        proc.kill()  # kill -9: nothing of grid run's own code runs
+        proc.wait()
+        wait_until(lambda: _gone(pids.values()), 10, "the orphaned cells to stop")
+        assert live_cells(tmp_path / "w", "long") == {}
+        status = _status(tmp_path)
+        assert status.count("| interrupted") == 2, status
+        said = []
+        with grid_lock(tmp_path / "w", "long", log=said.append):  # the stale lock is taken over
+            pass
+        assert said and "stale lock" in said[0]
+    finally:
+        _cleanup(proc, pids.values())
+
+
+@pytest.mark.slow
+def test_grid_cancel_stops_a_local_grid(tmp_path):
+    proc, pids = _start_grid(tmp_path)
+    try:
+        out = cli("grid", "cancel", "long.toml", "--workdir", "w", "--results", "r", cwd=tmp_path,
+                  env={"PYTHONPATH": str(ROOT)})
+        assert out.returncode == 0 and "cancelled 2 job(s) of grid long" in out.stderr, out.stderr
+        proc.wait(timeout=30)
+        assert proc.returncode == 130 and _gone(pids.values())
+    finally:
+        _cleanup(proc, pids.values())
+
+
+def test_a_lock_is_not_taken_while_a_cell_of_its_grid_runs(tmp_path):
+    import json
+    import socket
+    import time
+
+    from bench.dispatch.lifeline import cells_dir
+    from bench.dispatch.lock import grid_lock, lock_path
+    from bench.errors import UserError
+
+    cell = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        folder = cells_dir(tmp_path, "g")
+        folder.mkdir(parents=True)
+        (folder / "abc123.json").write_text(json.dumps({"pid": cell.pid, "started_at": time.time(),
+                                                        "state": "running"}))
+        path = lock_path(tmp_path, "g")
+        path.write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname(), "started_at": time.time() - 5}))
+        with pytest.raises(UserError, match=rf"is gone, but 1 of its cells still run: abc123 \(pid {cell.pid}\)"):
+            with grid_lock(tmp_path, "g"):
+                pass
+        assert path.exists()
+        path.unlink()  # no lock at all: still refused while the cell runs
+        with pytest.raises(UserError, match="it has no lock, but 1 of its cells still run"):
+            with grid_lock(tmp_path, "g"):
+                pass
+        assert not path.exists()
+    finally:
+        cell.kill()
+        cell.wait()
+    with grid_lock(tmp_path, "g"):  # the cell is gone: free
+        pass
