@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
     p.add_argument("--out", required=True, help="the packed file to write (required)")
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
+    p.add_argument("--allow-unfinished", action="store_true", help="export a run that has not finished its epochs")
     p.set_defaults(func=cli_export)
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")

@@ -627,11 +627,11 @@ def _import_plugin(label: str, load) -> None:
     except ImportError as exc:
         raise MethodError(f"cannot import plugin module {label!r}: {exc}") from None
     except SystemExit as exc:
-        raise MethodError(f"plugin module {label!r} called sys.exit({exc.code!r}) while being imported") from None
+        raise MethodError(f"plugin module {label!r} called sys.exit({exc.code!r}) while being imported") from exc
     except Exception as exc:  # noqa: BLE001 - the plugin's bug, reported as such
         text = " ".join(str(exc).split())
         raise MethodError(f"plugin module {label!r} raised {type(exc).__name__} while being imported"
-                          + (f": {text}" if text else "")) from None
+                          + (f": {text}" if text else "")) from exc
 
 
 def list_methods(pattern: str = "*", w1a1: bool | None = False) -> list[str]:
