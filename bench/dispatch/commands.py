@@ -111,7 +111,7 @@ def cli_grid_cancel(args) -> int:
     """Cancel every queued or running job of the grid (remote executors), then wait (up to 60 s) until the
     cluster shows them ended."""
     grid = load_grid(args.name)
-    jobs = load_jobs(args.workdir, grid.name)
+    jobs = load_jobs(args.workdir, grid.name, args.results)
     done = records.finished_ids(args.results, grid.name)
     recent = {j["job_id"] for j in jobs.values() if time.time() - j.get("submitted_at", 0) < RECENT_S}
     cancelled = 0

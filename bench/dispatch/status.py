@@ -37,7 +37,7 @@ def remote_executors(jobs: dict) -> dict:
 def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> list[dict]:
     """One row per cell: run_id, cell, state (pending/queued/running/done/failed/diverged/timed-out/cancelled/
     submitted/interrupted), job, epochs, acc, error (see the module doc)."""
-    jobs = load_jobs(workdir, grid.name)
+    jobs = load_jobs(workdir, grid.name, results)
     remote = remote_executors(jobs)
     tables = {name: ex.job_table([j["job_id"] for j in jobs.values() if j.get("executor") == name])
               for name, ex in remote.items()}
