@@ -247,3 +247,162 @@ def test_a_lock_is_not_taken_while_a_cell_of_its_grid_runs(tmp_path):
         cell.wait()
     with grid_lock(tmp_path, "g"):  # the cell is gone: free
         pass
+
+
+# ---------------------------------------------------------------- plugins
+
+@pytest.mark.parametrize("body, needles", [
+    ("import methods\n\n\n@methods.register_method('bnn')\nclass Mine(methods.Method):\n    pass\n",
+     ["method 'bnn' is already registered by module 'methods.builtin'", "module '{name}' cannot register it"]),
+    ("raise RuntimeError('no licence file')\n",
+     ["plugin module '{name}' raised RuntimeError while being imported: no licence file"]),
+    ("import sys\nsys.exit(0)\n", ["plugin module '{name}' called sys.exit(0) while being imported"]),
+    ("import no_such_dependency_xyz\n", ["cannot import plugin module '{name}'", "no_such_dependency_xyz"]),
+], ids=["clash", "raises", "exits", "missing-dependency"])
+def test_a_bad_plugin_is_one_user_error(tmp_path, body, needles):
+    name = "my_plugin"
+    (tmp_path / f"{name}.py").write_text(body)
+    out = cli("--plugin", name, "methods", cwd=tmp_path, env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
+    assert out.returncode == 2 and out.stdout == "", (out.stdout, out.stderr)
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Traceback" not in out.stderr
+    for needle in needles:
+        assert needle.format(name=name) in line, line
+
+
+def test_a_dataset_plugin_cannot_take_a_registered_name():
+    from bench.data import register_dataset
+    from bench.data.arrays import ArrayDataset
+    from bench.errors import UserError
+
+    with pytest.raises(UserError, match="dataset 'synthetic' is already registered by module "
+                                        "'bench.data.datasets.synthetic'.*module 'test_faults' cannot"):
+        @register_dataset("synthetic")
+        class Mine(ArrayDataset):
+            pass
+
+
+# ---------------------------------------------------------------- numbers, axes, records, messages
+
+TINY = ["--model", "fmnist-mlp", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "32",
+        "--set", "data_options={in_chans=1, img_size=8, train_size=128, test_size=64, num_classes=4}",
+        "--set", "model_kwargs={hidden=[32, 32]}"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "1e300"], "lr must be at most 1000, got 1e+300"),
+    (["--weight-decay", "1e308"], "weight_decay must be at most 1000, got 1e+308"),
+    (["--set", "latent_weight_decay=2e3"], "latent_weight_decay must be at most 1000"),
+    (["--set", "epochs=1000000000"], "epochs must be at most 100000"),
+    (["--set", "batch_size=100000000"], "batch_size must be at most 1048576"),
+    (["--set", "data_options={img_size=100000}"], "img_size=100000 must be in [1, 1024]"),
+    (["--set", "data_options={img_size=1024, train_size=10000, in_chans=3}"],
+     "a train split of 10000 samples of 3x1024x1024 is 29.3 GiB, over the 8 GiB"),
+])
+def test_numbers_the_computation_cannot_take_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    from conftest import one_line_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(capsys, "run", *TINY, *argv)
+    one_line_error(rc, err, message)
+    assert not (tmp_path / "work").exists()
+
+
+def test_export_refuses_an_unfinished_run_unless_asked(tmp_path, monkeypatch, capsys):
+    from conftest import one_line_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_cli(capsys, "run", *TINY, "--method", "bnn", "--epochs", "2")
+    assert rc == 0, err
+    (ckpt,) = (tmp_path / "work" / "runs").glob("*/checkpoint.pt")
+    state = torch.load(ckpt, weights_only=True)
+    state.update(status="running", epoch=1)  # as a run killed after its first epoch leaves it
+    torch.save(state, ckpt)
+    rid = ckpt.parent.name
+    rc, out, err = run_cli(capsys, "export", rid, "--out", "m.pbin")
+    one_line_error(rc, err, f"run '{rid}' is unfinished", "epoch 1 of 2", "--allow-unfinished")
+    assert not (tmp_path / "m.pbin").exists() and out == ""
+    rc, out, err = run_cli(capsys, "export", rid, "--out", "m.pbin", "--allow-unfinished")
+    assert rc == 0, err
+    assert out.splitlines()[0] == "unfinished run (epoch 1 of 2): exporting its model as it stands (--allow-unfinished)"
+    from bench.run.export import load_packed
+
+    assert load_packed("m.pbin")[1]["unfinished"] == "epoch 1 of 2"
+
+
+@pytest.mark.parametrize("axis, message", [
+    ('method = ["fp", "bnn", "fp"]', '[axes] method lists "fp" more than once (values 1 and 3'),
+    ("lr = [0.001, 1e-3]", "[axes] lr lists 0.001 more than once (values 1 and 2"),
+    ("seed = [1, 2, 1]", "[axes] seed lists 1 more than once"),
+])
+def test_duplicate_axis_values_are_an_error(tmp_path, axis, message):
+    from bench.dispatch.grid import load_grid
+    from bench.errors import UserError
+
+    path = tmp_path / "dup.toml"
+    path.write_text(TINY_GRID + "[axes]\n" + axis + "\n")
+    with pytest.raises(UserError) as err:
+        load_grid(str(path))
+    assert message in str(err.value)
+
+
+def test_records_out_of_place_are_skipped_with_one_warning(tmp_path):
+    import json
+
+    from bench.report.loading import load_grid
+
+    fixture = ROOT / "tests" / "fixtures" / "records" / "fixture"
+    folder = tmp_path / "runs" / "g"
+    folder.mkdir(parents=True)
+    sources = sorted(fixture.glob("[0-9a-f]*.json"))[:3]
+    for i, source in enumerate(sources):
+        record = json.loads(source.read_text())
+        record["grid"] = "g"
+        if i == 1:
+            record["grid"] = "another"
+        if i == 2:
+            record["config"]["seed"] = "0"
+        (folder / source.name).write_text(json.dumps(record))
+    said = []
+    kept = load_grid("g", tmp_path, warn=said.append)
+    assert [r["run_id"] for r in kept] == [json.loads(sources[0].read_text())["run_id"]]
+    assert len(said) == 1 and "skipped 2 record(s)" in said[0], said
+    assert "its grid field says 'another'" in said[0] and "seed '0' is not an integer" in said[0]
+
+
+def test_a_huge_name_is_cut_in_the_one_line_error(tmp_path):
+    path = tmp_path / "huge.toml"
+    path.write_text(TINY_GRID + "[axes]\nmethod = [\"" + "x" * 5_000_000 + "\"]\n")
+    out = cli("grid", "run", str(path), "--dry-run", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
+    assert out.returncode == 2, out.stderr[:300]
+    (line,) = out.stderr.strip().splitlines()
+    assert len(line) < 500 and "x" * 80 + "…" in line, line[:600]
+
+
+def test_a_corrupt_job_book_is_warned_about_once_and_rebuilt(tmp_path, capsys):
+    import json
+
+    from bench.dispatch.grid import load_grid
+    from bench.dispatch.jobs import jobs_path
+    from bench.dispatch.status import grid_status
+
+    path = tmp_path / "jb.toml"
+    path.write_text(TINY_GRID + "[axes]\nseed = [0, 1]\n")
+    grid = load_grid(str(path))
+    done = grid.cells[0]
+    records = tmp_path / "r" / "runs" / "jb"
+    records.mkdir(parents=True)
+    record = json.loads((ROOT / "tests" / "fixtures" / "records" / "fixture" / "0bc459a0f2.json").read_text())
+    record.update(run_id=done.run_id, grid="jb", config=done.config)
+    (records / f"{done.run_id}.json").write_text(json.dumps(record))
+    book = jobs_path(tmp_path / "w", "jb")
+    book.parent.mkdir(parents=True)
+    book.write_text('{"abc": {"job_id": "1"')  # cut short
+    rows = grid_status(grid, str(tmp_path / "w"), str(tmp_path / "r"))
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "jobs.json is corrupt (not JSON" in err and "rebuilt from 1 record" in err
+    assert [r["state"] for r in rows] == ["done", "pending"]
+    assert book.with_name("jobs.json.corrupt").read_text() == '{"abc": {"job_id": "1"'
+    assert list(json.loads(book.read_text())) == [done.run_id]
+    grid_status(grid, str(tmp_path / "w"), str(tmp_path / "r"))
+    assert capsys.readouterr().err == ""  # rebuilt: no second warning

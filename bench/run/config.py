@@ -160,7 +160,7 @@ def resolve(raw: dict, where: str = "config") -> dict:
             raise UserError(f"{where}: {key} must be {expected}, got {show(cfg[key])}{hint}")
     for key, ceiling in CEILINGS.items():
         if cfg[key] > ceiling:
-            raise UserError(f"{where}: {key} must be at most {ceiling:g}, got {show(cfg[key])} (larger values "
+            raise UserError(f"{where}: {key} must be at most {ceiling:.15g}, got {show(cfg[key])} (larger values "
                             "overflow float32 training or exceed any real run)")
     for key in FLOATS:
         cfg[key] = float(cfg[key])
