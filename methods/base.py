@@ -45,8 +45,7 @@ SCHEDULE_SHAPES = ("linear", "geometric")
 ENTRY_POINT_GROUP = "proxbench.methods"
 
 
-class MethodError(ValueError):
-    """A user-facing error about methods: unknown key, unknown parameter, bad value."""
+from methods.errors import MethodError  # noqa: E402 - defined there, re-exported here
 
 
 def close_match_hint(name: str, valid: list[str]) -> str:

@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from methods.errors import MethodError
 from methods.kernel_cache import CACHE_ENV, REJECTED, build, cache_dir  # noqa: F401 - part of this API
 
 MIN_ELEMENTS = 1 << 16
@@ -80,8 +81,6 @@ def check_environment() -> None:
     """Raise a ``MethodError`` when ``$PROXBENCH_KERNELS`` is set to anything but ``c`` or ``eager``."""
     value = os.environ.get(ENV, "").strip()
     if value.lower() not in ("", *ENV_VALUES):
-        from methods.base import MethodError
-
         shown = value if len(value) <= 80 else value[:80] + "…"
         raise MethodError(f"{ENV}={shown!r} is not a valid value (valid: {', '.join(ENV_VALUES)}; unset means c)")
     _state["checked_env"] = True
