@@ -427,6 +427,9 @@ def _crashing_plugin(tmp_path, monkeypatch) -> str:
     (tmp_path / f"{name}.py").write_text("import bench.describe\n\n\ndef boom(*args):\n    return 1 / 0\n\n\n"
                                          "bench.describe.method_rows = boom\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    from bench import describe
+
+    monkeypatch.setattr(describe, "method_rows", describe.method_rows)  # put back after the test
     return name
 
 

@@ -10,8 +10,8 @@ the exit status is 0 when every cell is done or diverged.
 
 ``grid status``: the table of ``bench.dispatch.status.grid_status`` and a count per state.
 ``grid cancel``: cancel every queued or running job of the grid and wait (up to 60 s) until the cluster shows
-them ended; a local grid's ``grid run`` (the lock's holder, on this host) and every live cell process of the
-grid get SIGTERM and are waited for (they record themselves interrupted).
+them ended; when cell processes of a local grid are alive, its ``grid run`` (the lock's holder, on this host)
+and then every one of them get SIGTERM and are waited for (they record themselves interrupted).
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def cli_grid_cancel(args) -> int:
         ids = sorted({j["job_id"] for rid, j in jobs.items() if j.get("executor") == name and rid not in done})
         if ids:
             cancelled += len(_cancel(ex, ids, recent))
-    holder, cells = local_holder(args.workdir, grid.name), live_cells(args.workdir, grid.name)
-    if holder or cells:  # the grid run first: it stops its cells itself and releases the lock
+    cells = live_cells(args.workdir, grid.name)
+    if cells:  # a local grid: its grid run first (it stops its cells itself and releases the lock), then orphans
+        holder = local_holder(args.workdir, grid.name)
         stop_cells([holder] if holder else [], wait_s=CANCEL_WAIT_S)
         stop_cells(live_cells(args.workdir, grid.name).values(), wait_s=CANCEL_WAIT_S)
         cancelled += len(cells)
