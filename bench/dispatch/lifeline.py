@@ -89,6 +89,9 @@ def guard_cell(workdir: str | Path, grid: str, run_id: str, guardian: tuple[int,
     except CellInterrupted:
         _mark(path, "interrupted")
         raise
+    except BaseException:  # a failure: its record says so, the cell file goes
+        path.unlink(missing_ok=True)
+        raise
     else:
         path.unlink(missing_ok=True)
     finally:
