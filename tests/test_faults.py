@@ -82,12 +82,16 @@ def test_damaged_library_and_no_compiler_fall_back_to_eager_with_one_warning(fre
     assert len(messages) == 1 and "no C compiler" in messages[0]
 
 
-def test_unknown_kernels_setting_is_one_user_error():
-    out = cli("run", "--model", "fmnist-cnn-bireal", "--dataset", "synthetic", "--method", "bnn-w1a1",
-              "--epochs", "1", "--subset", "256", "--workdir", "/tmp/i24a-unused",
-              env={"PROXBENCH_KERNELS": "garbage"})
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.count("\n") == 1 and "PROXBENCH_KERNELS='garbage'" in out.stderr and "c, eager" in out.stderr
+def test_unknown_kernels_setting_is_one_user_error(tmp_path, monkeypatch, capsys):
+    from conftest import one_line_error, run_cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(kernels.ENV, "garbage")
+    rc, _, err = run_cli(capsys, "run", *TINY, "--method", "bnn-w1a1")
+    one_line_error(rc, err, "PROXBENCH_KERNELS='garbage' is not a valid value (valid: c, eager")
+    assert not (tmp_path / "work").exists()  # refused before anything is written
+    monkeypatch.setenv(kernels.ENV, "C")
+    kernels.check_environment()  # the valid values, in any case
 
 
 # ---------------------------------------------------------------- a grid's cells live and die with it
@@ -164,6 +168,7 @@ def test_a_signalled_grid_run_stops_its_cells_and_says_so_in_one_line(tmp_path, 
 
     proc, pids = _start_grid(tmp_path)
     try:
+        assert _states(tmp_path) == ["running"]  # from the cell's own file, not "pending"
         if how == "SIGTERM":  # to grid run alone
             proc.send_signal(signal.SIGTERM)
         else:  # a terminal's Ctrl-C: SIGINT to every process of the foreground group
@@ -202,12 +207,14 @@ def test_cells_of_a_killed_grid_run_stop_and_the_lock_is_free(tmp_path):
 
 
 @pytest.mark.slow
-def test_grid_cancel_stops_a_local_grid(tmp_path):
+def test_grid_cancel_stops_a_local_grid(tmp_path, monkeypatch, capsys):
+    from conftest import run_cli
+
     proc, pids = _start_grid(tmp_path)
+    monkeypatch.chdir(tmp_path)
     try:
-        out = cli("grid", "cancel", "long.toml", "--workdir", "w", "--results", "r", cwd=tmp_path,
-                  env={"PYTHONPATH": str(ROOT)})
-        assert out.returncode == 0 and "cancelled 1 job(s) of grid long" in out.stderr, out.stderr
+        rc, _, err = run_cli(capsys, "grid", "cancel", "long.toml", "--workdir", "w", "--results", "r")
+        assert rc == 0 and "cancelled 1 job(s) of grid long" in err, err
         proc.wait(timeout=30)
         assert proc.returncode == 130 and _gone(pids.values())
     finally:
@@ -259,15 +266,20 @@ def test_a_lock_is_not_taken_while_a_cell_of_its_grid_runs(tmp_path):
     ("import sys\nsys.exit(0)\n", ["plugin module '{name}' called sys.exit(0) while being imported"]),
     ("import no_such_dependency_xyz\n", ["cannot import plugin module '{name}'", "no_such_dependency_xyz"]),
 ], ids=["clash", "raises", "exits", "missing-dependency"])
-def test_a_bad_plugin_is_one_user_error(tmp_path, body, needles):
-    name = "my_plugin"
+def test_a_bad_plugin_is_one_user_error(tmp_path, monkeypatch, capsys, body, needles):
+    import uuid
+
+    from conftest import one_line_error, run_cli
+
+    name = f"my_plugin_{uuid.uuid4().hex[:8]}"
     (tmp_path / f"{name}.py").write_text(body)
-    out = cli("--plugin", name, "methods", cwd=tmp_path, env={"PYTHONPATH": f"{ROOT}:{tmp_path}"})
-    assert out.returncode == 2 and out.stdout == "", (out.stdout, out.stderr)
-    (line,) = out.stderr.strip().splitlines()
-    assert line.startswith("error: ") and "Traceback" not in out.stderr
-    for needle in needles:
-        assert needle.format(name=name) in line, line
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rc, out, err = run_cli(capsys, "--plugin", name, "methods")
+    one_line_error(rc, err, *(needle.format(name=name) for needle in needles))
+    assert out == ""
+    import methods
+
+    assert methods.get_method_class("bnn").__module__ == "methods.builtin"  # the built-in is still there
 
 
 def test_a_dataset_plugin_cannot_take_a_registered_name():
@@ -370,12 +382,13 @@ def test_records_out_of_place_are_skipped_with_one_warning(tmp_path):
     assert "its grid field says 'another'" in said[0] and "seed '0' is not an integer" in said[0]
 
 
-def test_a_huge_name_is_cut_in_the_one_line_error(tmp_path):
+def test_a_huge_name_is_cut_in_the_one_line_error(tmp_path, capsys):
+    from conftest import one_line_error, run_cli
+
     path = tmp_path / "huge.toml"
     path.write_text(TINY_GRID + "[axes]\nmethod = [\"" + "x" * 5_000_000 + "\"]\n")
-    out = cli("grid", "run", str(path), "--dry-run", cwd=tmp_path, env={"PYTHONPATH": str(ROOT)})
-    assert out.returncode == 2, out.stderr[:300]
-    (line,) = out.stderr.strip().splitlines()
+    rc, _, err = run_cli(capsys, "grid", "run", str(path), "--dry-run")
+    line = one_line_error(rc, err)
     assert len(line) < 500 and "x" * 80 + "…" in line, line[:600]
 
 
