@@ -719,11 +719,15 @@ class ActivationQuantizer(Method):
 
 
 def register_activation(name: str) -> Callable[[type[ActivationQuantizer]], type[ActivationQuantizer]]:
-    """Class decorator: register an ``ActivationQuantizer`` under ``name`` (re-registering replaces it)."""
+    """Class decorator: register an ``ActivationQuantizer`` under ``name``; a name held by another module's
+    class is a ``MethodError`` naming both modules (as ``register_method``)."""
 
     def decorator(cls: type[ActivationQuantizer]) -> type[ActivationQuantizer]:
         if not (isinstance(cls, type) and issubclass(cls, ActivationQuantizer)):
             raise MethodError(f"@register_activation({name!r}) needs a subclass of methods.ActivationQuantizer")
+        clash = registration_clash("activation quantizer", name, _ACT_REGISTRY.get(name), cls)
+        if clash:
+            raise MethodError(clash)
         cls.name = name
         _ACT_REGISTRY[name] = cls
         return cls
