@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
     p.add_argument("--out", required=True, help="the packed file to write (required)")
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
+    p.add_argument("--allow-unfinished", action="store_true", help="export a run that has not finished its epochs")
     p.set_defaults(func=cli_export)
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
@@ -321,8 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         methods.load_plugins(args.plugin)
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Ctrl-C; a local grid's Ctrl-C or SIGTERM says what became of its cells
+        print("interrupted" + (f": {one_line(str(exc))}" if str(exc) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

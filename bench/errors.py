@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(Exception):
     """Bad input from the user (config, file, option): reported without a traceback."""
@@ -19,9 +21,21 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     return (UserError, MethodError, ModelError)
 
 
+VALUE_CHARS = 80  # a quoted value in a message is cut to this many characters, with an ellipsis
+TOKEN_CHARS = 200  # an unquoted run of non-blank characters longer than this is cut to VALUE_CHARS too
+LINE_CHARS = 2000  # and the whole line to this many
+
+
 def one_line(text: str) -> str:
-    """``text`` with its lines joined by single spaces (a message fit for one line of stderr)."""
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    """``text`` with its lines joined by single spaces (a message fit for one line of stderr), and every
+    long user value in it cut (the one place the CLI's message lines are built): a quoted word (no blanks)
+    over ``VALUE_CHARS`` characters and any word over ``TOKEN_CHARS`` keep their first ``VALUE_CHARS``
+    and an ellipsis, and the line keeps its first ``LINE_CHARS``, so a 5 MB name is never echoed."""
+    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    line = re.sub(r"(['\"])([^'\"\s]{%d,})\1" % (VALUE_CHARS + 1),
+                  lambda m: f"{m[1]}{m[2][:VALUE_CHARS]}…{m[1]}", line)
+    line = re.sub(r"\S{%d,}" % (TOKEN_CHARS + 1), lambda m: m[0][:VALUE_CHARS] + "…", line)
+    return line if len(line) <= LINE_CHARS else line[:LINE_CHARS] + f"… ({len(line) - LINE_CHARS} more characters)"
 
 
 def describe_os_error(exc: OSError) -> str:

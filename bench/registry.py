@@ -22,7 +22,8 @@ def unknown_name(kind: str, name, valid) -> UserError:
 
 class Registry(Generic[T]):
     """Classes of one kind by name. ``register(name)`` is the class decorator (it sets ``cls.<attribute> =
-    name``; registering a name again replaces the class), ``names()`` lists them in registration order and
+    name``; a name taken by a class of another module is a ``UserError`` naming both modules, the same module
+    registering it again replaces its class), ``names()`` lists them in registration order and
     ``get(name)`` returns the class or raises ``unknown_name``."""
 
     def __init__(self, kind: str, base: T, attribute: str = "name", base_label: str | None = None):
@@ -34,6 +35,11 @@ class Registry(Generic[T]):
         def decorator(cls: T) -> T:
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
                 raise TypeError(f"@register_{self.kind}({name!r}) needs a subclass of {self.base_label}")
+            existing = self._classes.get(name)
+            if existing is not None and existing is not cls and existing.__module__ != cls.__module__:
+                raise UserError(f"{self.kind} {name!r} is already registered by module {existing.__module__!r} "
+                                f"({existing.__qualname__}); module {cls.__module__!r} cannot register it "
+                                "again: pick another name")
             setattr(cls, self.attribute, name)
             self._classes[name] = cls
             return cls

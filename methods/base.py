@@ -45,8 +45,7 @@ SCHEDULE_SHAPES = ("linear", "geometric")
 ENTRY_POINT_GROUP = "proxbench.methods"
 
 
-class MethodError(ValueError):
-    """A user-facing error about methods: unknown key, unknown parameter, bad value."""
+from methods.errors import MethodError  # noqa: E402 - defined there, re-exported here
 
 
 def close_match_hint(name: str, valid: list[str]) -> str:
@@ -576,7 +575,10 @@ _entry_points_loaded = False
 
 
 def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator: register a ``Method`` subclass under ``name`` (re-registering replaces it)."""
+    """Class decorator: register a ``Method`` subclass under ``name``.
+
+    A name is registered once: a class from another module under a taken name (a plugin reusing ``bnn``, say)
+    is a ``MethodError`` naming both modules. The same module registering it again (a reload) replaces it."""
 
     def decorator(cls: type[Method]) -> type[Method]:
         if not (isinstance(cls, type) and issubclass(cls, Method)):
@@ -584,6 +586,9 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
         for key in cls.schedules:
             if key in cls.constants:
                 raise MethodError(f"{name}: {key!r} is both scheduled and constant")
+        clash = registration_clash("method", name, _REGISTRY.get(name), cls)
+        if clash:
+            raise MethodError(clash)
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -591,18 +596,41 @@ def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
     return decorator
 
 
+def registration_clash(kind: str, name: str, existing: type | None, new: type) -> str:
+    """The message refusing ``new`` under ``name`` when another module's ``existing`` class holds it, else ''."""
+    if existing is None or existing is new or existing.__module__ == new.__module__:
+        return ""
+    return (f"{kind} {name!r} is already registered by module {existing.__module__!r} "
+            f"({existing.__qualname__}); module {new.__module__!r} cannot register it again: pick another name")
+
+
 def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
-    """Import plugin modules (``--plugin some.module``) and the ``proxbench.methods`` entry points."""
+    """Import plugin modules (``--plugin some.module``) and the ``proxbench.methods`` entry points.
+
+    A module that cannot be found, raises while it is imported, or calls ``sys.exit`` is one ``MethodError``
+    line naming it and what it raised (the CLI exits with status 2); a name clash is ``register_method``'s."""
     global _entry_points_loaded
     for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise MethodError(f"cannot import plugin module {module!r}: {exc}") from None
+        _import_plugin(module, lambda: importlib.import_module(module))
     if not _entry_points_loaded:
         _entry_points_loaded = True
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()
+            _import_plugin(f"{ep.value} (entry point {ep.name!r})", ep.load)
+
+
+def _import_plugin(label: str, load) -> None:
+    try:
+        load()
+    except MethodError:
+        raise
+    except ImportError as exc:
+        raise MethodError(f"cannot import plugin module {label!r}: {exc}") from None
+    except SystemExit as exc:
+        raise MethodError(f"plugin module {label!r} called sys.exit({exc.code!r}) while being imported") from exc
+    except Exception as exc:  # noqa: BLE001 - the plugin's bug, reported as such
+        text = " ".join(str(exc).split())
+        raise MethodError(f"plugin module {label!r} raised {type(exc).__name__} while being imported"
+                          + (f": {text}" if text else "")) from exc
 
 
 def list_methods(pattern: str = "*", w1a1: bool | None = False) -> list[str]:
@@ -697,11 +725,15 @@ class ActivationQuantizer(Method):
 
 
 def register_activation(name: str) -> Callable[[type[ActivationQuantizer]], type[ActivationQuantizer]]:
-    """Class decorator: register an ``ActivationQuantizer`` under ``name`` (re-registering replaces it)."""
+    """Class decorator: register an ``ActivationQuantizer`` under ``name``; a name held by another module's
+    class is a ``MethodError`` naming both modules (as ``register_method``)."""
 
     def decorator(cls: type[ActivationQuantizer]) -> type[ActivationQuantizer]:
         if not (isinstance(cls, type) and issubclass(cls, ActivationQuantizer)):
             raise MethodError(f"@register_activation({name!r}) needs a subclass of methods.ActivationQuantizer")
+        clash = registration_clash("activation quantizer", name, _ACT_REGISTRY.get(name), cls)
+        if clash:
+            raise MethodError(clash)
         cls.name = name
         _ACT_REGISTRY[name] = cls
         return cls

@@ -9,7 +9,12 @@ torch's own OpenMP threads; ReCU's weight Function (about 20 small operators eac
 backward are one call each. The library is compiled once per machine with the system C compiler (``$CC``,
 else ``cc``; under a second) into ``$PROXBENCH_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/proxbench``, else
 ``~/.cache/proxbench``, named by a hash of the source, the compiler, its flags and the CPU's instruction
-set, and loaded with ``ctypes``.
+set, then by the sha256 of its own bytes (``proxbench-kernels-<key>-<sha256>.so``), and loaded with ``ctypes``.
+The cache is verified, not trusted by name: before a cached library is loaded its bytes must hash to the
+name's checksum, and once loaded it must export every function below; a truncated, foreign or unloadable
+library is deleted and rebuilt (one warning), and if that fails too the eager forms run (one warning).
+``PROXBENCH_KERNELS`` is ``c`` (or unset: the library when it helps) or ``eager``; any other value is a
+``MethodError`` naming the valid ones at the first W1A1 quantizer call (``check_environment``).
 
 Each function below returns the result, or None when the caller should use its eager PyTorch form:
 
@@ -31,30 +36,24 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import math
 import os
-import platform
-import shutil
-import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from methods.errors import MethodError
+from methods.kernel_cache import CACHE_ENV, REJECTED, build, cache_dir  # noqa: F401 - part of this API
+
 MIN_ELEMENTS = 1 << 16
 ENV = "PROXBENCH_KERNELS"  # "eager": never build nor use the library
-CACHE_ENV = "PROXBENCH_KERNEL_CACHE"
+ENV_VALUES = ("c", "eager")  # and unset or empty: "c"
 FOURIER_TERMS = 16  # FDA's power series: at most this many coefficients (``kernels.c``'s fixed trip count)
-SOURCE = Path(__file__).with_name("kernels.c")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fPIC", "-shared")
-# tried in this order: a compiler without -march=native (some clang targets) or without OpenMP (Apple's clang)
-# still builds the loops, the latter single-threaded
-FALLBACK_DROPS = ((), ("-march=native",), ("-march=native", "-fopenmp"))
 
-_state = {"enabled": os.environ.get(ENV, "").strip().lower() != "eager", "failed": False, "lib": None}
+_state = {"enabled": os.environ.get(ENV, "").strip().lower() != "eager", "failed": False, "lib": None,
+          "checked_env": False}
 
 _P, _N, _T = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
@@ -78,54 +77,13 @@ def set_enabled(enabled: bool) -> bool:
     return previous
 
 
-def cache_dir() -> Path:
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "proxbench"
-
-
-def _cpu_features() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        return platform.processor()
-
-
-def build(directory: Path | None = None) -> Path:
-    """Compile ``kernels.c`` into ``directory`` (default ``cache_dir()``) unless it is there already; the path.
-    ``FLAGS`` first, then without the flags ``FALLBACK_DROPS`` names; the first compiler error if none builds."""
-    compiler = shutil.which(os.environ.get("CC") or "cc")
-    if compiler is None:
-        raise RuntimeError(f"no C compiler ({os.environ.get('CC') or 'cc'}) on PATH")
-    source = SOURCE.read_bytes()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    directory = Path(directory or cache_dir())
-    candidates = []
-    for drop in FALLBACK_DROPS:
-        flags = [f for f in FLAGS if f not in drop]
-        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
-                                         _cpu_features().encode()])).hexdigest()[:16]
-        candidates.append((flags, directory / f"proxbench-kernels-{key}.so"))
-    for _, target in candidates:
-        if target.exists():  # built before, possibly with a fallback: not compiled (nor failed) again
-            return target
-    errors = []
-    for flags, target in candidates:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
-        os.close(fd)
-        try:
-            done = subprocess.run([compiler, *flags, str(SOURCE), "-o", partial, "-lm"], capture_output=True,
-                                  text=True)
-            if done.returncode == 0:
-                os.replace(partial, target)  # atomic: processes building at once each write their own file
-                return target
-            errors.append(f"{Path(compiler).name} failed: {' '.join(done.stderr.split())[:300]}")
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
-    raise RuntimeError(errors[0])
+def check_environment() -> None:
+    """Raise a ``MethodError`` when ``$PROXBENCH_KERNELS`` is set to anything but ``c`` or ``eager``."""
+    value = os.environ.get(ENV, "").strip()
+    if value.lower() not in ("", *ENV_VALUES):
+        shown = value if len(value) <= 80 else value[:80] + "…"
+        raise MethodError(f"{ENV}={shown!r} is not a valid value (valid: {', '.join(ENV_VALUES)}; unset means c)")
+    _state["checked_env"] = True
 
 
 def describe() -> str:
@@ -142,16 +100,33 @@ def describe() -> str:
 def _library():
     lib = _state["lib"]
     if lib is None:
-        lib = ctypes.CDLL(str(build()))  # torch is loaded: its libgomp.so.1 is the one the library uses
-        for name, argtypes in _SIGNATURES.items():
-            getattr(lib, name).argtypes = argtypes
-            getattr(lib, name).restype = None
+        path = build()
+        try:
+            lib = _load(path)
+        except (OSError, AttributeError) as exc:  # verified, yet not loadable here: rebuilt once
+            REJECTED.append(f"{path.name} ({' '.join(str(exc).split())[:200]})")
+            path.unlink(missing_ok=True)
+            lib = _load(build())
         _state["lib"] = lib
+        if REJECTED:
+            rejected, REJECTED[:] = ", ".join(REJECTED), []
+            warnings.warn(f"methods.kernels: the cached CPU kernel library {rejected} "
+                          "was truncated, foreign or not loadable: deleted and rebuilt", RuntimeWarning, stacklevel=4)
+    return lib
+
+
+def _load(path: Path):
+    lib = ctypes.CDLL(str(path))  # torch is loaded: its libgomp.so.1 is the one the library uses
+    for name, argtypes in _SIGNATURES.items():
+        getattr(lib, name).argtypes = argtypes  # AttributeError: not our library
+        getattr(lib, name).restype = None
     return lib
 
 
 def usable(*tensors: Tensor, min_elements: int = MIN_ELEMENTS) -> bool:
     """Would the kernels run for these tensors (the first decides the size)?"""
+    if not _state["checked_env"]:
+        check_environment()
     if not _state["enabled"] or _state["failed"] or torch.compiler.is_compiling():
         return False
     if tensors[0].numel() < min_elements:
@@ -166,6 +141,9 @@ def _call(name: str, *args) -> bool:
     except Exception as exc:  # noqa: BLE001 - a machine that cannot build falls back to the eager forms
         _state["failed"] = True
         text = " ".join(str(exc).split())[:300]
+        if REJECTED:
+            text += f"; the cached {', '.join(REJECTED)} was truncated, foreign or not loadable and was deleted"
+            REJECTED[:] = []
         warnings.warn(f"methods.kernels: building the CPU kernels failed ({type(exc).__name__}: {text}); the "
                       f"W1A1 quantizers run their eager form from now on (set {ENV}=eager to skip this)",
                       RuntimeWarning, stacklevel=3)

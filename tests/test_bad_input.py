@@ -423,8 +423,13 @@ def test_os_errors_become_one_line_naming_the_path(workspace, capsys):
 # -- bugs: one line "internal error" (exit 1) without --debug, the traceback with it --------------------------
 def _crashing_plugin(tmp_path, monkeypatch) -> str:
     name = f"crashing_plugin_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text("1 / 0\n")
+    # a bug that shows when the command runs (a plugin failing on import is the user's error: test_faults.py)
+    (tmp_path / f"{name}.py").write_text("import bench.describe\n\n\ndef boom(*args):\n    return 1 / 0\n\n\n"
+                                         "bench.describe.method_rows = boom\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    from bench import describe
+
+    monkeypatch.setattr(describe, "method_rows", describe.method_rows)  # put back after the test
     return name
 
 

@@ -308,6 +308,8 @@ def test_max_cells_in_the_grid_file_and_the_environment(capsys, tmp_path, monkey
 
 
 def test_grid_cells_are_listed_once_each_in_axis_order(tmp_path):
-    grid = load_grid(write(tmp_path, "[axes]\nmethod = ['fp', 'bc', 'fp']\nseed = [1, 0, 1]\n"))
+    with pytest.raises(UserError, match=r"\[axes\] method lists \"fp\" more than once \(values 1 and 3"):
+        load_grid(write(tmp_path, "[axes]\nmethod = ['fp', 'bc', 'fp']\nseed = [1, 0, 1]\n"))  # duplicates: refused
+    grid = load_grid(write(tmp_path, "[axes]\nmethod = ['fp', 'bc']\nseed = [1, 0]\n"))
     assert [c.label for c in grid.cells] == ["method=fp, seed=1", "method=fp, seed=0", "method=bc, seed=1",
                                              "method=bc, seed=0"]

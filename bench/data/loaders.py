@@ -80,7 +80,7 @@ _LOADERS: Registry[type[Loader]] = Registry("loader", Loader, attribute="kind", 
 
 
 def register_loader(name: str) -> Callable[[type[Loader]], type[Loader]]:
-    """Class decorator: register a ``Loader`` subclass under ``name`` (re-registering replaces it)."""
+    """Class decorator: register a ``Loader`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
     return _LOADERS.register(name)
 
 

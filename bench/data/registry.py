@@ -163,7 +163,7 @@ _DATASETS: Registry[type[Dataset]] = Registry("dataset", Dataset, base_label="be
 
 
 def register_dataset(name: str) -> Callable[[type[Dataset]], type[Dataset]]:
-    """Class decorator: register a ``Dataset`` subclass under ``name`` (re-registering replaces it)."""
+    """Class decorator: register a ``Dataset`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
     return _DATASETS.register(name)
 
 

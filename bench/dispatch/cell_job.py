@@ -5,12 +5,14 @@ them in a process of its own (``python -m bench.dispatch.cell_process``, which r
 for them all.
 
 ``CellArgs`` is everything a job needs besides the cell's config: the grid's name, the absolute work,
-results and data folders, the device, the torch threads and the ``--plugin`` modules. It is pickled with the
+results and data folders, the device, the torch threads, the ``--plugin`` modules and, for a local cell, its
+``grid run``'s pid and start time (the cell stops when that process is gone: ``bench.dispatch.lifeline``). It is pickled with the
 job, so it holds only plain values; the training state is read from the work directory when the job starts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import signal
@@ -23,6 +25,7 @@ import submitit
 
 from bench.run import config as configs
 from bench.run import records
+from bench.dispatch.lifeline import CellInterrupted, guard_cell
 from bench.dispatch.placement import use_gpu
 from bench.dispatch.plugins import import_plugins
 
@@ -31,7 +34,8 @@ from bench.dispatch.plugins import import_plugins
 class CellArgs:
     """The arguments of a cell's job besides its config. ``workdir``, ``results`` and ``data_root`` are absolute
     (a job may start in another folder); ``threads``: torch threads (None: torch's default); ``plugins``:
-    ``bench.dispatch.plugins.plugin_specs`` of the ``--plugin`` modules."""
+    ``bench.dispatch.plugins.plugin_specs`` of the ``--plugin`` modules; ``guardian``: (pid, start time) of the
+    ``grid run`` of a local cell, which lives and dies with it (``lifeline.guard_cell``), else None."""
 
     grid: str
     workdir: str
@@ -40,6 +44,7 @@ class CellArgs:
     device: str
     threads: int | None = None
     plugins: tuple = ()
+    guardian: tuple | None = None
 
 
 class CellJob(submitit.helpers.Checkpointable):
@@ -72,10 +77,15 @@ class CellJob(submitit.helpers.Checkpointable):
         if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
             previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
             _SIGTERM_BEFORE_JOB[:] = [previous]
+        guard = (guard_cell(args.workdir, args.grid, configs.run_id(cfg), args.guardian) if args.guardian
+                 else contextlib.nullcontext())
         try:
-            use_gpu(args.device, torch)
-            record = train.execute(cfg, grid=args.grid, workdir=args.workdir, results=args.results,
-                                   device=args.device, data_root=args.data_root)
+            with guard:
+                use_gpu(args.device, torch)
+                record = train.execute(cfg, grid=args.grid, workdir=args.workdir, results=args.results,
+                                       device=args.device, data_root=args.data_root)
+        except CellInterrupted as exc:  # a local cell told to stop: marked interrupted, ends without a traceback
+            raise SystemExit(128 + exc.signum) from None
         except BaseException as exc:  # record the failure for `grid status`, then let the job fail
             if isinstance(exc, (KeyboardInterrupt, SystemExit)) or _is_signal_exit(exc):
                 raise

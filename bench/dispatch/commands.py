@@ -10,7 +10,8 @@ the exit status is 0 when every cell is done or diverged.
 
 ``grid status``: the table of ``bench.dispatch.status.grid_status`` and a count per state.
 ``grid cancel``: cancel every queued or running job of the grid and wait (up to 60 s) until the cluster shows
-them ended.
+them ended; when cell processes of a local grid are alive, its ``grid run`` (the lock's holder, on this host)
+and then every one of them get SIGTERM and are waited for (they record themselves interrupted).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from bench.run import records
 from bench.dispatch.executors import create_executor, get_executor
 from bench.dispatch.grid import Grid, load_grid
 from bench.dispatch.jobs import load_jobs
+from bench.dispatch.lifeline import live_cells, stop_cells
+from bench.dispatch.lock import local_holder
 from bench.dispatch.plugins import plugin_specs
 from bench.dispatch.preflight import preflight, raise_preflight
 from bench.dispatch.progress import GridProgress
@@ -108,7 +111,7 @@ def cli_grid_cancel(args) -> int:
     """Cancel every queued or running job of the grid (remote executors), then wait (up to 60 s) until the
     cluster shows them ended."""
     grid = load_grid(args.name)
-    jobs = load_jobs(args.workdir, grid.name)
+    jobs = load_jobs(args.workdir, grid.name, args.results)
     done = records.finished_ids(args.results, grid.name)
     recent = {j["job_id"] for j in jobs.values() if time.time() - j.get("submitted_at", 0) < RECENT_S}
     cancelled = 0
@@ -117,6 +120,12 @@ def cli_grid_cancel(args) -> int:
         ids = sorted({j["job_id"] for rid, j in jobs.items() if j.get("executor") == name and rid not in done})
         if ids:
             cancelled += len(_cancel(ex, ids, recent))
+    cells = live_cells(args.workdir, grid.name)
+    if cells:  # a local grid: its grid run first (it stops its cells itself and releases the lock), then orphans
+        holder = local_holder(args.workdir, grid.name)
+        stop_cells([holder] if holder else [], wait_s=CANCEL_WAIT_S)
+        stop_cells(live_cells(args.workdir, grid.name).values(), wait_s=CANCEL_WAIT_S)
+        cancelled += len(cells)
     print(f"cancelled {cancelled} job(s) of grid {grid.name}", file=sys.stderr)
     return 0
 

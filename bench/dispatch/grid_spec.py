@@ -30,7 +30,8 @@ The grid's name is its file name without ``.toml``; it names the folders ``resul
 Values are checked for their shape before any cell is resolved: a method, model or dataset is a string, a
 seed an integer, ``data_options`` a table, a method parameter a number (or a string where the method takes
 one: ``scale``, ``schedule``, ``lq``), and so on (``bench.dispatch.grid_values``); ``bench.run.config.resolve``
-then checks each cell's values.
+then checks each cell's values. An axis lists each value once: two values equal once parsed (``"fp"`` twice,
+``0.001`` and ``1e-3``) are an error naming the value and both positions.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def read_grid_file(path: Path) -> GridSpec:
     for key, values in axes.items():
         for value in values:
             check_value(key, value, f"{where} [axes]", all_methods, plural=True)
+        _check_unique(key, values, where)
     for rule in excludes:
         configs.check_keys(rule, f"{where} [[exclude]]")
         for key, wanted in rule.items():
@@ -154,6 +156,17 @@ def _split_override(table: dict, axis: str, text: str, where: str, all_methods: 
             configs.check_keys([key], where)
     return config, params
 
+
+
+def _check_unique(key: str, values: list, where: str) -> None:
+    """An axis lists each value once: values equal once parsed (0.001 and 1e-3, 1 and 1.0) are an error."""
+    seen: dict[str, int] = {}
+    for position, value in enumerate(values, 1):
+        same = json.dumps(float(value) if is_number(value) else value, sort_keys=True)
+        if same in seen:
+            raise UserError(f"{where}: [axes] {key} lists {show(value)} more than once (values {seen[same]} and "
+                            f"{position}; equal once parsed): each value makes its cells, list it once")
+        seen[same] = position
 
 
 def _check_size(spec: dict, axes: dict, has_excludes: bool, where: str) -> None:

@@ -3,7 +3,9 @@
 A cell's record decides its state (done, diverged, failed), unless it is a failed record older than the
 cell's latest submission (a resubmitted cell shows its new job's state). Without a record, a cell whose job
 went to a remote executor (SLURM) shows what the cluster says of the job (queued, running, timed-out,
-cancelled, failed, or submitted while the cluster does not show it yet); any other cell is pending.
+cancelled, failed, or submitted while the cluster does not show it yet); a local cell shows what its cell
+file says (``bench.dispatch.lifeline.cell_state``: running, or interrupted when a signal or the end of its
+``grid run`` stopped it); any other cell is pending.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from bench.run import layout, records
 from bench.dispatch.executors import create_executor, list_executors
 from bench.dispatch.grid import Grid
 from bench.dispatch.jobs import load_jobs
+from bench.dispatch.lifeline import cell_state
 from bench.dispatch.progress import epochs_done
 
 FINAL_CELL_STATES = ("done", "diverged", "failed", "timed-out", "cancelled")
@@ -33,8 +36,8 @@ def remote_executors(jobs: dict) -> dict:
 
 def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> list[dict]:
     """One row per cell: run_id, cell, state (pending/queued/running/done/failed/diverged/timed-out/cancelled/
-    submitted), job, epochs, acc, error (see the module doc)."""
-    jobs = load_jobs(workdir, grid.name)
+    submitted/interrupted), job, epochs, acc, error (see the module doc)."""
+    jobs = load_jobs(workdir, grid.name, results)
     remote = remote_executors(jobs)
     tables = {name: ex.job_table([j["job_id"] for j in jobs.values() if j.get("executor") == name])
               for name, ex in remote.items()}
@@ -55,6 +58,8 @@ def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> 
         elif job.get("executor") in remote:
             name = job["executor"]
             row["state"], row["error"] = remote[name].cell_state(job, tables[name].get(job["job_id"]), cell.parent)
+        else:
+            row["state"] = cell_state(workdir, grid.name, cell.run_id) or "pending"
         rows.append(row)
     return rows
 

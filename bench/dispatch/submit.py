@@ -44,7 +44,7 @@ def submit_grid(grid: Grid, executor: str, *, workdir: str = "work", results: st
     ex.prepare()
     with grid_lock(workdir, grid.name, log=log):
         todo = pending_cells(grid, results)
-        book = JobBook(workdir, grid.name)
+        book = JobBook(workdir, grid.name, results)
         if ex.remote:
             mine = [c for c in todo if book.get(c.run_id).get("executor") == ex.name]
             states = ex.job_table([book.get(c.run_id)["job_id"] for c in mine])

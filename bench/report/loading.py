@@ -4,7 +4,9 @@
 that reads a single record file); both hand the rest of the package plain dicts (``as_dict``). Records are
 read from ``<results>/runs/<grid>/*.json``: corrupt, partial or unknown-schema files are skipped with one
 warning naming them, and a run id recorded in several files counts once, with one more warning naming the
-files. ``read_grid`` also says how many files it skipped, so no caller has to read the warning text.
+files. A record that disagrees with its place is skipped in the same warning (``place_problem``): its
+``grid`` field names another grid than its folder, or its config's seed is not an integer. ``read_grid`` also
+says how many files it skipped, so no caller has to read the warning text.
 
 ``load_grid`` adds what a leaderboard needs (``aggregation_problem``): a config with the keys of a cell,
 and for a done record a finite ``final.acc`` in [0, 100] (a percentage).
@@ -54,13 +56,25 @@ def read_grid(results_dir: str | Path, grid: str, warn=None, check=None) -> Grid
 
     def counted(record) -> str | None:
         counts["valid"] += 1
-        why = check(as_dict(record)) if check is not None else None
+        why = place_problem(as_dict(record), grid)
+        if why is None and check is not None:
+            why = check(as_dict(record))
         counts["rejected"] += why is not None
         return why
 
     records = load_records(results_dir, grid, warn, check=counted)
     files = sum(1 for _ in records_dir(results_dir, grid).glob("*.json"))
     return GridRecords([as_dict(r) for r in records], files - counts["valid"] + counts["rejected"])
+
+
+def place_problem(record: dict, grid: str) -> str | None:
+    """Why a valid record does not belong where it was found (None: it does)."""
+    if record.get("grid") != grid:
+        return f"its grid field says {record.get('grid')!r}, but it is in the folder of grid {grid!r}"
+    seed = record["config"].get("seed") if isinstance(record.get("config"), dict) else None
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        return f"its config's seed {seed!r} is not an integer"
+    return None
 
 
 def read_file(path: Path) -> tuple[dict | None, str | None]:

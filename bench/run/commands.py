@@ -74,11 +74,17 @@ def cli_run(args) -> int:
 
 
 def cli_export(args) -> int:
-    """``python -m bench export SOURCE --out FILE``: pack a run's deployed model and print its sizes."""
-    model, config = load_run_model(args.source, args.workdir)
+    """``python -m bench export SOURCE --out FILE``: pack a run's deployed model and print its sizes. An
+    unfinished run (its checkpoint before the last epoch) is refused unless ``--allow-unfinished``; then the
+    output says so first, and the file's metadata holds ``unfinished``."""
+    model, config, unfinished = load_run_model(args.source, args.workdir,
+                                               allow_unfinished=getattr(args, "allow_unfinished", False))
     model = model.cpu().eval()
+    meta = {"source": str(args.source), "config": config, **({"unfinished": unfinished} if unfinished else {})}
+    if unfinished:
+        print(f"unfinished run ({unfinished}): exporting its model as it stands (--allow-unfinished)")
     try:
-        written = save_packed(model, args.out, meta={"source": str(args.source), "config": config})
+        written = save_packed(model, args.out, meta=meta)
     except PackingError as exc:
         raise UserError(str(exc)) from None
     except OSError as exc:

@@ -6,7 +6,8 @@ do not change what is computed (device, data root, worker count) are not part of
 
 ``resolve`` checks the type and range of every key (``CHECKS`` has one rule per key of ``DEFAULTS``): booleans
 are not numbers, numbers must be finite, seeds lie in [0, 2**32 - 1], subsets must not exceed the dataset's
-split; model, method, dataset, policy and their options are looked up in their registries. Every problem is
+split, and every number must be one the computation can represent (``CEILINGS``: the learning rate and the
+weight decays at most 1e3; epochs, batch size and re-estimation batches far above any real run); model, method, dataset, policy and their options are looked up in their registries. Every problem is
 a ``UserError`` of one line naming the key, what it must be and the value given.
 """
 
@@ -20,6 +21,7 @@ import tomllib
 from pathlib import Path
 
 import methods
+from methods import kernels
 from methods.base import close_match_hint
 
 from bench.data import list_loaders
@@ -65,6 +67,12 @@ CHOICES = {
 }
 FLOATS = ("lr", "momentum", "weight_decay", "latent_weight_decay", "warmup_epochs", "label_smoothing")  # stored as float
 SEED_MAX = 2**32 - 1  # torch, numpy and the data order's generators all take seeds in [0, 2**32 - 1]
+# Upper bounds of the numeric keys. lr and the weight decays: published recipes stay below 10; at 1e3 an SGD or
+# AdamW step already moves a float32 weight by ~1e3 times its gradient or multiplies it by (1 − lr·wd) < −1e5,
+# so larger values only overflow (to inf/NaN) or flip the weights every step. The counts: far above any real
+# run, and below where the step counter, the schedules' float progress and the data plan lose their meaning.
+CEILINGS = {"lr": 1e3, "weight_decay": 1e3, "latent_weight_decay": 1e3, "warmup_epochs": 1e5, "epochs": 100_000,
+            "batch_size": 1 << 20, "bn_reestimate": 1_000_000}
 
 
 def _is_int(v) -> bool:
@@ -150,6 +158,10 @@ def resolve(raw: dict, where: str = "config") -> dict:
         if not ok(cfg[key]):
             hint = close_match_hint(str(cfg[key]), list(CHOICES[key])) if key in CHOICES else ""
             raise UserError(f"{where}: {key} must be {expected}, got {show(cfg[key])}{hint}")
+    for key, ceiling in CEILINGS.items():
+        if cfg[key] > ceiling:
+            raise UserError(f"{where}: {key} must be at most {ceiling:.15g}, got {show(cfg[key])} (larger values "
+                            "overflow float32 training or exceed any real run)")
     for key in FLOATS:
         cfg[key] = float(cfg[key])
     if cfg["warmup_epochs"] > cfg["epochs"]:
@@ -165,6 +177,10 @@ def resolve(raw: dict, where: str = "config") -> dict:
     except methods.MethodError as exc:
         raise UserError(f"{where}: {exc}") from None
     cfg["method_params"] = method.config()
+    try:
+        kernels.check_environment()  # PROXBENCH_KERNELS: refused before anything runs, not at the first W1A1 step
+    except methods.MethodError as exc:
+        raise UserError(str(exc)) from None
     _check_policy(cfg["policy"], where)
     return cfg
 

@@ -115,8 +115,11 @@ def strip_parametrizations(state: dict) -> dict:
     return {k.replace(f".{LATENT_WEIGHT_KEY}", ".weight"): v for k, v in state.items()}
 
 
-def load_run_model(source: str, workdir: str | Path = "work") -> tuple[nn.Module, dict]:
-    """A run id (looked up in the work directory) or a checkpoint path -> (trained binarized model, config)."""
+def load_run_model(source: str, workdir: str | Path = "work",
+                   allow_unfinished: bool = False) -> tuple[nn.Module, dict, str]:
+    """A run id (looked up in the work directory) or a checkpoint path -> (trained binarized model, config,
+    ``unfinished``: '' for a finished run, else 'epoch E of N'). A run that has not finished its epochs is a
+    UserError unless ``allow_unfinished``."""
     path = Path(source) if Path(source).is_file() else checkpoint_path(workdir, source)
     if not path.is_file():
         raise UserError(f"no checkpoint for {source!r} (looked for {path})")
@@ -125,6 +128,12 @@ def load_run_model(source: str, workdir: str | Path = "work") -> tuple[nn.Module
         cfg = configs.resolve(state["config"], "its config")
     except UserError as exc:
         raise bad_checkpoint(path, str(exc), hint=None) from None
+    unfinished = ""
+    if state.get("status", "done") != "done":
+        unfinished = f"epoch {state.get('epoch', '?')} of {cfg['epochs']}"
+        if not allow_unfinished:
+            raise UserError(f"run {source!r} is unfinished: its checkpoint {path} is at {unfinished}; let it finish "
+                            "(run it again to resume) or pass --allow-unfinished to export it as it stands")
     model = build_model(cfg, load_init=False, check_inputs=False)
     load_model_state(model, state["model"], path, cfg["model"])
-    return model.eval(), cfg
+    return model.eval(), cfg, unfinished

@@ -3,6 +3,9 @@
 Each class is a fixed random low-frequency template (Gaussian noise on a small grid, bilinearly upsampled,
 scaled to unit std); a sample is ``128 + 40·template + 24·noise``, rounded and clipped to uint8. Labels are
 balanced and shuffled. Options (``data_options``): the shape, the class count, the split sizes, the seed.
+Each is bounded (``OPTION_MAX``) and a split's uint8 array must fit in ``MAX_SPLIT_BYTES``: the split is
+generated in memory and every loader holds it there (``img_size`` 1024 is above any registered model's input,
+ViT's 384 included; a 3×1024×1024 sample is already 3 MiB of uint8 and ~12 MiB of float32 per layer input).
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ SYNTHETIC_DEFAULTS: dict[str, int] = {
     "test_size": 512,  # samples
     "seed": 0,  # generator seed (the data, not the run)
 }
+
+OPTION_MAX: dict[str, int] = {"in_chans": 64, "img_size": 1024, "num_classes": 100_000, "train_size": 10_000_000,
+                              "test_size": 10_000_000, "seed": 2**32 - 1}
+MAX_SPLIT_BYTES = 8 << 30  # 8 GiB of uint8 images per split
 
 
 def synthetic_arrays(opts: dict[str, int], split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +64,12 @@ class Synthetic(ArrayDataset):
     def __init__(self, options: dict[str, Any] | None = None):
         super().__init__(options)
         o = self.options
+        for split in ("train", "test"):
+            size = o[f"{split}_size"] * o["in_chans"] * o["img_size"] ** 2
+            if size > MAX_SPLIT_BYTES:
+                raise UserError(f"dataset options: a {split} split of {o[f'{split}_size']} samples of "
+                                f"{o['in_chans']}x{o['img_size']}x{o['img_size']} is {size / 2**30:.1f} GiB, over the "
+                                f"{MAX_SPLIT_BYTES >> 30} GiB the synthetic dataset holds in memory")
         self.num_classes, self.in_chans, self.img_size = o["num_classes"], o["in_chans"], o["img_size"]
         self.train_size, self.test_size = o["train_size"], o["test_size"]
         self.mean, self.std = (0.5,) * self.in_chans, (0.25,) * self.in_chans
@@ -67,8 +80,8 @@ class Synthetic(ArrayDataset):
             raise UserError(f"dataset option {key}={value!r} must be an integer")
         value = int(value)
         low = 0 if key == "seed" else (2 if key == "num_classes" else 1)
-        if value < low:
-            raise UserError(f"dataset option {key}={value} must be >= {low}")
+        if not low <= value <= OPTION_MAX[key]:
+            raise UserError(f"dataset option {key}={value} must be in [{low}, {OPTION_MAX[key]}]")
         return value
 
     def locate(self, data_root=None) -> tuple[str, str]:

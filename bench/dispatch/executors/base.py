@@ -138,7 +138,7 @@ _EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor)
 
 
 def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
-    """Class decorator: register an ``Executor`` subclass under ``name`` (re-registering replaces it)."""
+    """Class decorator: register an ``Executor`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
     return _EXECUTORS.register(name)
 
 

@@ -5,22 +5,41 @@ wave`` torch threads. With ``--device cuda`` a wave spreads its cells over every
 ``--cells-per-gpu`` per GPU (default 1), and each cell trains on its own ``cuda:i``; ``--device cuda:N`` puts
 every cell on GPU N (the waves: ``bench.dispatch.placement``). The running jobs of a wave are polled together,
 every ``POLL_SECONDS`` (``$PROXBENCH_POLL_S``, default 2); each ending cell is logged as it ends, and the next
-wave starts when the wave is over. On an exception (Ctrl-C) the running jobs are cancelled (they resume from
-their last checkpoint when the grid is run again).
+wave starts when the wave is over.
+
+The cells live and die with this process (``bench.dispatch.lifeline``): each job's submitit controller and
+cell are started with SIGINT ignored (a terminal's Ctrl-C reaches this process alone, no traceback from
+submitit's controller), and each cell stops within a second when this process is gone, kill -9 included.
+On Ctrl-C, SIGTERM or any exception the running cells are sent SIGTERM through their controllers and waited
+for (``STOP_WAIT_S``, then SIGKILL); they record themselves ``interrupted`` and resume from their last epoch
+checkpoint when the grid is run again. Ctrl-C and SIGTERM end ``grid run`` with one line
+(``GridInterrupted``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 from dataclasses import replace
 
 from bench.errors import UserError
 from bench.dispatch.executors.base import Batch, Executor, register_executor
 from bench.dispatch.executors.outcome import finish, initial_states
+from bench.dispatch.lifeline import live_cells, me, stop_cells
 from bench.dispatch.placement import Placement, local_placement
 
 POLL_SECONDS = float(os.environ.get("PROXBENCH_POLL_S", "2"))
+STOP_WAIT_S = 30.0
+
+
+class GridInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM while a local grid runs; its message says what became of the running cells."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise GridInterrupted()
 
 
 @register_executor("local")
@@ -53,9 +72,11 @@ class LocalExecutor(Executor):
         ex.update_parameters(timeout_min=24 * 60)
         progress, todo = batch.progress, batch.todo
         plan = self.plan or self.placement()
+        args = replace(batch.args, guardian=me())
         submitted: dict[str, str] = {}
         states = initial_states(batch.grid, todo)
         running: dict[str, tuple] = {}
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             for stage in sorted({c.stage for c in todo}):
                 cells = [c for c in todo if c.stage == stage]
@@ -68,7 +89,8 @@ class LocalExecutor(Executor):
                     sharing = len(wave) if plan.gpus else plan.parallel
                     threads = max(1, (os.cpu_count() or 1) // sharing)
                     for cell, device in zip(wave, devices):
-                        job = ex.submit(CellJob(), cell.config, replace(batch.args, device=device, threads=threads))
+                        with _sigint_ignored():  # inherited by the controller and the cell: Ctrl-C is ours
+                            job = ex.submit(CellJob(), cell.config, replace(args, device=device, threads=threads))
                         submitted[cell.run_id] = job.job_id
                         batch.book.remember(cell, job.job_id, self.name, batch.folder)
                         running[cell.run_id] = (cell, job)
@@ -84,12 +106,45 @@ class LocalExecutor(Executor):
                                 states[rid] = finish(job, cell, batch.log, progress)
                     if progress:
                         progress.update(states)
-        except BaseException:
-            for _, job in running.values():
-                job.cancel()
+        except BaseException as exc:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            with _sigint_ignored():
+                n = _stop(running, batch)
+            if isinstance(exc, KeyboardInterrupt):
+                raise GridInterrupted(f"grid {batch.grid.name}: {n} running cell(s) stopped and recorded as "
+                                      "interrupted; run the grid again to resume them from their last epoch "
+                                      "checkpoint") from None
             raise
         finally:
+            signal.signal(signal.SIGTERM, previous)
             if progress:
                 progress.close()
         batch.book.save()
         return submitted
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop(running: dict, batch: Batch) -> int:
+    """SIGTERM the running jobs' controllers (submitit forwards it to the cells), wait for them, SIGKILL what
+    is left of the grid's cells after ``STOP_WAIT_S``; returns how many cells were running."""
+    jobs = [job for _, job in running.values()]
+    for job in jobs:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(job.job_id), signal.SIGTERM)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while any(not job.done() for job in jobs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    stop_cells(live_cells(batch.args.workdir, batch.grid.name).values(), wait_s=5.0)
+    for job in jobs:
+        if not job.done():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(job.job_id), signal.SIGKILL)
+    return len(jobs)
