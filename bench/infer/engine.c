@@ -21,24 +21,60 @@
 #define CB 16  /* output channels per weight block */
 #define MAXK 4096 /* words per receptive field (KH·KW·Cw) */
 
-/* ---- packing: float rows [npos][C] (channels last) -> bits [npos][Cw] ---------------------------------- */
-/* mode 0: bit = (x + thr[c] >= 0) (thr NULL: x >= 0), the sign of methods.functional.sign (+1 at ±0);
-   the addition is the same float32 operation as torch's x + β (no contraction: -ffp-contract=off). */
-void ie_pack(const float *x, const float *thr, int64_t npos, int64_t C, int64_t Cw, uint64_t *out, int threads)
+/* ---- packing: float x, element (n, c, p) at x[n·sn + c·sc + p·sp] -> bits [N][P][Cw] ------------------ */
+/* bit = (x + thr[c] >= 0) (thr NULL: x >= 0): the sign of methods.functional.sign (+1 at ±0, −1 at NaN); the
+   addition is the same float32 operation as torch's x + β (no contraction: -ffp-contract=off). */
+static void pack_portable(const float *x, const float *thr, int64_t P, int64_t C, int64_t sc, int64_t sp,
+                          int64_t Cw, uint64_t *dst, int64_t p)
 {
-    #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t p = 0; p < npos; p++) {
-        const float *row = x + p * C;
-        uint64_t *dst = out + p * Cw;
-        for (int64_t w = 0; w < Cw; w++) {
-            uint64_t word = 0;
-            int64_t c0 = w * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
-            for (int64_t c = c0; c < c1; c++) {
-                float v = thr ? row[c] + thr[c] : row[c];
-                word |= (uint64_t)(v >= 0.0f) << (c - c0);
-            }
-            dst[w] = word;
+    for (int64_t w = 0; w < Cw; w++) {
+        uint64_t word = 0;
+        int64_t c0 = w * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
+        for (int64_t c = c0; c < c1; c++) {
+            float v = x[c * sc + p * sp];
+            if (thr) v = v + thr[c];
+            word |= (uint64_t)(v >= 0.0f) << (c - c0);
         }
+        dst[w] = word;
+    }
+    (void)P;
+}
+
+__attribute__((target("avx512f")))
+static void pack_avx512(const float *x, const float *thr, int64_t P, int64_t C, int64_t sc, int64_t sp,
+                        int64_t Cw, uint64_t *dst, int64_t p)
+{
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i step = _mm512_set1_epi32((int)sc);
+    const float *base = x + p * sp;
+    for (int64_t w = 0; w < Cw; w++) {
+        uint64_t word = 0;
+        for (int q = 0; q < 4; q++) {
+            int64_t c0 = w * 64 + q * 16;
+            if (c0 >= C) break;
+            __mmask16 valid = C - c0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c0)) - 1);
+            __m512 v = sc == 1 ? _mm512_maskz_loadu_ps(valid, base + c0)
+                               : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, _mm512_mullo_epi32(lanes, step),
+                                                          base + c0 * sc, 4);
+            if (thr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(valid, thr + c0));
+            __mmask16 bits = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_GE_OQ);
+            word |= (uint64_t)bits << (q * 16);
+        }
+        dst[w] = word;
+    }
+    (void)P;
+}
+
+void ie_pack(const float *x, const float *thr, int64_t N, int64_t P, int64_t C, int64_t sn, int64_t sc, int64_t sp,
+             int64_t Cw, uint64_t *out, int isa, int threads)
+{
+    /* the gather's 32-bit indices: c·sc within 16 channels of a chunk */
+    int vector = isa >= 2 && (sc == 1 || 16 * sc < (1LL << 31));
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t m = 0; m < N * P; m++) {
+        int64_t n = m / P, p = m % P;
+        if (vector) pack_avx512(x + n * sn, thr, P, C, sc, sp, Cw, out + m * Cw, p);
+        else pack_portable(x + n * sn, thr, P, C, sc, sp, Cw, out + m * Cw, p);
     }
 }
 
@@ -120,7 +156,7 @@ int ie_cpu_isa(void)
 
 /* ---- binary convolution (a linear layer is a 1×1 convolution on a 1×1 map) -----------------------------
  * x: [N][H][W][Cw] packed input; wt: [ceil(Co/16)][KH·KW·Cw][16]; wpc: [Co][KH·KW]; C: real input channels;
- * scale: [Co] (α per output channel); sample: [N] or NULL (XNOR's per-sample K); out: [N][OH][OW][Co] float,
+ * scale: [Co] (α per output channel); sample: [N] or NULL (XNOR's per-sample K); out: [N][Co][OH][OW] float,
  * out = dot·scale[co] (·sample[n]). Returns 0, or −1 for an isa this CPU lacks or a too-large field. */
 int ie_conv(const uint64_t *x, int64_t N, int64_t H, int64_t W, int64_t Cw, const uint64_t *wt, const int32_t *wpc,
             int64_t Co, int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t OH, int64_t OW, int64_t C,
@@ -151,11 +187,12 @@ int ie_conv(const uint64_t *x, int64_t N, int64_t H, int64_t W, int64_t Cw, cons
                         int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
                         uint64_t *dst = row + (ky * KW + kx) * Cw;
                         if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-                            memset(dst, 0, (size_t)Cw * 8);
+                            for (int64_t q = 0; q < Cw; q++) dst[q] = 0;
                             if (ninvalid[i] < 64) invalid[i][ninvalid[i]] = (int32_t)(ky * KW + kx);
                             ninvalid[i]++;
                         } else {
-                            memcpy(dst, x + ((n * H + iy) * W + ix) * Cw, (size_t)Cw * 8);
+                            const uint64_t *src = x + ((n * H + iy) * W + ix) * Cw;
+                            for (int64_t q = 0; q < Cw; q++) dst[q] = src[q];
                         }
                     }
             }
@@ -173,7 +210,7 @@ int ie_conv(const uint64_t *x, int64_t N, int64_t H, int64_t W, int64_t Cw, cons
                         for (int q = 0; q < ninvalid[i] && q < 64; q++) mis -= wpc[co * T + invalid[i][q]];
                         float v = (float)(kbits - 2 * mis) * scale[co];
                         if (sample) v *= sample[n];
-                        out[m * Co + co] = v;
+                        out[(n * Co + co) * OH * OW + m % (OH * OW)] = v;
                     }
                 }
             }

@@ -62,8 +62,8 @@ def quantizer_kind(name: str, layer: nn.Module) -> dict:
 
 
 class EngineLayer(nn.Module):
-    """A binary Conv2d (groups 1, dilation 1) or Linear run by the engine; inputs NCHW (any memory format)
-    or N×K, outputs channels-last NCHW (or N×Co)."""
+    """A binary Conv2d (groups 1, dilation 1) or Linear run by the engine; inputs NCHW (any memory format:
+    the packing reads the strides) or N×K, outputs contiguous NCHW (or N×Co), as PyTorch's layer."""
 
     def __init__(self, name: str, layer: nn.Module, isa: int):
         super().__init__()
@@ -106,31 +106,34 @@ class EngineLayer(nn.Module):
         x = x.detach().float()
         if self.linear:
             n, h, w = x.shape[0], 1, 1
-            rows = x.contiguous()
+            x = x.contiguous()
+            strides = (x.stride(0), 1, 0)
         else:
             n, _, h, w = x.shape
-            rows = x.contiguous(memory_format=torch.channels_last)
-        if rows.numel() != n * h * w * self.c:
+            if x.stride(2) != w * x.stride(3):  # H and W must merge into one position index
+                x = x.contiguous()
+            strides = (x.stride(0), x.stride(1), x.stride(3))
+        if x.shape[1] != self.c or x.dim() != (2 if self.linear else 4):
             raise build.EngineError(f"engine layer: input of shape {tuple(x.shape)} does not fit {self.c} channels")
         thr = None
         if self.kind["threshold"]:
             thr = self.input_quantizer.beta.detach().float().reshape(-1).contiguous()
         packed = torch.empty((n, h, w, self.cw), dtype=torch.int64)
-        lib.ie_pack(rows.data_ptr(), None if thr is None else thr.data_ptr(), n * h * w, self.c, self.cw,
-                    packed.data_ptr(), threads)
+        lib.ie_pack(x.data_ptr(), None if thr is None else thr.data_ptr(), n, h * w, self.c, *strides, self.cw,
+                    packed.data_ptr(), self.isa, threads)
         sample = None
         if self.kind["sample_scale"]:
             sample = x.abs().mean(dim=tuple(range(1, x.dim()))).contiguous()
         oh = (h + 2 * self.pad - self.kh) // self.stride + 1
         ow = (w + 2 * self.pad - self.kw) // self.stride + 1
-        out = torch.empty((n, oh, ow, self.co), dtype=torch.float32)
+        out = torch.empty((n, self.co, oh, ow), dtype=torch.float32)
         rc = lib.ie_conv(packed.data_ptr(), n, h, w, self.cw, self.wt.data_ptr(), self.wpc.data_ptr(), self.co,
                          self.kh, self.kw, self.stride, self.pad, oh, ow, self.c, self.scale.data_ptr(),
                          None if sample is None else sample.data_ptr(), out.data_ptr(), self.isa, threads)
         if rc != 0:
             raise build.EngineError(f"engine: kernel {build.ISA_NAMES.get(self.isa, self.isa)} refused the layer "
                                     "(a CPU without its instructions, or a receptive field over 4096 words)")
-        out = out.reshape(n, self.co) if self.linear else out.permute(0, 3, 1, 2)
+        out = out.reshape(n, self.co) if self.linear else out
         if self.bias is not None:
             out = out + (self.bias if self.linear else self.bias.view(1, -1, 1, 1))
         if self.kind["output_hook"]:
