@@ -14,10 +14,11 @@
  * popcount, 4 ymm) and portable C (__builtin_popcountll); ie_conv's isa argument picks one.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <immintrin.h>
 
-#define PT 4   /* output positions per tile */
+#define PT 8   /* output positions per tile */
 #define CB 16  /* output channels per weight block */
 #define MAXK 4096 /* words per receptive field (KH·KW·Cw) */
 
@@ -65,10 +66,44 @@ static void pack_avx512(const float *x, const float *thr, int64_t P, int64_t C, 
     (void)P;
 }
 
+/* 16 consecutive positions of one image (sp = 1: NCHW), every channel: one contiguous load, compare and masked
+   OR per channel and 16 positions (the masks are the bit-matrix transpose: lane j collects position j's bits) */
+__attribute__((target("avx512f")))
+static void pack_rows_avx512(const float *x, const float *thr, int64_t C, int64_t sc, int64_t Cw, uint64_t *dst,
+                             int64_t p0, int64_t count)
+{
+    const __mmask16 valid = count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);
+    uint32_t lo[16], hi[16];
+    for (int64_t w = 0; w < Cw; w++) {
+        __m512i a = _mm512_setzero_si512(), b = _mm512_setzero_si512();
+        int64_t c1 = w * 64 + 64 < C ? w * 64 + 64 : C;
+        for (int64_t c = w * 64; c < c1; c++) {
+            __m512 v = _mm512_maskz_loadu_ps(valid, x + c * sc + p0);
+            if (thr) v = _mm512_add_ps(v, _mm512_set1_ps(thr[c]));
+            __mmask16 m = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_GE_OQ);
+            int bit = (int)(c - w * 64);
+            if (bit < 32) a = _mm512_mask_or_epi32(a, m, a, _mm512_set1_epi32((int)(1u << bit)));
+            else b = _mm512_mask_or_epi32(b, m, b, _mm512_set1_epi32((int)(1u << (bit - 32))));
+        }
+        _mm512_storeu_si512((void *)lo, a);
+        _mm512_storeu_si512((void *)hi, b);
+        for (int64_t j = 0; j < count; j++) dst[j * Cw + w] = (uint64_t)lo[j] | ((uint64_t)hi[j] << 32);
+    }
+}
+
 void ie_pack(const float *x, const float *thr, int64_t N, int64_t P, int64_t C, int64_t sn, int64_t sc, int64_t sp,
              int64_t Cw, uint64_t *out, int isa, int threads)
 {
-    /* the gather's 32-bit indices: c·sc within 16 channels of a chunk */
+    if (isa >= 2 && sp == 1 && P >= 16) {  /* NCHW: blocks of 16 positions */
+        int64_t blocks = (P + 15) / 16;
+        #pragma omp parallel for schedule(static) num_threads(threads)
+        for (int64_t t = 0; t < N * blocks; t++) {
+            int64_t n = t / blocks, p0 = (t % blocks) * 16, count = P - p0 < 16 ? P - p0 : 16;
+            pack_rows_avx512(x + n * sn, thr, C, sc, Cw, out + (n * P + p0) * Cw, p0, count);
+        }
+        return;
+    }
+    /* channels contiguous (channels last, linear inputs): 16 channels per vector (a gather otherwise) */
     int vector = isa >= 2 && (sc == 1 || 16 * sc < (1LL << 31));
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t m = 0; m < N * P; m++) {
@@ -79,13 +114,13 @@ void ie_pack(const float *x, const float *thr, int64_t N, int64_t P, int64_t C, 
 }
 
 /* ---- the tile kernels: acc[i][j] = Σ_k popcount(rows[i][k] xor wb[k][j]) for PT positions × CB channels */
-static void tile_portable(const uint64_t *rows, const uint64_t *wb, int64_t K, int64_t *acc)
+static void tile_portable(const uint64_t *rows, const uint64_t *wb, int64_t K, int32_t *acc)
 {
     for (int i = 0; i < PT; i++)
         for (int j = 0; j < CB; j++) {
             int64_t s = 0;
             for (int64_t k = 0; k < K; k++) s += __builtin_popcountll(rows[i * K + k] ^ wb[k * CB + j]);
-            acc[i * CB + j] = s;
+            acc[i * CB + j] = (int32_t)s;
         }
 }
 
@@ -101,30 +136,31 @@ static inline __m256i popcnt256(__m256i v)
 }
 
 __attribute__((target("avx2")))
-static void tile_avx2(const uint64_t *rows, const uint64_t *wb, int64_t K, int64_t *acc)
+static void tile_avx2(const uint64_t *rows, const uint64_t *wb, int64_t K, int32_t *acc)
 {
-    __m256i a[PT][4];
-    for (int i = 0; i < PT; i++)
-        for (int j = 0; j < 4; j++) a[i][j] = _mm256_setzero_si256();
-    for (int64_t k = 0; k < K; k++) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)(wb + k * CB));
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)(wb + k * CB + 4));
-        __m256i w2 = _mm256_loadu_si256((const __m256i *)(wb + k * CB + 8));
-        __m256i w3 = _mm256_loadu_si256((const __m256i *)(wb + k * CB + 12));
-        for (int i = 0; i < PT; i++) {
-            __m256i x = _mm256_set1_epi64x((long long)rows[i * K + k]);
-            a[i][0] = _mm256_add_epi64(a[i][0], popcnt256(_mm256_xor_si256(x, w0)));
-            a[i][1] = _mm256_add_epi64(a[i][1], popcnt256(_mm256_xor_si256(x, w1)));
-            a[i][2] = _mm256_add_epi64(a[i][2], popcnt256(_mm256_xor_si256(x, w2)));
-            a[i][3] = _mm256_add_epi64(a[i][3], popcnt256(_mm256_xor_si256(x, w3)));
+    for (int i0 = 0; i0 < PT; i0 += 2) {  /* two positions × 16 channels: 8 accumulators */
+        __m256i a[2][4];
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 4; j++) a[i][j] = _mm256_setzero_si256();
+        for (int64_t k = 0; k < K; k++) {
+            const __m256i *w = (const __m256i *)(wb + k * CB);
+            for (int i = 0; i < 2; i++) {
+                __m256i x = _mm256_set1_epi64x((long long)rows[(i0 + i) * K + k]);
+                for (int j = 0; j < 4; j++)
+                    a[i][j] = _mm256_add_epi64(a[i][j], popcnt256(_mm256_xor_si256(x, _mm256_loadu_si256(w + j))));
+            }
         }
+        for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 4; j++) {
+                int64_t tmp[4];
+                _mm256_storeu_si256((__m256i *)tmp, a[i][j]);
+                for (int q = 0; q < 4; q++) acc[(i0 + i) * CB + 4 * j + q] = (int32_t)tmp[q];
+            }
     }
-    for (int i = 0; i < PT; i++)
-        for (int j = 0; j < 4; j++) _mm256_storeu_si256((__m256i *)(acc + i * CB + 4 * j), a[i][j]);
 }
 
 __attribute__((target("avx512f,avx512vpopcntdq")))
-static void tile_avx512(const uint64_t *rows, const uint64_t *wb, int64_t K, int64_t *acc)
+static void tile_avx512(const uint64_t *rows, const uint64_t *wb, int64_t K, int32_t *acc)
 {
     __m512i a[PT][2];
     for (int i = 0; i < PT; i++) a[i][0] = a[i][1] = _mm512_setzero_si512();
@@ -138,12 +174,12 @@ static void tile_avx512(const uint64_t *rows, const uint64_t *wb, int64_t K, int
         }
     }
     for (int i = 0; i < PT; i++) {
-        _mm512_storeu_si512((void *)(acc + i * CB), a[i][0]);
-        _mm512_storeu_si512((void *)(acc + i * CB + 8), a[i][1]);
+        _mm256_storeu_si256((__m256i *)(acc + i * CB), _mm512_cvtepi64_epi32(a[i][0]));
+        _mm256_storeu_si256((__m256i *)(acc + i * CB + 8), _mm512_cvtepi64_epi32(a[i][1]));
     }
 }
 
-typedef void (*tile_fn)(const uint64_t *, const uint64_t *, int64_t, int64_t *);
+typedef void (*tile_fn)(const uint64_t *, const uint64_t *, int64_t, int32_t *);
 
 /* 2 = AVX-512 VPOPCNTDQ, 1 = AVX2, 0 = portable: what this CPU can run (checked at run time) */
 int ie_cpu_isa(void)
@@ -163,58 +199,71 @@ int ie_conv(const uint64_t *x, int64_t N, int64_t H, int64_t W, int64_t Cw, cons
             const float *scale, const float *sample, float *out, int isa, int threads)
 {
     if (isa > ie_cpu_isa() || isa < 0) return -1;
-    const int64_t T = KH * KW, K = T * Cw, M = N * OH * OW, blocks = (Co + CB - 1) / CB;
-    if (K > MAXK || T > 64) return -1;
+    const int64_t T = KH * KW, K = T * Cw, P = OH * OW, M = N * P, blocks = (Co + CB - 1) / CB;
+    if (T > 64 || K > MAXK) return -1;
     tile_fn tile = isa == 2 ? tile_avx512 : isa == 1 ? tile_avx2 : tile_portable;
     const int64_t tiles = (M + PT - 1) / PT;
+    int failed = 0;
     #pragma omp parallel num_threads(threads)
     {
-        uint64_t rows[PT * MAXK] __attribute__((aligned(64)));
-        int64_t acc[PT * CB] __attribute__((aligned(64)));
-        int32_t invalid[PT][64];
-        int32_t ninvalid[PT];
+        uint64_t *rows = aligned_alloc(64, (size_t)(PT * K * 8 + 63) / 64 * 64);
+        int32_t acc[PT * CB], invalid[PT][64], ninvalid[PT], kbits[PT];
+        float vals[PT][CB], scl[CB];
         #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tiles; t++) {
-            /* gather the receptive fields of up to PT positions (rows past M: zeros, results dropped) */
+            if (!rows) { failed = 1; continue; }
+            const int64_t m0 = t * PT, count = M - m0 < PT ? M - m0 : PT;
+            /* gather the receptive fields of the tile's positions (past M: zeros, results dropped) */
             for (int i = 0; i < PT; i++) {
-                int64_t m = t * PT + i;
+                int64_t m = m0 + i;
                 uint64_t *row = rows + i * K;
                 ninvalid[i] = 0;
-                if (m >= M) { memset(row, 0, (size_t)K * 8); continue; }
-                int64_t n = m / (OH * OW), oy = (m / OW) % OH, ox = m % OW;
+                if (m >= M) { memset(row, 0, (size_t)K * 8); kbits[i] = 0; continue; }
+                int64_t n = m / P, oy = (m % P) / OW, ox = m % OW;
                 for (int64_t ky = 0; ky < KH; ky++)
                     for (int64_t kx = 0; kx < KW; kx++) {
                         int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
                         uint64_t *dst = row + (ky * KW + kx) * Cw;
                         if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
                             for (int64_t q = 0; q < Cw; q++) dst[q] = 0;
-                            if (ninvalid[i] < 64) invalid[i][ninvalid[i]] = (int32_t)(ky * KW + kx);
-                            ninvalid[i]++;
+                            invalid[i][ninvalid[i]++] = (int32_t)(ky * KW + kx);
                         } else {
                             const uint64_t *src = x + ((n * H + iy) * W + ix) * Cw;
                             for (int64_t q = 0; q < Cw; q++) dst[q] = src[q];
                         }
                     }
+                kbits[i] = (int32_t)(C * (T - ninvalid[i]));
             }
+            const int64_t n0 = m0 / P, p0 = m0 % P;
+            const int same_image = p0 + count <= P;
             for (int64_t b = 0; b < blocks; b++) {
                 tile(rows, wt + b * K * CB, K, acc);
-                for (int i = 0; i < PT; i++) {
-                    int64_t m = t * PT + i;
-                    if (m >= M) break;
-                    int64_t n = m / (OH * OW);
-                    int64_t kbits = C * (T - ninvalid[i]);
-                    for (int j = 0; j < CB; j++) {
-                        int64_t co = b * CB + j;
-                        if (co >= Co) break;
-                        int64_t mis = acc[i * CB + j];
-                        for (int q = 0; q < ninvalid[i] && q < 64; q++) mis -= wpc[co * T + invalid[i][q]];
-                        float v = (float)(kbits - 2 * mis) * scale[co];
-                        if (sample) v *= sample[n];
-                        out[(n * Co + co) * OH * OW + m % (OH * OW)] = v;
+                for (int j = 0; j < CB; j++) scl[j] = b * CB + j < Co ? scale[b * CB + j] : 0.0f;
+                for (int i = 0; i < count; i++) {
+                    if (ninvalid[i])  /* padded taps: their xor was the weight itself (exact correction) */
+                        for (int j = 0; j < CB && b * CB + j < Co; j++)
+                            for (int q = 0; q < ninvalid[i]; q++) acc[i * CB + j] -= wpc[(b * CB + j) * T + invalid[i][q]];
+                    for (int j = 0; j < CB; j++) vals[i][j] = (float)(kbits[i] - 2 * acc[i * CB + j]) * scl[j];
+                    if (sample) {
+                        float k = sample[(m0 + i) / P];
+                        for (int j = 0; j < CB; j++) vals[i][j] *= k;
+                    }
+                }
+                for (int j = 0; j < CB && b * CB + j < Co; j++) {
+                    const int64_t co = b * CB + j;
+                    if (same_image) {
+                        float *dst = out + (n0 * Co + co) * P + p0;
+                        for (int i = 0; i < count; i++) dst[i] = vals[i][j];
+                    } else {
+                        for (int i = 0; i < count; i++) {
+                            int64_t m = m0 + i;
+                            out[((m / P) * Co + co) * P + m % P] = vals[i][j];
+                        }
                     }
                 }
             }
         }
+        free(rows);
     }
-    return 0;
+    return failed ? -1 : 0;
 }
