@@ -179,6 +179,48 @@ static void tile_avx512(const uint64_t *rows, const uint64_t *wb, int64_t K, int
     }
 }
 
+/* the float part of a full tile (PT = 8 positions of one image, 16 channels) with AVX-512: float(kbits −
+   2·acc)·scale (·k), the same float operations as the scalar path, then an 8×8 transpose per half so that
+   each channel's 8 positions are one store into the NCHW plane */
+__attribute__((target("avx512f,avx2")))
+static inline void transpose8(__m256 *r)
+{
+    __m256 t[8], u[8];
+    for (int q = 0; q < 4; q++) {
+        t[2 * q] = _mm256_unpacklo_ps(r[2 * q], r[2 * q + 1]);
+        t[2 * q + 1] = _mm256_unpackhi_ps(r[2 * q], r[2 * q + 1]);
+    }
+    for (int q = 0; q < 2; q++) {
+        u[4 * q] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 1] = _mm256_shuffle_ps(t[4 * q], t[4 * q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * q + 2] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * q + 3] = _mm256_shuffle_ps(t[4 * q + 1], t[4 * q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x20);
+        r[q + 4] = _mm256_permute2f128_ps(u[q], u[q + 4], 0x31);
+    }
+}
+
+__attribute__((target("avx512f,avx2")))
+static void finalize_avx512(const int32_t *acc, const int32_t *kbits, const float *scl, const float *ks, int ncols,
+                            float *dst, int64_t P)
+{
+    __m256 lo[PT], hi[PT];
+    const __m512 s = _mm512_loadu_ps(scl);
+    for (int i = 0; i < PT; i++) {
+        __m512i a = _mm512_loadu_si512((const void *)(acc + i * CB));
+        __m512i d = _mm512_sub_epi32(_mm512_set1_epi32(kbits[i]), _mm512_slli_epi32(a, 1));
+        __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(d), s);
+        if (ks) v = _mm512_mul_ps(v, _mm512_set1_ps(ks[i]));
+        lo[i] = _mm512_castps512_ps256(v);
+        hi[i] = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    }
+    transpose8(lo);
+    transpose8(hi);
+    for (int j = 0; j < ncols; j++) _mm256_storeu_ps(dst + j * P, j < 8 ? lo[j] : hi[j - 8]);
+}
+
 typedef void (*tile_fn)(const uint64_t *, const uint64_t *, int64_t, int32_t *);
 
 /* 2 = AVX-512 VPOPCNTDQ, 1 = AVX2, 0 = portable: what this CPU can run (checked at run time) */
@@ -208,48 +250,60 @@ int ie_conv(const uint64_t *x, int64_t N, int64_t H, int64_t W, int64_t Cw, cons
     {
         uint64_t *rows = aligned_alloc(64, (size_t)(PT * K * 8 + 63) / 64 * 64);
         int32_t acc[PT * CB], invalid[PT][64], ninvalid[PT], kbits[PT];
-        float vals[PT][CB], scl[CB];
+        float vals[PT][CB], scl[CB], ks[PT];
         #pragma omp for schedule(dynamic, 1)
         for (int64_t t = 0; t < tiles; t++) {
             if (!rows) { failed = 1; continue; }
             const int64_t m0 = t * PT, count = M - m0 < PT ? M - m0 : PT;
             /* gather the receptive fields of the tile's positions (past M: zeros, results dropped) */
+            int64_t n = m0 / P, oy = (m0 % P) / OW, ox = m0 % OW;
             for (int i = 0; i < PT; i++) {
-                int64_t m = m0 + i;
                 uint64_t *row = rows + i * K;
                 ninvalid[i] = 0;
-                if (m >= M) { memset(row, 0, (size_t)K * 8); kbits[i] = 0; continue; }
-                int64_t n = m / P, oy = (m % P) / OW, ox = m % OW;
-                for (int64_t ky = 0; ky < KH; ky++)
-                    for (int64_t kx = 0; kx < KW; kx++) {
-                        int64_t iy = oy * stride - pad + ky, ix = ox * stride - pad + kx;
-                        uint64_t *dst = row + (ky * KW + kx) * Cw;
-                        if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
-                            for (int64_t q = 0; q < Cw; q++) dst[q] = 0;
-                            invalid[i][ninvalid[i]++] = (int32_t)(ky * KW + kx);
-                        } else {
-                            const uint64_t *src = x + ((n * H + iy) * W + ix) * Cw;
-                            for (int64_t q = 0; q < Cw; q++) dst[q] = src[q];
+                if (m0 + i >= M) { memset(row, 0, (size_t)K * 8); kbits[i] = 0; continue; }
+                const int64_t iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+                if (iy0 >= 0 && iy0 + KH <= H && ix0 >= 0 && ix0 + KW <= W) {  /* inside: KW·Cw words per row */
+                    const uint64_t *src = x + ((n * H + iy0) * W + ix0) * Cw;
+                    for (int64_t ky = 0; ky < KH; ky++)
+                        for (int64_t q = 0; q < KW * Cw; q++) row[ky * KW * Cw + q] = src[ky * W * Cw + q];
+                } else {
+                    for (int64_t ky = 0; ky < KH; ky++)
+                        for (int64_t kx = 0; kx < KW; kx++) {
+                            int64_t iy = iy0 + ky, ix = ix0 + kx;
+                            uint64_t *dst = row + (ky * KW + kx) * Cw;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) {
+                                for (int64_t q = 0; q < Cw; q++) dst[q] = 0;
+                                invalid[i][ninvalid[i]++] = (int32_t)(ky * KW + kx);
+                            } else {
+                                const uint64_t *src = x + ((n * H + iy) * W + ix) * Cw;
+                                for (int64_t q = 0; q < Cw; q++) dst[q] = src[q];
+                            }
                         }
-                    }
+                }
                 kbits[i] = (int32_t)(C * (T - ninvalid[i]));
+                ks[i] = sample ? sample[n] : 1.0f;
+                if (++ox == OW) { ox = 0; if (++oy == OH) { oy = 0; n++; } }
             }
             const int64_t n0 = m0 / P, p0 = m0 % P;
             const int same_image = p0 + count <= P;
             for (int64_t b = 0; b < blocks; b++) {
                 tile(rows, wt + b * K * CB, K, acc);
                 for (int j = 0; j < CB; j++) scl[j] = b * CB + j < Co ? scale[b * CB + j] : 0.0f;
-                for (int i = 0; i < count; i++) {
+                for (int i = 0; i < count; i++)
                     if (ninvalid[i])  /* padded taps: their xor was the weight itself (exact correction) */
                         for (int j = 0; j < CB && b * CB + j < Co; j++)
                             for (int q = 0; q < ninvalid[i]; q++) acc[i * CB + j] -= wpc[(b * CB + j) * T + invalid[i][q]];
-                    for (int j = 0; j < CB; j++) vals[i][j] = (float)(kbits[i] - 2 * acc[i * CB + j]) * scl[j];
-                    if (sample) {
-                        float k = sample[(m0 + i) / P];
-                        for (int j = 0; j < CB; j++) vals[i][j] *= k;
-                    }
+                const int ncols = Co - b * CB < CB ? (int)(Co - b * CB) : CB;
+                if (isa == 2 && same_image && count == PT) {
+                    finalize_avx512(acc, kbits, scl, sample ? ks : NULL, ncols, out + (n0 * Co + b * CB) * P + p0, P);
+                    continue;
                 }
-                for (int j = 0; j < CB && b * CB + j < Co; j++) {
+                for (int i = 0; i < count; i++) {
+                    for (int j = 0; j < CB; j++) vals[i][j] = (float)(kbits[i] - 2 * acc[i * CB + j]) * scl[j];
+                    if (sample)
+                        for (int j = 0; j < CB; j++) vals[i][j] *= ks[i];
+                }
+                for (int j = 0; j < ncols; j++) {
                     const int64_t co = b * CB + j;
                     if (same_image) {
                         float *dst = out + (n0 * Co + co) * P + p0;
