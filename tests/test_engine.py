@@ -150,9 +150,21 @@ def test_weight_only_export_is_refused(tmp_path):
     assert sorted(tmp_path.iterdir()) == before
 
 
-def test_dorefa_tensorpack_is_refused(tmp_path):
-    with pytest.raises(build.EngineError, match="tensorpack"):
-        load(_export(tmp_path, "fmnist-cnn-bireal", "dorefa", form="tensorpack"))
+def test_dorefa_tensorpack_unipolar_inputs(tmp_path):
+    """{0, 1} inputs (x > 0.5), α per tensor: AND-popcount through popcount(w) − popcount(x xor w)."""
+    engine, reference, _ = load(_export(tmp_path, "fmnist-cnn-bireal", "dorefa", form="tensorpack"))
+    x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    result = compare(engine, reference, [(x, torch.zeros(64, dtype=torch.long))])
+    assert result["agree"] == 64 and result["max_logit_diff"] < 1e-3
+    model = deployed_layer(nn.Conv2d(70, 9, 3, 2, 1, bias=False), "dorefa")
+    model[0].input_quantizer.quantizer.unipolar = True
+    x = torch.rand(2, 70, 7, 8) * 1.2
+    x.view(-1)[::5] = 0.5  # round half to even: 0.5 is 0
+    with torch.no_grad():
+        ref = model(x)
+    for isa in ISAS:
+        out = EngineLayer("0", model[0], isa)(x)
+        torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
 
 
 def test_missing_instructions_are_refused(monkeypatch):

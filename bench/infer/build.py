@@ -36,8 +36,8 @@ ISA_NAMES = {v: k for k, v in ISAS.items()}
 
 _P, _N, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 _SIGNATURES = {
-    "ie_pack": ((_P, _P, _N, _N, _N, _N, _N, _N, _N, _P, _I, _I), None),
-    "ie_conv": ((_P, _N, _N, _N, _N, _P, _P, _N, _N, _N, _N, _N, _N, _N, _N, _P, _P, _P, _I, _I), _I),
+    "ie_pack": ((_P, _P, _I, _N, _N, _N, _N, _N, _N, _N, _P, _I, _I), None),
+    "ie_conv": ((_P, _N, _N, _N, _N, _P, _P, _P, _N, _N, _N, _N, _N, _N, _N, _N, _P, _P, _P, _I, _I), _I),
     "ie_cpu_isa": ((), _I),
 }
 _state = {"lib": None}

@@ -10,6 +10,11 @@
  * (outside the image) is a 0 input in PyTorch, i.e. no product: the tap's words are gathered as 0 and its
  * xor is the weight itself, so m_valid = m_all − Σ_{padded taps t} wpc[co][t], exactly.
  *
+ * {0, 1} inputs (DoReFa's tensorpack form, bit = x > 0.5): dot = Σ_{x=1} s_w = 2·popcount(x and w) −
+ * popcount(x) = popcount(w) − popcount(x xor w) over the whole field (popcount(x and w) = (popcount(x) +
+ * popcount(w) − popcount(x xor w))/2); a padded tap has x = 0 there, which is exactly its 0 input, so no
+ * correction: wrow[co] = popcount of the channel's weight bits.
+ *
  * Three kernels compute the same integers: AVX-512 VPOPCNTDQ (16 channels = 2 zmm), AVX2 (nibble-table
  * popcount, 4 ymm) and portable C (__builtin_popcountll); ie_conv's isa argument picks one.
  */
@@ -25,7 +30,7 @@
 /* ---- packing: float x, element (n, c, p) at x[n·sn + c·sc + p·sp] -> bits [N][P][Cw] ------------------ */
 /* bit = (x + thr[c] >= 0) (thr NULL: x >= 0): the sign of methods.functional.sign (+1 at ±0, −1 at NaN); the
    addition is the same float32 operation as torch's x + β (no contraction: -ffp-contract=off). */
-static void pack_portable(const float *x, const float *thr, int64_t P, int64_t C, int64_t sc, int64_t sp,
+static void pack_portable(const float *x, const float *thr, int unipolar, int64_t P, int64_t C, int64_t sc, int64_t sp,
                           int64_t Cw, uint64_t *dst, int64_t p)
 {
     for (int64_t w = 0; w < Cw; w++) {
@@ -34,7 +39,7 @@ static void pack_portable(const float *x, const float *thr, int64_t P, int64_t C
         for (int64_t c = c0; c < c1; c++) {
             float v = x[c * sc + p * sp];
             if (thr) v = v + thr[c];
-            word |= (uint64_t)(v >= 0.0f) << (c - c0);
+            word |= (uint64_t)(unipolar ? v > 0.5f : v >= 0.0f) << (c - c0);
         }
         dst[w] = word;
     }
@@ -42,7 +47,7 @@ static void pack_portable(const float *x, const float *thr, int64_t P, int64_t C
 }
 
 __attribute__((target("avx512f")))
-static void pack_avx512(const float *x, const float *thr, int64_t P, int64_t C, int64_t sc, int64_t sp,
+static void pack_avx512(const float *x, const float *thr, int unipolar, int64_t P, int64_t C, int64_t sc, int64_t sp,
                         int64_t Cw, uint64_t *dst, int64_t p)
 {
     const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -58,7 +63,8 @@ static void pack_avx512(const float *x, const float *thr, int64_t P, int64_t C, 
                                : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), valid, _mm512_mullo_epi32(lanes, step),
                                                           base + c0 * sc, 4);
             if (thr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(valid, thr + c0));
-            __mmask16 bits = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_GE_OQ);
+            __mmask16 bits = unipolar ? _mm512_mask_cmp_ps_mask(valid, v, _mm512_set1_ps(0.5f), _CMP_GT_OQ)
+                                      : _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_GE_OQ);
             word |= (uint64_t)bits << (q * 16);
         }
         dst[w] = word;
@@ -69,7 +75,7 @@ static void pack_avx512(const float *x, const float *thr, int64_t P, int64_t C, 
 /* 16 consecutive positions of one image (sp = 1: NCHW), every channel: one contiguous load, compare and masked
    OR per channel and 16 positions (the masks are the bit-matrix transpose: lane j collects position j's bits) */
 __attribute__((target("avx512f")))
-static void pack_rows_avx512(const float *x, const float *thr, int64_t C, int64_t sc, int64_t Cw, uint64_t *dst,
+static void pack_rows_avx512(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t Cw, uint64_t *dst,
                              int64_t p0, int64_t count)
 {
     const __mmask16 valid = count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);
@@ -80,7 +86,8 @@ static void pack_rows_avx512(const float *x, const float *thr, int64_t C, int64_
         for (int64_t c = w * 64; c < c1; c++) {
             __m512 v = _mm512_maskz_loadu_ps(valid, x + c * sc + p0);
             if (thr) v = _mm512_add_ps(v, _mm512_set1_ps(thr[c]));
-            __mmask16 m = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_GE_OQ);
+            __mmask16 m = unipolar ? _mm512_mask_cmp_ps_mask(valid, v, _mm512_set1_ps(0.5f), _CMP_GT_OQ)
+                                   : _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_GE_OQ);
             int bit = (int)(c - w * 64);
             if (bit < 32) a = _mm512_mask_or_epi32(a, m, a, _mm512_set1_epi32((int)(1u << bit)));
             else b = _mm512_mask_or_epi32(b, m, b, _mm512_set1_epi32((int)(1u << (bit - 32))));
@@ -91,7 +98,7 @@ static void pack_rows_avx512(const float *x, const float *thr, int64_t C, int64_
     }
 }
 
-void ie_pack(const float *x, const float *thr, int64_t N, int64_t P, int64_t C, int64_t sn, int64_t sc, int64_t sp,
+void ie_pack(const float *x, const float *thr, int unipolar, int64_t N, int64_t P, int64_t C, int64_t sn, int64_t sc, int64_t sp,
              int64_t Cw, uint64_t *out, int isa, int threads)
 {
     if (isa >= 2 && sp == 1 && P >= 16) {  /* NCHW: blocks of 16 positions */
@@ -99,7 +106,7 @@ void ie_pack(const float *x, const float *thr, int64_t N, int64_t P, int64_t C, 
         #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t t = 0; t < N * blocks; t++) {
             int64_t n = t / blocks, p0 = (t % blocks) * 16, count = P - p0 < 16 ? P - p0 : 16;
-            pack_rows_avx512(x + n * sn, thr, C, sc, Cw, out + (n * P + p0) * Cw, p0, count);
+            pack_rows_avx512(x + n * sn, thr, unipolar, C, sc, Cw, out + (n * P + p0) * Cw, p0, count);
         }
         return;
     }
@@ -108,8 +115,8 @@ void ie_pack(const float *x, const float *thr, int64_t N, int64_t P, int64_t C, 
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (int64_t m = 0; m < N * P; m++) {
         int64_t n = m / P, p = m % P;
-        if (vector) pack_avx512(x + n * sn, thr, P, C, sc, sp, Cw, out + m * Cw, p);
-        else pack_portable(x + n * sn, thr, P, C, sc, sp, Cw, out + m * Cw, p);
+        if (vector) pack_avx512(x + n * sn, thr, unipolar, P, C, sc, sp, Cw, out + m * Cw, p);
+        else pack_portable(x + n * sn, thr, unipolar, P, C, sc, sp, Cw, out + m * Cw, p);
     }
 }
 
@@ -203,14 +210,15 @@ static inline void transpose8(__m256 *r)
 }
 
 __attribute__((target("avx512f,avx2")))
-static void finalize_avx512(const int32_t *acc, const int32_t *kbits, const float *scl, const float *ks, int ncols,
+static void finalize_avx512(const int32_t *acc, const int32_t *kbits, const int32_t *wr, const float *scl, const float *ks, int ncols,
                             float *dst, int64_t P)
 {
     __m256 lo[PT], hi[PT];
     const __m512 s = _mm512_loadu_ps(scl);
     for (int i = 0; i < PT; i++) {
         __m512i a = _mm512_loadu_si512((const void *)(acc + i * CB));
-        __m512i d = _mm512_sub_epi32(_mm512_set1_epi32(kbits[i]), _mm512_slli_epi32(a, 1));
+        __m512i d = wr ? _mm512_sub_epi32(_mm512_loadu_si512((const void *)wr), a)
+                       : _mm512_sub_epi32(_mm512_set1_epi32(kbits[i]), _mm512_slli_epi32(a, 1));
         __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(d), s);
         if (ks) v = _mm512_mul_ps(v, _mm512_set1_ps(ks[i]));
         lo[i] = _mm512_castps512_ps256(v);
@@ -237,6 +245,7 @@ int ie_cpu_isa(void)
  * scale: [Co] (α per output channel); sample: [N] or NULL (XNOR's per-sample K); out: [N][Co][OH][OW] float,
  * out = dot·scale[co] (·sample[n]). Returns 0, or −1 for an isa this CPU lacks or a too-large field. */
 int ie_conv(const uint64_t *x, int64_t N, int64_t H, int64_t W, int64_t Cw, const uint64_t *wt, const int32_t *wpc,
+            const int32_t *wrow,
             int64_t Co, int64_t KH, int64_t KW, int64_t stride, int64_t pad, int64_t OH, int64_t OW, int64_t C,
             const float *scale, const float *sample, float *out, int isa, int threads)
 {
@@ -289,17 +298,20 @@ int ie_conv(const uint64_t *x, int64_t N, int64_t H, int64_t W, int64_t Cw, cons
             for (int64_t b = 0; b < blocks; b++) {
                 tile(rows, wt + b * K * CB, K, acc);
                 for (int j = 0; j < CB; j++) scl[j] = b * CB + j < Co ? scale[b * CB + j] : 0.0f;
-                for (int i = 0; i < count; i++)
+                int32_t wr[CB];  /* {0, 1} inputs: dot = popcount(w over the field) − popcount(x xor w) */
+                for (int j = 0; j < CB; j++) wr[j] = wrow && b * CB + j < Co ? wrow[b * CB + j] : 0;
+                for (int i = 0; i < count && !wrow; i++)
                     if (ninvalid[i])  /* padded taps: their xor was the weight itself (exact correction) */
                         for (int j = 0; j < CB && b * CB + j < Co; j++)
                             for (int q = 0; q < ninvalid[i]; q++) acc[i * CB + j] -= wpc[(b * CB + j) * T + invalid[i][q]];
                 const int ncols = Co - b * CB < CB ? (int)(Co - b * CB) : CB;
                 if (isa == 2 && same_image && count == PT) {
-                    finalize_avx512(acc, kbits, scl, sample ? ks : NULL, ncols, out + (n0 * Co + b * CB) * P + p0, P);
+                    finalize_avx512(acc, kbits, wrow ? wr : NULL, scl, sample ? ks : NULL, ncols, out + (n0 * Co + b * CB) * P + p0, P);
                     continue;
                 }
                 for (int i = 0; i < count; i++) {
-                    for (int j = 0; j < CB; j++) vals[i][j] = (float)(kbits[i] - 2 * acc[i * CB + j]) * scl[j];
+                    for (int j = 0; j < CB; j++)
+                        vals[i][j] = (float)(wrow ? wr[j] - acc[i * CB + j] : kbits[i] - 2 * acc[i * CB + j]) * scl[j];
                     if (sample)
                         for (int j = 0; j < CB; j++) vals[i][j] *= ks[i];
                 }

@@ -4,9 +4,11 @@ Each replaces one input-binarized layer of the deployed PyTorch model (``methods
 packed export loaded) and computes what that layer computes, layer hooks included:
 
 * the binary input: bit = 1 where the deployed quantizer gives +1, i.e. x ≥ 0, or x + β ≥ 0 for ReActNet's
-  RSign (the same float32 addition as torch's, so the bits are PyTorch's bit for bit);
+  RSign (the same float32 addition as torch's, so the bits are PyTorch's bit for bit), or 1 where DoReFa's
+  {0, 1} input (``form="tensorpack"``) is 1, x > 0.5;
 * the products: dot = K − 2·popcount(x xor w) over the valid taps, an exact integer (padded taps, which
-  are 0 inputs in PyTorch and contribute nothing, are subtracted exactly: ``engine.c``);
+  are 0 inputs in PyTorch and contribute nothing, are subtracted exactly: ``engine.c``); for {0, 1} inputs
+  dot = popcount(w) − popcount(x xor w), exact as well;
 * the float part: out = float(dot)·|α_c| (·K_n, XNOR's per-sample mean |x|, computed by the same torch
   function as the deployed quantizer), then + bias and XNOR-Net++'s h ⊗ w by the layer's own torch code.
   PyTorch sums the K products ±α_c in float32 in its own order, so its output is α_c·dot rounded after
@@ -45,7 +47,7 @@ def quantizer_kind(name: str, layer: nn.Module) -> dict:
     """How the engine reads the input quantizer of ``layer``: {threshold, sample_scale, output_hook}; an
     EngineError for one it cannot run."""
     quant = layer.input_quantizer.quantizer
-    kind = {"threshold": False, "sample_scale": False, "output_hook": False}
+    kind = {"threshold": False, "sample_scale": False, "output_hook": False, "unipolar": False}
     if quant.name == "rsign":
         kind["threshold"] = True
     elif quant.name == "xnor-sign":
@@ -53,9 +55,7 @@ def quantizer_kind(name: str, layer: nn.Module) -> dict:
     elif quant.name == "xnor++-sign":
         kind["output_hook"] = True
     elif quant.name == "dorefa":
-        if quant.unipolar:
-            raise build.EngineError(f"layer {name}: DoReFa's form=\"tensorpack\" ({{0, 1}} inputs) is not supported "
-                                    "by the engine (bipolar sign inputs only); nothing written")
+        kind["unipolar"] = bool(quant.unipolar)
     elif quant.name not in PLAIN:
         raise build.EngineError(f"layer {name}: the engine does not know input quantizer {quant.name!r}")
     return kind
@@ -98,6 +98,7 @@ class EngineLayer(nn.Module):
         blocked = padded.reshape(blocks, BLOCK, -1).transpose(0, 2, 1)  # [blocks][KH·KW·Cw][16]
         self.register_buffer("wt", torch.from_numpy(np.ascontiguousarray(blocked).view(np.int64)))
         self.register_buffer("wpc", torch.from_numpy(bits.sum(-1).reshape(co, kh * kw).astype(np.int32)))
+        self.register_buffer("wrow", self.wpc.sum(1, dtype=torch.int32) if self.kind["unipolar"] else None)
         self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -119,7 +120,7 @@ class EngineLayer(nn.Module):
         if self.kind["threshold"]:
             thr = self.input_quantizer.beta.detach().float().reshape(-1).contiguous()
         packed = torch.empty((n, h, w, self.cw), dtype=torch.int64)
-        lib.ie_pack(x.data_ptr(), None if thr is None else thr.data_ptr(), n, h * w, self.c, *strides, self.cw,
+        lib.ie_pack(x.data_ptr(), None if thr is None else thr.data_ptr(), int(self.kind["unipolar"]), n, h * w, self.c, *strides, self.cw,
                     packed.data_ptr(), self.isa, threads)
         sample = None
         if self.kind["sample_scale"]:
@@ -127,7 +128,8 @@ class EngineLayer(nn.Module):
         oh = (h + 2 * self.pad - self.kh) // self.stride + 1
         ow = (w + 2 * self.pad - self.kw) // self.stride + 1
         out = torch.empty((n, self.co, oh, ow), dtype=torch.float32)
-        rc = lib.ie_conv(packed.data_ptr(), n, h, w, self.cw, self.wt.data_ptr(), self.wpc.data_ptr(), self.co,
+        wrow = None if self.wrow is None else self.wrow.data_ptr()
+        rc = lib.ie_conv(packed.data_ptr(), n, h, w, self.cw, self.wt.data_ptr(), self.wpc.data_ptr(), wrow, self.co,
                          self.kh, self.kw, self.stride, self.pad, oh, ow, self.c, self.scale.data_ptr(),
                          None if sample is None else sample.data_ptr(), out.data_ptr(), self.isa, threads)
         if rc != 0:

@@ -104,7 +104,10 @@ def _sign_recorder(model: nn.Module, names: list[str], store: dict):
             x = args[0].detach().float()
             quant = module.input_quantizer
             beta = getattr(quant, "beta", None) if quant.quantizer.name == "rsign" else None
-            bits = (x + beta.detach().float()) >= 0 if beta is not None else x >= 0
+            if getattr(quant.quantizer, "unipolar", False):  # DoReFa's {0, 1} inputs
+                bits = x > 0.5
+            else:
+                bits = (x + beta.detach().float()) >= 0 if beta is not None else x >= 0
             store[name] = bits.contiguous()
 
         handles.append(layer.register_forward_pre_hook(hook))
