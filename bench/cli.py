@@ -24,6 +24,7 @@ from bench.describe import cli_datasets, cli_methods, cli_models  # noqa: E402
 from bench.dispatch.commands import cli_grid_cancel, cli_grid_run, cli_grid_status  # noqa: E402
 from bench.dispatch.executors import list_executors  # noqa: E402
 from bench.errors import describe_os_error, one_line, user_error_types  # noqa: E402
+from bench.infer.commands import add_parser as add_infer_parser  # noqa: E402
 from bench.perf.cuda import cli_perf  # noqa: E402
 from bench.report.aggregate import cli_aggregate  # noqa: E402
 from bench.report.plots import cli_plot_quantizers  # noqa: E402
@@ -111,14 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                "and exits with status 2; an unexpected exception (a bug) prints one line 'internal error: ...' "
                "and exits with status 1. --debug shows the full traceback instead.",
     )
-    parser.add_argument(
-        "--debug", action="store_true",
-        help="re-raise errors: print the full Python traceback instead of the one-line message",
-    )
-    parser.add_argument(
-        "--plugin", action="append", default=[], metavar="MODULE",
-        help="import MODULE before the method registry is read (third-party methods); repeatable (default: none)",
-    )
+    parser.add_argument("--debug", action="store_true",
+                        help="re-raise errors: print the full Python traceback instead of the one-line message")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import MODULE before the "
+                        "method registry is read (third-party methods); repeatable (default: none)")
     parser.add_argument("--version", action="version", version=f"proxbench {package_version()}",
                         help="print the proxbench version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser,
@@ -262,10 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
     p.add_argument("--allow-unfinished", action="store_true", help="export a run that has not finished its epochs")
     p.set_defaults(func=cli_export)
+    add_infer_parser(sub)
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
-    p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
-                   help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md")
+    p.add_argument("what", choices=["step", "loaders", "all", "gpu", "infer"],
+                   help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md; "
+                        "infer: the bit-packed engine against torch fp32 -> results/perf/infer-cpu.md")
+    p.add_argument("--threads", type=int, default=None, help="perf infer: engine and torch threads (default: 1)")
     p.add_argument("--model", default="resnet20", help="model of perf step")
     p.add_argument("--batch", type=int, default=128, help="batch size")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")

@@ -23,6 +23,7 @@ LAYERS = (
     ("leaves", ("bench.errors", "bench.atomic", "bench.registry")),
     ("data", ("bench.data",)),
     ("run", ("bench.run",)),
+    ("infer", ("bench.infer",)),
     ("dispatch", ("bench.dispatch",)),
     ("perf", ("bench.perf",)),
     ("report", ("bench.report",)),

@@ -24,6 +24,7 @@ import models
 
 from bench.errors import UserError
 from bench.perf import step as perf_step
+from bench.perf.infer import cli_perf_infer
 from bench.run.step import TrainStep, tensor_lr
 
 PAPER_CNNS = (("resnet20", 128, 32), ("resnet56", 128, 32), ("vgg-small", 128, 32), ("resnet18", 256, 224))
@@ -177,4 +178,6 @@ def cli_perf(args) -> int:
     """``python -m bench perf step|loaders|all|gpu``."""
     if args.what == "gpu":
         return gpu_report(args)
+    if args.what == "infer":
+        return cli_perf_infer(args)
     return perf_step.cli_perf(args)

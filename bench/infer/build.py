@@ -1,0 +1,134 @@
+"""Build, cache, verify and load ``engine.c`` (the bit-packed inference kernels) with ctypes.
+
+Built at first use with the system C compiler (``$CC``, else ``cc``) into the kernel cache of
+``methods.kernels`` (``$PROXBENCH_KERNEL_CACHE``, else ``~/.cache/proxbench``), named by a hash of the source,
+the compiler's version, the flags and the CPU's instruction-set flags; written to a temporary file and renamed
+into place (atomic), with a ``.sha256`` sidecar holding the library's checksum, which is checked before every
+load (a truncated or foreign file is rebuilt, never loaded). The source is compiled without ``-march``: the
+SIMD kernels carry their own ``target`` attributes and are chosen at run time (``ie_cpu_isa``:
+``__builtin_cpu_supports``), so one build serves every x86-64 CPU.
+
+``PROXBENCH_INFER_ISA`` = ``auto`` (default: the best this CPU has), ``avx512`` (VPOPCNTDQ), ``avx2`` or
+``portable`` (``__builtin_popcountll``) forces a kernel; a CPU without the instructions asked for is an
+``EngineError`` (one line), before anything is computed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from methods.kernels import cache_dir
+
+from bench.errors import UserError
+
+SOURCE = Path(__file__).with_name("engine.c")
+FLAGS = ("-O3", "-fopenmp", "-ffp-contract=off", "-fPIC", "-shared")
+ISA_ENV = "PROXBENCH_INFER_ISA"
+ISAS = {"portable": 0, "avx2": 1, "avx512": 2}
+ISA_NAMES = {v: k for k, v in ISAS.items()}
+
+_P, _N, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+_SIGNATURES = {
+    "ie_pack": ((_P, _P, _I, _N, _N, _N, _N, _N, _N, _N, _P, _I, _I), None),
+    "ie_conv": ((_P, _N, _N, _N, _N, _P, _P, _P, _N, _N, _N, _N, _N, _N, _N, _N, _P, _P, _P, _I, _I), _I),
+    "ie_cpu_isa": ((), _I),
+}
+_state = {"lib": None}
+
+
+class EngineError(UserError):
+    """An export, a model or a machine the inference engine cannot run: one line, nothing written."""
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return platform.processor()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _verified(target: Path) -> bool:
+    sidecar = target.with_name(target.name + ".sha256")
+    try:
+        return target.is_file() and sidecar.read_text().strip() == _sha256(target)
+    except OSError:
+        return False
+
+
+def build(directory: Path | None = None) -> Path:
+    """The cached library for this source, compiler and CPU: verified, or (re)built; its path."""
+    compiler = shutil.which(os.environ.get("CC") or "cc")
+    if compiler is None:
+        raise EngineError(f"the inference engine needs a C compiler: {os.environ.get('CC') or 'cc'} is not on PATH")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), version.encode(), " ".join(FLAGS).encode(),
+                                     _cpu_flags().encode()])).hexdigest()[:16]
+    directory = Path(directory or cache_dir())
+    target = directory / f"proxbench-infer-{key}.so"
+    if _verified(target):
+        return target
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise EngineError(f"building {SOURCE.name} failed: {' '.join(done.stderr.split())[:300]}")
+        digest = _sha256(Path(partial))
+        sidecar = target.with_name(target.name + ".sha256")
+        fd2, partial_sum = tempfile.mkstemp(dir=directory, suffix=".sha256.partial")
+        with os.fdopen(fd2, "w") as fh:
+            fh.write(digest + "\n")
+        os.replace(partial, target)  # the library first, then its checksum: a reader sees both or rebuilds
+        os.replace(partial_sum, sidecar)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return target
+
+
+def library():
+    """The loaded library (built and verified at first use)."""
+    lib = _state["lib"]
+    if lib is None:
+        path = build()
+        if not _verified(path):
+            raise EngineError(f"{path}: checksum mismatch after building (a concurrent writer?): run again")
+        lib = ctypes.CDLL(str(path))
+        for name, (argtypes, restype) in _SIGNATURES.items():
+            getattr(lib, name).argtypes = argtypes
+            getattr(lib, name).restype = restype
+        _state["lib"] = lib
+    return lib
+
+
+def cpu_isa() -> int:
+    """The best kernel this CPU runs: 2 AVX-512 VPOPCNTDQ, 1 AVX2, 0 portable."""
+    return int(library().ie_cpu_isa())
+
+
+def selected_isa(name: str | None = None) -> int:
+    """The kernel to run: ``name`` (else ``$PROXBENCH_INFER_ISA``, else ``auto``); an EngineError when this CPU
+    lacks its instructions or the name is unknown."""
+    name = (name or os.environ.get(ISA_ENV) or "auto").strip().lower()
+    best = cpu_isa()
+    if name == "auto":
+        return best
+    if name not in ISAS:
+        raise EngineError(f"{ISA_ENV}={name!r}: unknown kernel (valid: auto, {', '.join(ISAS)})")
+    if ISAS[name] > best:
+        raise EngineError(f"{ISA_ENV}={name}: this CPU lacks the instructions of the {name} kernel (it has: "
+                          f"{ISA_NAMES[best]}); nothing computed")
+    return ISAS[name]
