@@ -100,14 +100,16 @@ def test_resnet18_bireal_stems():
     ("resnet20", "bnn-w1a1", 18),       # every binarized conv follows a ReLU
     ("resnet18", "xnor", 16),           # (w1a1 keeps the three 1x1 downsample convs full precision)
     ("fmnist-cnn", "reactnet", 2),      # RSign's β starts at 0: sign(relu(x) − 0) = +1
-    ("resnet20", "dorefa", 0),          # round(clip(x, 0, 1)) of a ReLU output is 0 or 1: not constant
+    ("resnet20", "dorefa", 18),         # BiBench's DoReFa binarizes inputs with sign
+    ("resnet20", "dorefa-tensorpack", 0),  # round(clip(x, 0, 1)) of a ReLU output is 0 or 1: not constant
     ("resnet20", "bnn++", 0),           # weights only
     ("fmnist-cnn-bireal", "recu", 0),
 ])
 def test_constant_binary_inputs_finds_a_relu_in_front_of_a_sign(model, method, dead):
     info = models.model_info(model)
+    params = {"form": "tensorpack"} if method == "dorefa-tensorpack" else {}
     net = methods.binarize(models.create_model(model, num_classes=10, img_size=32 if model.startswith("resnet") else 28),
-                           method, policy="w1a1")
+                           method.removesuffix("-tensorpack"), policy="w1a1", **params)
     shape = (3, 32, 32) if model.startswith("resnet") else info.default_input
     rng_before = torch.get_rng_state()
     assert len(constant_binary_inputs(net, shape)) == dead
@@ -128,7 +130,7 @@ def test_preflight_lists_each_network_that_binarizes_a_constant(tmp_path, capsys
     grid = tmp_path / "w.toml"
     grid.write_text('[defaults]\ndataset = "synthetic"\npolicy = "w1a1"\n'
                     'data_options = {img_size = 16, in_chans = 3, num_classes = 4, train_size = 32, test_size = 16}\n'
-                    '[axes]\nmodel = ["resnet20", "resnet20-bireal"]\nmethod = ["bnn-w1a1", "dorefa", "bc"]\n'
+                    '[axes]\nmodel = ["resnet20", "resnet20-bireal"]\nmethod = ["bnn-w1a1", "bc"]\n'
                     'seed = [0, 1]\n')
     rc, _, err = run_cli(capsys, "grid", "run", grid, "--dry-run", "--workdir", tmp_path / "work",
                          "--results", tmp_path / "results")

@@ -52,16 +52,21 @@ def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | 
 
 
 def constant_binary_inputs(model: nn.Module, input_shape: tuple[int, ...]) -> list[str]:
-    """The input-binarized layers whose binarized input is one constant on a random batch of ``input_shape``
-    (in eval mode, so nothing learned moves): a ReLU output's sign is +1 everywhere (sign(0) = +1), and a
-    binary convolution of a constant sees nothing of the image. [] for a weight-only model."""
+    """The input-binarized layers whose binarized input is one constant per sample on a random batch of
+    ``input_shape`` (in eval mode, so nothing learned moves): a ReLU output's sign is +1 everywhere
+    (sign(0) = +1; XNOR's K·sign(x) is K), and a binary convolution of a constant sees nothing of the image.
+    [] for a weight-only model."""
     layers = methods.input_binarized_layers(model)
     if not layers:
         return []
     constant: dict[str, bool] = {}
 
     def record(name):
-        return lambda module, args, out: constant.__setitem__(name, bool((out == out.flatten()[0]).all()))
+        def check(module, args, out):  # one value per sample (sign, or XNOR's K·sign) sees nothing of the image
+            flat = out.flatten(1) if out.dim() > 1 else out.flatten().unsqueeze(0)
+            constant[name] = bool((flat == flat[:, :1]).all())
+
+        return check
 
     hooks = [layer.input_quantizer.register_forward_hook(record(name)) for name, layer in layers]
     was_training = model.training
@@ -88,7 +93,7 @@ def check_binary_inputs(model: nn.Module, cfg: dict, info) -> None:
     raise UserError(f"model {cfg['model']!r} with method {cfg['method']!r}: the binarized inputs of {len(dead)} "
                     f"layer(s) ({', '.join(dead[:3])}{', ...' if len(dead) > 3 else ''}) are one constant on a "
                     f"random batch (a ReLU output's sign is +1 everywhere): {use}, or an activation quantizer "
-                    f"with levels {{0, 1}} (dorefa)")
+                    f"with levels {{0, 1}} (dorefa with form = \"tensorpack\")")
 
 
 def load_init_state(init: str, workdir: str | Path) -> dict:
