@@ -19,6 +19,11 @@ def _no_match(kind: str, pattern: str, registered: list[str]) -> UserError:
     return UserError(f"no {kind} matches {pattern!r} (registered: {', '.join(registered) or 'none'})")
 
 
+def markdown_cell(value) -> str:
+    """``value`` as text for a markdown table cell: ``|`` escaped (``1[|x| ≤ 1]`` would split the cell)."""
+    return str(value).replace("|", "\\|")
+
+
 def method_rows(pattern: str = "*") -> list[list[str]]:
     """key, F, B', hooks, parameters (scheduled ones as start → end), default scale; one row per method."""
     rows = []
@@ -40,6 +45,7 @@ def cli_methods(args) -> int:
     rows = method_rows(args.pattern)
     if not rows:
         raise _no_match("method", args.pattern, methods.list_methods())
+    rows = [[markdown_cell(v) for v in row] for row in rows]
     print(tabulate(rows, headers=["method", "F(x)", "B'(x)", "hooks", "parameters (t: 0 → 1)", "scale"],
                    tablefmt="github"))
     print("\nx = w/α: α = 1 (scale = none, the raw latent) by default, the tensor's mean |w| for pc and bnn++ "
@@ -57,7 +63,7 @@ def cli_models(args) -> int:
     for name in names:
         info = models.model_info(name)
         shape = "×".join(str(d) for d in info.default_input)
-        rows.append([name, info.family, shape, "yes" if info.has_pretrained else "", info.description])
+        rows.append([name, info.family, shape, "yes" if info.has_pretrained else "", markdown_cell(info.description)])
     print(tabulate(rows, headers=["model", "family", "default input", "pretrained", "description"], tablefmt="github"))
     return 0
 

@@ -68,7 +68,7 @@ def register_model(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``fn(num_classes, in_chans, img_size, pretrained, **kw) -> nn.Module`` as ``name``.
 
-    ``description`` defaults to the first line of the builder's docstring. ``has_pretrained`` says whether
+    ``description`` defaults to the first paragraph of the builder's docstring (on one line). ``has_pretrained`` says whether
     the builder can load pretrained weights; ``create_model(..., pretrained=True)`` of any other model is a
     ``ModelError``. Re-registering a name replaces it.
     """
@@ -81,7 +81,7 @@ def register_model(
         if missing:
             raise ModelError(f"@register_model({name!r}): the builder must take {', '.join(_POSITIONAL)}")
         extra = tuple(p for p, v in params.items() if p not in _POSITIONAL and v.kind is not v.VAR_KEYWORD)
-        doc = (inspect.getdoc(fn) or name).strip().splitlines()[0]
+        doc = " ".join((inspect.getdoc(fn) or name).strip().split("\n\n")[0].split())  # the first paragraph
         _REGISTRY[name] = ModelInfo(
             name=name,
             family=family,
