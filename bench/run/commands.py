@@ -20,17 +20,19 @@ from bench.run.export import (PackingError, deployed_entries, fp32_bytes, load_p
                               save_packed)
 from bench.run.layout import check_name, record_path
 from bench.run.model import load_run_model
+from bench.run.reproduce import FLAG_KEYS
 from bench.run.train import execute
 
 
 def config_from_args(args) -> dict:
-    """The raw config of ``python -m bench run``: --config file, then flags, then --set/--param."""
+    """The raw config of ``python -m bench run``: --config file (or ``args.config_raw``, the config of a grid
+    file's cell), then flags, then --set/--param."""
     raw: dict = {}
-    if args.config:
+    if getattr(args, "config_raw", None) is not None:  # a grid file's cell (bench.grid_cell)
+        raw.update(args.config_raw)
+    elif args.config:
         raw.update(configs.load_toml(args.config))
-    for key in ("model", "method", "dataset", "loader", "mode", "init", "optimizer", "lr_schedule", "policy",
-                "epochs", "batch_size", "seed", "subset", "test_subset", "lr", "weight_decay", "momentum",
-                "warmup_epochs"):
+    for key in FLAG_KEYS:
         value = getattr(args, key, None)
         if value is not None:
             raw[key] = value
