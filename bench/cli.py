@@ -233,9 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func="plot-quantizers")
 
     p = sub.add_parser("export", help="write a run's deployed model bit-packed (1 bit per binarized weight)")
-    p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
+    p.add_argument("source", help="a run id, a unique prefix of one or GRID/RUN_ID (its checkpoint is looked up in "
+                                  "the work directory) or a checkpoint path")
     p.add_argument("--out", required=True, help="the packed file to write (required)")
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
+    p.add_argument("--results", default="results",
+                   help="where a run without a checkpoint is looked up, to say how to train it again")
     p.set_defaults(func="export")
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")

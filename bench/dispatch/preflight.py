@@ -85,7 +85,10 @@ def gpu_hours_note(grid: Grid, n_to_run: int, results: str | None = None) -> str
     hours = grid.gpu_hours
     if hours is None:
         measured = wall_hours_note(grid, n_to_run, results) if results is not None else None
-        return measured or f"no GPU-hour estimate (no gpu_hours in {grid.path}, no records with wall times)"
+        if measured:
+            return measured
+        return f"no GPU-hour estimate (no gpu_hours in {grid.path}" + (", no records with wall times)" if results
+                                                                       is not None else ")")
     text = f"about {_hours(hours)} GPU-hours for the whole grid (gpu_hours in {grid.path})"
     if hours and 0 < n_to_run < len(grid.cells):
         text += f", about {_hours(hours * n_to_run / len(grid.cells))} for the {n_to_run} cells to run (pro rata)"
