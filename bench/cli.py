@@ -224,6 +224,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="write the tables only, no figures")
     p.set_defaults(func="aggregate")
 
+    p = sub.add_parser("spread", help="per method: min, max, std of the deployed accuracy over the runs of grids")
+    p.add_argument("grids", nargs="+", metavar="GRID", help="grids whose records to pool (configs differing in the seed)")
+    p.add_argument("--results", action="append", required=True, help="a results folder (RESULTS/runs/GRID/); repeatable")
+    p.add_argument("--out", required=True, help="the JSON file to write, e.g. results/spread/default.json")
+    p.set_defaults(func="spread")
+    p = sub.add_parser("compare", help="a run of a grid against the reference records, with the run-to-run spread")
+    p.add_argument("grid", help="grid name")
+    p.add_argument("--results", required=True, help="the run's results folder (RESULTS/runs/GRID/), e.g. work/bench")
+    p.add_argument("--reference", default="results", help="the reference's results folder")
+    p.add_argument("--spread", default=None, help="the spread JSON (default: results/spread/GRID.json)")
+    p.set_defaults(func="compare")
+
     p = sub.add_parser("plot-quantizers", help="plot F and B' of every method at the start and end of its schedule")
     p.add_argument("--out", default="results/quantizers", help="output folder")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on method names")

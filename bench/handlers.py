@@ -20,7 +20,8 @@ HANDLERS = {
     "aggregate": "bench.report.aggregate:cli_aggregate", "plot-quantizers": "bench.report.plots:cli_plot_quantizers",
     "export": "bench.run.commands:cli_export", "perf": "bench.perf.cuda:cli_perf",
     "runs list": "bench.report.runs:cli_list", "runs show": "bench.report.runs:cli_show",
-    "runs compare": "bench.report.runs:cli_compare",
+    "runs compare": "bench.report.runs:cli_compare", "spread": "bench.report.spread:cli_spread",
+    "compare": "bench.report.spread:cli_compare",
 }
 
 
