@@ -1,7 +1,7 @@
 """How far apart runs of one benchmark land, and a fresh run held against the committed reference.
 
 ``python -m bench spread GRID... --results DIR ... --out FILE``: the records of the grids named, under every
-results folder given, grouped by method (the runs of one method must differ in the seed alone; the thread
+results folder given (a grid a folder lacks is skipped), grouped by method (the runs of one method must differ in the seed alone; the thread
 count is not part of a config, so a folder trained with other threads adds runs of the same configs): per
 method the deployed top-1 accuracies' count, min, max, range, mean and sample std, written as JSON with the
 command that made it. ``results/spread/default.json`` is the default benchmark's (README, "Run-to-run
@@ -44,6 +44,8 @@ def collect(grids: list[str], roots: list[str]) -> dict[str, list[dict]]:
     shapes: dict[str, str] = {}
     for root in roots:
         for grid in grids:
+            if grid not in list_grids(root):
+                continue  # e.g. the seeds grid in one folder, the reference grid in another
             for r in _records(grid, root):
                 method, cfg = r["config"]["method"], dict(r["config"])
                 cfg.pop("seed")
@@ -52,7 +54,8 @@ def collect(grids: list[str], roots: list[str]) -> dict[str, list[dict]]:
                     raise UserError(f"spread: the runs of method {method!r} differ in more than the seed "
                                     f"({root}/runs/{grid}/{r['run_id']}.json)")
                 runs.setdefault(method, []).append({"run_id": r["run_id"], "seed": r["config"]["seed"],
-                                                    "device": r.get("device"), "results": str(root),
+                                                    "device": r.get("device"), "platform": r.get("platform"),
+                                                    "results": str(root),
                                                     "acc": r["final"]["acc"]})
     if not runs:
         raise UserError(f"spread: no finished records of {', '.join(grids)} under {', '.join(roots)}")
@@ -125,8 +128,8 @@ def cli_compare(args) -> int:
     if judged:
         inside = sum(row[5] == "yes" for row in judged)
         print(f"\n{inside} of {len(judged)} methods within the measured run-to-run spread ({path}: |difference| ≤ "
-              "the method's range over seeds 0-2 and 1 or 2 threads). Outside it: another CPU kind or torch "
-              "version (runs agree bit for bit only on the same ones), or a change of the code.")
+              "the method's range over the runs measured there: seeds, thread counts, CPU kinds). Outside it: "
+              "a CPU kind or torch version not measured, or a change of the code.")
     else:
         print(f"\nno measured spread for grid {args.grid} ({path} is missing): the differences are not judged",
               file=sys.stderr)
