@@ -1,7 +1,6 @@
 """``python -m bench``: the command line (argparse), each subcommand wired to its handler function.
 
-Every option has a help text that shows its default and its choices (``_HelpFormatter``); the defaults of
-``run``'s config flags are the config defaults of ``bench.run.config``. ``--version`` prints the package version.
+Every option's help shows its default and choices (``_HelpFormatter``); ``run``'s flags default to ``bench.run.config``'s.
 
 Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
 missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
@@ -17,21 +16,9 @@ import sys
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-import methods  # noqa: E402 - after the environment default above
-
-from bench.data.prepare import cli_prepare  # noqa: E402
-from bench.describe import cli_datasets, cli_methods, cli_models  # noqa: E402
-from bench.dispatch.commands import cli_grid_cancel, cli_grid_run, cli_grid_status  # noqa: E402
-from bench.dispatch.executors import list_executors  # noqa: E402
-from bench.errors import describe_os_error, one_line, user_error_types  # noqa: E402
-from bench.infer.commands import add_parser as add_infer_parser  # noqa: E402
-from bench.perf.cuda import cli_perf  # noqa: E402
-from bench.report.aggregate import cli_aggregate  # noqa: E402
-from bench.report.plots import cli_plot_quantizers  # noqa: E402
-from bench.report.runs import cli_compare, cli_list, cli_show  # noqa: E402
-from bench.run import config  # noqa: E402
-from bench.run.commands import cli_export, cli_run  # noqa: E402
-
+from bench.dispatch.executors import list_executors  # noqa: E402 - no torch below: --help stays fast
+from bench.errors import describe_os_error, one_line  # noqa: E402
+from bench.handlers import handler, package_version, user_error  # noqa: E402
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
@@ -42,6 +29,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         text = action.help or ""
         key = getattr(action, "config_key", None)
         if key is not None:
+            import methods
+            from bench.run import config
+
             choices = config.CHOICES.get(key)
             if key == "policy":
                 choices = list(methods.PRESETS)
@@ -79,24 +69,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
-def package_version() -> str:
-    """The installed proxbench version; from a source checkout that is not installed, pyproject.toml's."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("proxbench")
-    except metadata.PackageNotFoundError:
-        pass
-    import tomllib
-    from pathlib import Path
-
-    try:
-        with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as fh:
-            return str(tomllib.load(fh)["project"]["version"]) + " (not installed)"
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return "unknown (not installed)"
-
-
 def _config_flag(p: argparse.ArgumentParser, key: str, help: str, type=None) -> argparse.Action:
     """``--KEY`` overriding config key ``key`` (``_`` spelled ``-``); default None = the config's value."""
     action = p.add_argument(f"--{key.replace('_', '-')}", type=type, metavar=key.upper(), help=help)
@@ -123,22 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="table of registered binarization methods")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on method names, e.g. 'bnn*'")
-    p.set_defaults(func=cli_methods)
+    p.set_defaults(func="methods")
 
     p = sub.add_parser("models", help="table of registered models")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch filter on model names, e.g. 'resnet*'")
-    p.set_defaults(func=cli_models)
+    p.set_defaults(func="models")
 
     p = sub.add_parser("datasets", help="table of registered datasets and where their files are")
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
-    p.set_defaults(func=cli_datasets)
+    p.set_defaults(func="datasets")
 
     p = sub.add_parser("run", help="train and evaluate one model x method x dataset cell",
                        description="Train and evaluate one run. Config keys come from their defaults (shown "
                                    "below; the default grid overrides some of them), then --config, then the "
                                    "flags, then --set and --param.")
     p.add_argument("--config", metavar="FILE",
-                   help="a run TOML file (keys as in a grid's [defaults]); flags override it (default: none)")
+                   help="a run TOML file (keys as in a grid's [defaults]), or a grid file (bench/grids/NAME.toml): "
+                        "the cell its axis flags pick (--method, --seed), the same run id as the grid's; flags "
+                        "override it (default: none)")
     _config_flag(p, "model", "model registry name (python -m bench models)")
     _config_flag(p, "method", "method registry name (python -m bench methods)")
     _config_flag(p, "dataset", "dataset registry name (python -m bench datasets)")
@@ -178,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logger", choices=["none", "tensorboard"], default="none",
                    help="also log the per-step and per-epoch metrics to TensorBoard, in "
                         "WORKDIR/runs/RUN_ID/tensorboard (needs: pip install tensorboard; not part of the config)")
-    p.set_defaults(func=cli_run)
+    p.set_defaults(func="run")
 
     grid = sub.add_parser("grid", help="run, inspect or cancel a grid of runs")
     gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -210,15 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait for the jobs to finish, showing the grid's progress (default: yes for local/debug, "
                         "no for slurm)")
     _grid_common(p)
-    p.set_defaults(func=cli_grid_run)
+    p.set_defaults(func="grid run")
     p = gsub.add_parser("status", help="table of the grid's cells and their state")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=cli_grid_status)
+    p.set_defaults(func="grid status")
     p = gsub.add_parser("cancel", help="cancel the grid's queued and running jobs")
     p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
     _grid_common(p)
-    p.set_defaults(func=cli_grid_cancel)
+    p.set_defaults(func="grid cancel")
 
     data = sub.add_parser("data", help="dataset files")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -234,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=None, help="JPEG quality 1..100 for --format jpg (default: 90)")
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None, help="output folder (default: <data-root>/ffcv/<dataset>)")
-    p.set_defaults(func=cli_prepare)
+    p.set_defaults(func="data prepare")
 
     p = sub.add_parser("aggregate", help="rebuild leaderboards and figures from run records")
     p.add_argument("name", nargs="?", default=None, help="grid name (default: every grid with records)")
@@ -243,7 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="row keys and column key (config keys, method parameters, final metrics), e.g. "
                         "'dataset,model,mode,lr:method' (default: dataset,model,mode:method)")
     p.add_argument("--no-figures", action="store_true", help="write the tables only, no figures")
-    p.set_defaults(func=cli_aggregate)
+    p.set_defaults(func="aggregate")
+
+    p = sub.add_parser("spread", help="per method: min, max, std of the deployed accuracy over the runs of grids")
+    p.add_argument("grids", nargs="+", metavar="GRID", help="grids whose records to pool (configs differing in the seed)")
+    p.add_argument("--results", action="append", required=True, help="a results folder (RESULTS/runs/GRID/); repeatable")
+    p.add_argument("--out", required=True, help="the JSON file to write, e.g. results/spread/default.json")
+    p.set_defaults(func="spread")
+    p = sub.add_parser("compare", help="a run of a grid against the reference records, with the run-to-run spread")
+    p.add_argument("grid", help="grid name")
+    p.add_argument("--results", required=True, help="the run's results folder (RESULTS/runs/GRID/), e.g. work/bench")
+    p.add_argument("--reference", default="results", help="the reference's results folder")
+    p.add_argument("--spread", default=None, help="the spread JSON (default: results/spread/GRID.json)")
+    p.set_defaults(func="compare")
 
     p = sub.add_parser("plot-quantizers", help="plot F and B' of every method at the start and end of its schedule")
     p.add_argument("--out", default="results/quantizers", help="output folder")
@@ -251,15 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", default=None, metavar="NAME",
                    help="draw the method parameters (and, for rPC/PQ's prox, the lr) of this grid's cells "
                         "(bench/grids/NAME.toml or a path) (default: the registry's defaults)")
-    p.set_defaults(func=cli_plot_quantizers)
+    p.set_defaults(func="plot-quantizers")
 
     p = sub.add_parser("export", help="write a run's deployed model bit-packed (1 bit per binarized weight)")
-    p.add_argument("source", help="a run id (looked up in the work directory) or a checkpoint path")
+    p.add_argument("source", help="a run id, a unique prefix of one or GRID/RUN_ID (its checkpoint is looked up in "
+                                  "the work directory) or a checkpoint path")
     p.add_argument("--out", required=True, help="the packed file to write (required)")
     p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
+    p.add_argument("--results", default="results",
+                   help="where a run without a checkpoint is looked up, to say how to train it again")
     p.add_argument("--allow-unfinished", action="store_true", help="export a run that has not finished its epochs")
-    p.set_defaults(func=cli_export)
-    add_infer_parser(sub)
+    p.set_defaults(func="export")
+
+    p = sub.add_parser("infer", help="run a W1A1 export with the bit-packed CPU engine; compare with PyTorch")
+    p.add_argument("source", help="a packed file (python -m bench export), a run id or a checkpoint path")
+    p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
+    p.add_argument("--batch", type=int, default=256, help="test batch size")
+    p.add_argument("--subset", type=int, default=None, help="only the first N test images (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="torch and engine threads (default: torch's)")
+    p.add_argument("--data-root", default=None,
+                   help="where datasets live (default: $PROXBENCH_DATA, else ~/.cache/proxbench/data)")
+    p.set_defaults(func="infer")
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu", "infer"],
@@ -278,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", default=None,
                    help="report file (default: results/perf/DEVICE.md for all and gpu; step and loaders only print)")
-    p.set_defaults(func=cli_perf)
+    p.set_defaults(func="perf")
 
     runs = sub.add_parser("runs", help="list, show or compare run records")
     rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser,
@@ -289,16 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep records whose KEY (a config key, method parameter, final metric, dotted path) "
                         "matches VALUE (fnmatch pattern, numbers compared as numbers); repeatable (default: none)")
     _runs_common(p)
-    p.set_defaults(func=cli_list)
+    p.set_defaults(func="runs list")
     p = rsub.add_parser("show", help="one run: config, final metrics and history")
     p.add_argument("run_id", metavar="RUN_ID", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
     _runs_common(p)
-    p.set_defaults(func=cli_show)
+    p.set_defaults(func="runs show")
     p = rsub.add_parser("compare", help="two runs: the config keys that differ, then final metrics side by side")
     p.add_argument("run_a", metavar="RUN_A", help="a run id, a unique prefix of one, GRID/RUN_ID or a record file")
     p.add_argument("run_b", metavar="RUN_B", help="the same for the second run")
     _runs_common(p)
-    p.set_defaults(func=cli_compare)
+    p.set_defaults(func="runs compare")
     return parser
 
 
@@ -316,30 +314,32 @@ def _runs_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", default="work", help="ad-hoc records are read from WORKDIR/results/runs/*/ too")
 
 
+# Subcommands that answer without torch: they leave the plugins to the registries they may read.
+TORCH_FREE = ("methods", "models", "runs list", "runs show", "runs compare")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    errors = user_error_types()
     try:
-        methods.load_plugins(args.plugin)
-        return int(args.func(args) or 0)
+        if args.plugin or args.func not in TORCH_FREE:
+            import methods
+
+            methods.load_plugins(args.plugin)
+        return int(handler(args.func)(args) or 0)
     except KeyboardInterrupt as exc:  # Ctrl-C; a local grid's Ctrl-C or SIGTERM says what became of its cells
         print("interrupted" + (f": {one_line(str(exc))}" if str(exc) else ""), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
-    except errors as exc:
+    except Exception as exc:  # noqa: BLE001 - a user error, an OSError or a bug, each one line
         if args.debug:
             raise
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        if args.debug:
-            raise
-        print(f"error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback with --debug
-        if args.debug:
-            raise
+        if user_error(exc):
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
+            return 2
+        if isinstance(exc, OSError):
+            print(f"error: {describe_os_error(exc)}", file=sys.stderr)
+            return 2
         message = one_line(str(exc))
         print(f"internal error: {type(exc).__name__}{': ' + message if message else ''} "
               "(a bug; run with --debug for the traceback)", file=sys.stderr)

@@ -1,17 +1,22 @@
 """Registry tables for ``python -m bench methods | models | datasets``.
 
 ``methods PATTERN`` and ``models PATTERN`` filter by fnmatch pattern; a pattern that matches nothing is a
-``UserError`` naming what is registered. ``datasets`` says for each dataset whether its files are here and
+``UserError`` naming what is registered. Both read the rows from the static catalogue
+(``bench/run/catalogue.json``, ``bench.run.catalogue``) when no plugin can add to the registries, without importing
+torch (a second instead of several); with ``--plugin`` or an installed ``proxbench.methods`` entry point,
+from the live registries. ``datasets`` says for each dataset whether its files are here and
 where (without downloading anything), or ``missing`` and how to get them.
 """
 
 from __future__ import annotations
 
 
+import fnmatch
+
 from tabulate import tabulate
 
-import methods
-
+from bench.run import catalogue
+from bench.run.catalogue import method_rows, model_rows
 from bench.errors import UserError
 
 
@@ -19,27 +24,23 @@ def _no_match(kind: str, pattern: str, registered: list[str]) -> UserError:
     return UserError(f"no {kind} matches {pattern!r} (registered: {', '.join(registered) or 'none'})")
 
 
-def method_rows(pattern: str = "*") -> list[list[str]]:
-    """key, F, B', hooks, parameters (scheduled ones as start → end), default scale; one row per method."""
-    rows = []
-    for key in methods.list_methods(pattern, w1a1=None):
-        cls = methods.get_method_class(key)
-        params = [f"{name}: {start:g} → {end:g}" for name, (start, end) in cls.schedules.items()]
-        params += [f"{name} = {value}" for name, value in cls.constants.items()]
-        forward, backward = cls.forward_formula, cls.backward_formula
-        act = cls.activation_class()
-        if act is not None:  # W1A1: the input quantizer's pair after the weights'
-            forward += f"; input: {act.forward_formula}"
-            backward += f"; input: {act.backward_formula}"
-            params += [f"act {name}: {start:g} → {end:g}" for name, (start, end) in act.schedules.items()]
-        rows.append([key, forward, backward, cls.hooks_formula, "; ".join(params) or "—", cls.default_scale])
-    return rows
+def markdown_cell(value) -> str:
+    """``value`` as text for a markdown table cell: ``|`` escaped (``1[|x| ≤ 1]`` would split the cell)."""
+    return str(value).replace("|", "\\|")
 
 
 def cli_methods(args) -> int:
-    rows = method_rows(args.pattern)
+    static = catalogue.usable(getattr(args, "plugin", ()))
+    if static is not None:
+        rows = [row for row in static["methods"] if fnmatch.fnmatchcase(row[0], args.pattern)]
+        registered = static["weight_methods"]
+    else:
+        import methods
+
+        rows, registered = method_rows(args.pattern), methods.list_methods()
     if not rows:
-        raise _no_match("method", args.pattern, methods.list_methods())
+        raise _no_match("method", args.pattern, registered)
+    rows = [[markdown_cell(v) for v in row] for row in rows]
     print(tabulate(rows, headers=["method", "F(x)", "B'(x)", "hooks", "parameters (t: 0 → 1)", "scale"],
                    tablefmt="github"))
     print("\nx = w/α: α = 1 (scale = none, the raw latent) by default, the tensor's mean |w| for pc and bnn++ "
@@ -48,16 +49,15 @@ def cli_methods(args) -> int:
 
 
 def cli_models(args) -> int:
-    import models
-
-    names = models.list_models(args.pattern)
-    if not names:
-        raise _no_match("model", args.pattern, models.list_models())
-    rows = []
-    for name in names:
-        info = models.model_info(name)
-        shape = "×".join(str(d) for d in info.default_input)
-        rows.append([name, info.family, shape, "yes" if info.has_pretrained else "", info.description])
+    static = catalogue.usable(getattr(args, "plugin", ()))
+    if static is not None:
+        every = static["models"]
+        rows = [row for row in every if fnmatch.fnmatchcase(row[0], args.pattern)]
+    else:
+        every, rows = model_rows(), model_rows(args.pattern)
+    if not rows:
+        raise _no_match("model", args.pattern, [row[0] for row in every])
+    rows = [[markdown_cell(v) for v in row] for row in rows]
     print(tabulate(rows, headers=["model", "family", "default input", "pretrained", "description"], tablefmt="github"))
     return 0
 

@@ -72,7 +72,7 @@ def register_model(
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register ``fn(num_classes, in_chans, img_size, pretrained, **kw) -> nn.Module`` as ``name``.
 
-    ``description`` defaults to the first line of the builder's docstring. ``has_pretrained`` says whether
+    ``description`` defaults to the first paragraph of the builder's docstring (on one line). ``has_pretrained`` says whether
     the builder can load pretrained weights; ``create_model(..., pretrained=True)`` of any other model is a
     ``ModelError``. ``same_weights_kwargs``: builder keywords that do not change the parameters (a grid's
     fine-tune may start from an fp parent built with other values of them). Re-registering a name replaces it.
@@ -88,7 +88,7 @@ def register_model(
         extra = tuple(p for p, v in params.items() if p not in _POSITIONAL and v.kind is not v.VAR_KEYWORD)
         if set(same_weights_kwargs) - set(extra):
             raise ModelError(f"@register_model({name!r}): same_weights_kwargs must be keywords of the builder")
-        doc = (inspect.getdoc(fn) or name).strip().splitlines()[0]
+        doc = " ".join((inspect.getdoc(fn) or name).strip().split("\n\n")[0].split())  # the first paragraph
         _REGISTRY[name] = ModelInfo(
             name=name,
             family=family,

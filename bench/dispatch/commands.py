@@ -57,7 +57,8 @@ def cli_grid_run(args) -> int:
     if args.dry_run:
         _print_plan(grid, args, profile)
     problems = preflight(grid, pending_cells(grid, args.results), executor=args.executor, device=device,
-                         profile=profile, data_root=args.data_root, parallel=parallel, cells_per_gpu=cells_per_gpu)
+                         profile=profile, data_root=args.data_root, parallel=parallel, cells_per_gpu=cells_per_gpu,
+                         results=args.results)
     raise_preflight(problems)
     if args.dry_run:
         return 0

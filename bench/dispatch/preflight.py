@@ -16,12 +16,14 @@ from bench.dispatch.executors import create_executor
 
 def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: str | None = None,
               profile: dict | None = None, data_root: str | None = None, parallel: int | None = None,
-              cells_per_gpu: int | None = None, n_gpus: int | None = None, out=print) -> list[str]:
+              cells_per_gpu: int | None = None, n_gpus: int | None = None, out=print,
+              results: str | None = None) -> list[str]:
     """Check what the cells to run (``todo``) need before anything is submitted; returns the problems, one
     line each (empty: all is there). ``out`` gets what was checked:
 
     * the grid's cells, the cells to run, and the grid file's ``gpu_hours`` estimate (pro rata for the cells
-      to run when some are finished);
+      to run when some are finished); without ``gpu_hours``, an estimate from the wall times of the grid's
+      records under ``results`` (``wall_hours_note``), when there are any;
     * data: per distinct (dataset, loader) of the cells to run, the train and test files, looked up as a job
       does (``bench.data.source_files``, whose error says where the files belong and how to get them;
       CIFAR is downloaded there unless ``PROXBENCH_NO_DOWNLOAD`` is set); loader ``ffcv`` also needs FFCV;
@@ -35,7 +37,7 @@ def preflight(grid: Grid, todo: list[Cell], *, executor: str = "local", device: 
     Nothing to run: nothing is checked.
     """
     out(f"pre-flight: grid {grid.name}: {len(grid.cells)} cells, {len(todo)} to run; "
-        f"{gpu_hours_note(grid, len(todo))}")
+        f"{gpu_hours_note(grid, len(todo), results)}")
     if not todo:
         return []
     problems: list[str] = []
@@ -77,19 +79,51 @@ def raise_preflight(problems: list[str]) -> None:
     raise UserError(f"pre-flight: {len(problems)} problems (listed above); nothing submitted")
 
 
-def gpu_hours_note(grid: Grid, n_to_run: int) -> str:
-    """The grid file's ``gpu_hours`` (top-level key) as a sentence, pro rata for ``n_to_run`` of its cells."""
+def gpu_hours_note(grid: Grid, n_to_run: int, results: str | None = None) -> str:
+    """The grid file's ``gpu_hours`` (top-level key) as a sentence, pro rata for ``n_to_run`` of its cells;
+    without it, the estimate of ``wall_hours_note`` from the grid's records under ``results``."""
     hours = grid.gpu_hours
     if hours is None:
-        return f"no GPU-hour estimate (no gpu_hours in {grid.path})"
+        measured = wall_hours_note(grid, n_to_run, results) if results is not None else None
+        if measured:
+            return measured
+        return f"no GPU-hour estimate (no gpu_hours in {grid.path}" + (", no records with wall times)" if results
+                                                                       is not None else ")")
     text = f"about {_hours(hours)} GPU-hours for the whole grid (gpu_hours in {grid.path})"
     if hours and 0 < n_to_run < len(grid.cells):
         text += f", about {_hours(hours * n_to_run / len(grid.cells))} for the {n_to_run} cells to run (pro rata)"
     return text
 
 
+def wall_hours_note(grid: Grid, n_to_run: int, results: str) -> str | None:
+    """An estimate from the wall times (``wall_seconds``) of the grid's finished records under ``results``
+    (else under ``results/``, the repository's records, when ``results`` has none of the grid):
+    their mean per cell times the cells, in GPU-hours when the records ran on CUDA, else CPU-hours (wall
+    time of one cell on the CPU threads the records name). None when no record has a wall time."""
+    from bench.run.records import load_records
+
+    found: list[dict] = []
+    for root in dict.fromkeys([str(results), "results"]):  # else the repository's records of the grid
+        found = [r for r in load_records(root, grid.name) if r["status"] == "done"
+                 and isinstance(r.get("wall_seconds"), (int, float)) and r["wall_seconds"] > 0]
+        if found:
+            results = root
+            break
+    if not found:
+        return None
+    mean = sum(r["wall_seconds"] for r in found) / len(found)
+    devices = sorted({str(r.get("device", "?")) for r in found})
+    unit = "GPU-hours" if all(d.startswith("cuda") for d in devices) else "CPU-hours"
+    text = (f"about {_hours(mean * len(grid.cells) / 3600)} {unit} for the whole grid, measured: {len(found)} "
+            f"record(s) in {results}/runs/{grid.name}/ took {mean / 60:.1f} min a cell on average "
+            f"({', '.join(devices)})")
+    if 0 < n_to_run < len(grid.cells):
+        text += f"; about {_hours(mean * n_to_run / 3600)} for the {n_to_run} cells to run"
+    return text
+
+
 def _hours(value: float) -> str:
-    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}" if value >= 0.1 else f"{value:.2f}"
 
 
 def _one_line(exc: BaseException) -> str:

@@ -53,6 +53,8 @@ def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> 
                "epochs": f"{progress}/{cell.config['epochs']}", "acc": "", "error": ""}
         if record is not None:
             row["state"] = record["status"]
+            # the record says how far the run got (its checkpoints may be gone: a fresh clone ships records only)
+            row["epochs"] = f"{max(progress, record_epochs(record))}/{cell.config['epochs']}"
             row["acc"] = "" if record["final"].get("acc") is None else f"{record['final']['acc']:.2f}"
             row["error"] = record.get("error") or ""
         elif job.get("executor") in remote:
@@ -62,6 +64,12 @@ def grid_status(grid: Grid, workdir: str = "work", results: str = "results") -> 
             row["state"] = cell_state(workdir, grid.name, cell.run_id) or "pending"
         rows.append(row)
     return rows
+
+
+def record_epochs(record: dict) -> int:
+    """The epochs a record's run trained: ``final.epochs_done``, else the length of its history."""
+    done = (record.get("final") or {}).get("epochs_done")
+    return int(done) if isinstance(done, int) else len(record.get("history") or [])
 
 
 def _mtime(path: Path) -> float:

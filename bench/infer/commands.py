@@ -27,7 +27,7 @@ def resolve_source(source: str, workdir: str, tmp: str) -> Path:
     """A packed file as it is; a run id or checkpoint exported to ``tmp``."""
     if is_packed(source):
         return Path(source)
-    model, config = load_run_model(source, workdir)
+    model, config, _ = load_run_model(source, workdir)
     path = Path(tmp) / "model.pxb"
     try:
         save_packed(model.cpu().eval(), path, meta={"source": str(source), "config": config})
@@ -77,15 +77,3 @@ def engine_isa(model) -> int:
     from .layers import EngineLayer
 
     return next(m.isa for m in model.modules() if isinstance(m, EngineLayer))
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("infer", help="run a W1A1 export with the bit-packed CPU engine; compare with PyTorch")
-    p.add_argument("source", help="a packed file (python -m bench export), a run id or a checkpoint path")
-    p.add_argument("--workdir", default="work", help="where a run id's checkpoint is looked up")
-    p.add_argument("--batch", type=int, default=256, help="test batch size")
-    p.add_argument("--subset", type=int, default=None, help="only the first N test images (default: all)")
-    p.add_argument("--threads", type=int, default=None, help="torch and engine threads (default: torch's)")
-    p.add_argument("--data-root", default=None,
-                   help="where datasets live (default: $PROXBENCH_DATA, else ~/.cache/proxbench/data)")
-    p.set_defaults(func=cli_infer)

@@ -212,9 +212,9 @@ def plot_quantizers(out: str | Path, pattern: str = "*", grid: str | None = None
     from bench.errors import UserError
 
     out = Path(out)
-    keys = sorted(methods.list_methods(pattern), key=method_sort_key)
+    keys = sorted(methods.list_methods(pattern, w1a1=None), key=method_sort_key)  # W1A1 methods too
     if not keys:
-        raise UserError(f"no method matches {pattern!r} (valid: {', '.join(methods.list_methods())})")
+        raise UserError(f"no method matches {pattern!r} (valid: {', '.join(methods.list_methods(w1a1=None))})")
     variants, source = None, ""
     if grid is not None:
         from bench.dispatch.grid import load_grid

@@ -11,7 +11,8 @@ Records are searched in ``<results>/runs/*/`` (grid runs; ``results/`` by defaul
   as ``method_params.mu_end``); ``VALUE`` is an fnmatch pattern on the value's text, and a number matches
   a numerically equal value (``lr=1e-3`` matches 0.001). Filters combine with "and". A key that no record
   has, or nothing left to list, is a ``UserError``.
-* ``show RUN``: where the record is, the run's status, device, time and commit, its config (nested keys
+* ``show RUN``: where the record is, the run's status, device, time and commit, the ``python -m bench run``
+  command that reproduces it (``bench.run.reproduce``), its config (nested keys
   flattened, ``method_params.mu_end``), its final metrics and its history, one row per epoch.
 * ``compare RUN_A RUN_B``: the config keys whose values differ (a key only one run has shows ``(absent)``),
   then the final metrics side by side with the difference B − A of numbers.
@@ -36,6 +37,7 @@ from bench.errors import UserError
 from bench.report.keys import close_keys_hint, flatten, record_keys, value_of
 from bench.report.loading import list_grids, read_file, read_grid
 from bench.run.layout import record_path, records_dir
+from bench.run.reproduce import reproduce_command
 
 
 @dataclass(frozen=True)
@@ -288,6 +290,7 @@ def cli_show(args) -> int:
                                               else None),
                ("finished", r.get("finished_at")), ("commit", (r.get("git_commit") or "")[:12] or None)]
     print("  ".join(f"{k}: {v}" for k, v in details if v is not None))
+    print(f"reproduce: {reproduce_command(r['config'])}")
     print("\nconfig:")
     print(tabulate(sorted((k, text(v)) for k, v in flatten(r["config"]).items()), headers=["key", "value"],
                    tablefmt="github", disable_numparse=True))

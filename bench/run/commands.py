@@ -3,11 +3,12 @@
 ``run`` builds the raw config from ``--config``, the flags, ``--set`` and ``--param`` (in that order, later
 wins), resolves it, trains it (``train.execute``) and prints one summary line; its exit status is 1 when the
 run diverged. ``export`` packs a run's deployed model (``export.save_packed``), checks the round trip and
-prints its sizes.
+prints its sizes; a run whose record has no checkpoint here is one line saying how to train it again.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -18,19 +19,22 @@ from bench.errors import UserError
 from bench.run import config as configs
 from bench.run.export import (PackingError, deployed_entries, fp32_bytes, load_packed, payload_bytes, rebuild,
                               save_packed)
-from bench.run.layout import check_name, record_path
+from bench.run.layout import CHECKPOINT_FILE, RUNS_DIR, check_name, checkpoint_path, record_path
 from bench.run.model import load_run_model
+from bench.run.records import read_record
+from bench.run.reproduce import FLAG_KEYS, reproduce_command
 from bench.run.train import execute
 
 
 def config_from_args(args) -> dict:
-    """The raw config of ``python -m bench run``: --config file, then flags, then --set/--param."""
+    """The raw config of ``python -m bench run``: --config file (or ``args.config_raw``, the config of a grid
+    file's cell), then flags, then --set/--param."""
     raw: dict = {}
-    if args.config:
+    if getattr(args, "config_raw", None) is not None:  # a grid file's cell (bench.grid_cell)
+        raw.update(args.config_raw)
+    elif args.config:
         raw.update(configs.load_toml(args.config))
-    for key in ("model", "method", "dataset", "loader", "mode", "init", "optimizer", "lr_schedule", "policy",
-                "epochs", "batch_size", "seed", "subset", "test_subset", "lr", "weight_decay", "momentum",
-                "warmup_epochs"):
+    for key in FLAG_KEYS:
         value = getattr(args, key, None)
         if value is not None:
             raw[key] = value
@@ -73,12 +77,44 @@ def cli_run(args) -> int:
     return 0 if record["status"] == "done" else 1
 
 
+def export_source(source: str, workdir: str | Path, results: str | Path = "results") -> str:
+    """What ``export`` loads: a checkpoint file as given; ``GRID/RUN_ID``, a run id or a unique prefix of one
+    whose checkpoint is in the work directory, as its run id. A run with a record but no checkpoint (the
+    records of ``results/`` are committed without their weights) is a ``UserError`` saying how to train it
+    again: ``python -m bench run ...`` (``bench.run.reproduce``)."""
+    if Path(source).is_file():
+        return source
+    grid, _, run_id = source.rpartition("/")
+    found = sorted(p.parent.name for p in Path(workdir, RUNS_DIR).glob(f"{glob_escape(run_id)}*/{CHECKPOINT_FILE}"))
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise UserError(f"export: {source!r} is the prefix of {len(found)} runs' ids ({', '.join(found[:4])}); "
+                        "give more of the id")
+    pattern = f"{glob_escape(grid) if grid else '*'}/{glob_escape(run_id)}*.json"
+    for root in (Path(results), Path(workdir) / "results"):
+        for path in sorted((root / RUNS_DIR).glob(pattern)):
+            record, _ = read_record(path)
+            if record is not None:
+                rid = record["run_id"]
+                raise UserError(f"export: run {record['grid']}/{rid} has a record ({path}) but no checkpoint "
+                                f"(looked for {checkpoint_path(workdir, rid)}): records are kept without their "
+                                f"weights; train it again ({record.get('wall_seconds', '?')} s last time) with: "
+                                f"{reproduce_command(record['config'])}, then export {rid}")
+    return source
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
 def cli_export(args) -> int:
-    """``python -m bench export SOURCE --out FILE``: pack a run's deployed model and print its sizes. An
-    unfinished run (its checkpoint before the last epoch) is refused unless ``--allow-unfinished``; then the
-    output says so first, and the file's metadata holds ``unfinished``."""
-    model, config, unfinished = load_run_model(args.source, args.workdir,
-                                               allow_unfinished=getattr(args, "allow_unfinished", False))
+    """``python -m bench export SOURCE --out FILE``: pack a run's deployed model and print its sizes. SOURCE is a
+    checkpoint, ``GRID/RUN_ID`` or a run id (prefix). An unfinished run (its checkpoint before the last epoch)
+    is refused unless ``--allow-unfinished``; then the output says so first, and the file's metadata holds
+    ``unfinished``."""
+    model, config, unfinished = load_run_model(export_source(args.source, args.workdir, getattr(args, "results", "results")),
+                                               args.workdir, allow_unfinished=getattr(args, "allow_unfinished", False))
     model = model.cpu().eval()
     meta = {"source": str(args.source), "config": config, **({"unfinished": unfinished} if unfinished else {})}
     if unfinished:

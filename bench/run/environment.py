@@ -8,10 +8,6 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
-from methods import kernels
-
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "submitit", "pandas", "ffcv", "proxbench")
 
 
@@ -34,6 +30,8 @@ def package_versions() -> dict:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    from methods import kernels  # imports torch: only a run, which has it, writes versions
+
     versions["kernels"] = kernels.describe()
     return versions
 
@@ -42,6 +40,8 @@ def platform_name() -> str:
     """The OS, architecture, CPU model and the vector instruction set torch's CPU kernels use, e.g.
     "Linux x86_64, Intel(R) Xeon(R) Processor, AVX512": CPU runs of the same code and seed agree bit for bit
     only on the same kind of CPU (oneDNN and torch pick their kernels, and so their summation order, by it)."""
+    import torch
+
     parts = [f"{platform.system()} {platform.machine()}", cpu_model(), torch.backends.cpu.get_cpu_capability()]
     return ", ".join(p for p in parts if p)
 
