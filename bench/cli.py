@@ -24,7 +24,7 @@ from bench.describe import cli_datasets, cli_methods, cli_models  # noqa: E402
 from bench.dispatch.commands import cli_grid_cancel, cli_grid_run, cli_grid_status  # noqa: E402
 from bench.dispatch.executors import list_executors  # noqa: E402
 from bench.errors import describe_os_error, one_line, user_error_types  # noqa: E402
-from bench.perf.cuda import cli_perf  # noqa: E402
+from bench.perf.gpu_quick import cli_perf  # noqa: E402
 from bench.report.aggregate import cli_aggregate  # noqa: E402
 from bench.report.plots import cli_plot_quantizers  # noqa: E402
 from bench.report.runs import cli_compare, cli_list, cli_show  # noqa: E402
@@ -264,10 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
-                   help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md")
+                   help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md; "
+                        "gpu --quick: eager/captured images/s of every method and K cells per GPU in ~4 min")
     p.add_argument("--model", default="resnet20", help="model of perf step")
     p.add_argument("--batch", type=int, default=128, help="batch size")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:<index> (default: cuda for gpu, else cpu)")
+    p.add_argument("--quick", action="store_true",
+                   help="gpu: the ~4-minute report (bench.perf.gpu_quick); with --device cpu a seconds-long smoke run")
+    p.add_argument("--jobs", type=int, default=None, help="gpu --quick: jobs compiling at once (default: CPUs/2, ≤ 8)")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset of perf loaders")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed steps per method in perf step and gpu (default: 20 on cpu, 100 on cuda)")

@@ -171,10 +171,3 @@ def gpu_report(args) -> int:
     add(f"## Grid throughput: K ResNet-20 bnn++ cells sharing one GPU (batch 128, eager)\n\n"
         f"{format_cells_table(cells)}\n\none cell-epoch = {CIFAR_EPOCH} training-image equivalents\n")
     return perf_step.write_report(args, sections)
-
-
-def cli_perf(args) -> int:
-    """``python -m bench perf step|loaders|all|gpu``."""
-    if args.what == "gpu":
-        return gpu_report(args)
-    return perf_step.cli_perf(args)
