@@ -68,6 +68,30 @@ def test_whole_schedule_compiles_once_without_a_break(key, params):
     assert result["whole_update"] and result["progress"] == 1.0
 
 
+@pytest.mark.usefixtures("fresh_dynamo")
+def test_a_part_that_cannot_be_captured_says_so_and_runs_eagerly():
+    """A graph break (here a plugin hook that forces one) is an error under ``fullgraph``: that part runs
+    eagerly from then on, with one log line and ``TrainStep.fallbacks`` (the record's ``capture_fallback``)."""
+
+    class Breaking(methods.get_method_class("rpc")):
+        def before_step_all(self, ws, lr):
+            torch._dynamo.graph_break()
+            super().before_step_all(ws, lr)
+
+    model = methods.binarize(models.create_model("fmnist-mlp", num_classes=10, in_chans=1, img_size=8), Breaking())
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    tensor_lr(opt, torch.device("cpu"))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    lines = []
+    step = TrainStep(model, opt, sched, nn.CrossEntropyLoss(), torch.device("cpu"), "compile", backend="aot_eager",
+                     log=lines.append)
+    x, y = torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,))
+    for i in range(4):
+        step(x, y, (i + 1) / 4)
+    assert list(step.fallbacks) == ["update"] and len(lines) == 1 and "runs eagerly" in lines[0], lines
+    assert methods.get_method(model).tensors.progress.item() == 1.0
+
+
 if __name__ == "__main__":
     print(f"torch {torch.__version__}: {STEPS} captured steps per method (fmnist-mlp 8x8, aot_eager)")
     failed = 0
