@@ -29,6 +29,12 @@ scheduler computed (``host_lrs``); there SGD's first step creates its momentum b
 is compiled a second time at step 2 and never after. In the one-graph update the first update runs the
 same function eagerly instead: it creates the optimizer's state (SGD's momentum buffers, Adam's moments;
 tracing SGD's creation of its buffers fails in dynamo), and the update graph is compiled once, at step 2.
+
+The forward and the update graph compile with ``fullgraph=True``: a graph break is an error at the first
+trace (before anything ran), and that part then runs eagerly for the rest of the run, with one log line and
+``TrainStep.fallbacks`` (the run record's ``capture_fallback``), never as a broken graph that is slower than
+eager. The built-in methods' hooks are multi-tensor in-place arithmetic on the latents (no
+``Parameter.copy_``, which dynamo cannot trace on torch 2.11), so none of them falls back.
 """
 
 from __future__ import annotations
