@@ -264,13 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
-                   help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md; "
-                        "gpu --quick: eager/captured images/s of every method and K cells per GPU in ~4 min")
+                   help="gpu: the CUDA report -> results/perf/cuda.md (--quick: every method, ~4 min)")
     p.add_argument("--model", default="resnet20", help="model of perf step")
     p.add_argument("--batch", type=int, default=128, help="batch size")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:<index> (default: cuda for gpu, else cpu)")
-    p.add_argument("--quick", action="store_true",
-                   help="gpu: the ~4-minute report (bench.perf.gpu_quick); with --device cpu a seconds-long smoke run")
+    p.add_argument("--quick", action="store_true", help="gpu: the ~4-min report; with --device cpu a smoke run")
     p.add_argument("--jobs", type=int, default=None, help="gpu --quick: jobs compiling at once (default: CPUs/2, ≤ 8)")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset of perf loaders")
     p.add_argument("--repeats", type=int, default=None,
