@@ -263,8 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cli_export)
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
-    p.add_argument("what", choices=["step", "loaders", "all", "gpu"],
-                   help="gpu: the CUDA report -> results/perf/cuda.md (--quick: every method, ~4 min)")
+    p.add_argument("what", choices=["step", "loaders", "all", "gpu"], help="gpu: the CUDA report (--quick: ~4 min)")
     p.add_argument("--model", default="resnet20", help="model of perf step")
     p.add_argument("--batch", type=int, default=128, help="batch size")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:<index> (default: cuda for gpu, else cpu)")
