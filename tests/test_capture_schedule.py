@@ -5,7 +5,8 @@ the small MLP (8×8 inputs) at batch 4, with the lr (cosine), μ/ρ and the prog
 half way. After the first two steps (the forward graph; the first update runs eagerly, then the update graph)
 ``torch._dynamo.config.error_on_recompile`` turns any recompile into an error, and dynamo's graph-break
 counter must stay empty. ``python tests/test_capture_schedule.py`` runs the same check as a script and
-prints one line per method (used to check another torch, e.g. 2.11, in a side environment).
+prints one line per method (used to check another torch, e.g. 2.11, in a side environment; ``--w1a1``: the
+W1A1 methods instead).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def test_a_part_that_cannot_be_captured_says_so_and_runs_eagerly():
 if __name__ == "__main__":
     print(f"torch {torch.__version__}: {STEPS} captured steps per method (fmnist-mlp 8x8, aot_eager)")
     failed = 0
-    for key, params in CASES:
+    cases = [(key, {}) for key in methods.list_methods(w1a1=True)] if "--w1a1" in sys.argv else CASES
+    for key, params in cases:
         r = run_schedule(key, params)
         ok = r["error"] is None and r["breaks"] == 0 and r["graphs"] == 2
         failed += not ok
