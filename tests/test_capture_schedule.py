@@ -97,6 +97,8 @@ if __name__ == "__main__":
     print(f"torch {torch.__version__}: {STEPS} captured steps per method (fmnist-mlp 8x8, aot_eager)")
     failed = 0
     cases = [(key, {}) for key in methods.list_methods(w1a1=True)] if "--w1a1" in sys.argv else CASES
+    keys = [a for a in sys.argv[1:] if not a.startswith("--")]
+    cases = [c for c in cases if not keys or c[0] in keys]  # python tests/test_capture_schedule.py rpc pq
     for key, params in cases:
         r = run_schedule(key, params)
         ok = r["error"] is None and r["breaks"] == 0 and r["graphs"] == 2
