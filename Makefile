@@ -42,11 +42,11 @@ system-packages:
 	  fi; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@$(MAKE) --no-print-directory system-packages
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,ffcv]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,ffcv]'
 	@touch $(STAMP)
 
 # Train the grid for real into $(BENCH_DIR) (the committed records in results/ are the reference, not a

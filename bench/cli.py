@@ -15,7 +15,6 @@ import os
 import sys
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-
 from bench.dispatch.executors import list_executors  # noqa: E402 - no torch below: --help stays fast
 from bench.errors import describe_os_error, one_line  # noqa: E402
 from bench.handlers import handler, package_version, user_error  # noqa: E402
@@ -261,12 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")
     p.add_argument("what", choices=["step", "loaders", "all", "gpu", "infer"],
-                   help="gpu: the CUDA report (step ratios, GPU loaders, e2e ResNet-20 epochs) -> results/perf/cuda.md; "
-                        "infer: the bit-packed engine against torch fp32 -> results/perf/infer-cpu.md")
+                   help="gpu: the CUDA report (--quick: ~4 min); infer: the bit-packed engine against torch fp32")
     p.add_argument("--threads", type=int, default=None, help="perf infer: engine and torch threads (default: 1)")
     p.add_argument("--model", default="resnet20", help="model of perf step")
     p.add_argument("--batch", type=int, default=128, help="batch size")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<index>")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:<index> (default: cuda for gpu, else cpu)")
+    p.add_argument("--quick", action="store_true", help="gpu: the ~4-min report; with --device cpu a smoke run")
+    p.add_argument("--jobs", type=int, default=None, help="gpu --quick: jobs compiling at once (default: CPUs/2, ≤ 8)")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset of perf loaders")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed steps per method in perf step and gpu (default: 20 on cpu, 100 on cuda)")

@@ -18,7 +18,7 @@ HANDLERS = {
     "grid run": "bench.dispatch.commands:cli_grid_run", "grid status": "bench.dispatch.commands:cli_grid_status",
     "grid cancel": "bench.dispatch.commands:cli_grid_cancel", "data prepare": "bench.data.prepare:cli_prepare",
     "aggregate": "bench.report.aggregate:cli_aggregate", "plot-quantizers": "bench.report.plots:cli_plot_quantizers",
-    "export": "bench.run.commands:cli_export", "perf": "bench.perf.cuda:cli_perf",
+    "export": "bench.run.commands:cli_export", "perf": "bench.perf.gpu_quick:cli_perf",
     "runs list": "bench.report.runs:cli_list", "runs show": "bench.report.runs:cli_show",
     "runs compare": "bench.report.runs:cli_compare", "spread": "bench.report.spread:cli_spread",
     "compare": "bench.report.spread:cli_compare", "infer": "bench.infer.commands:cli_infer",

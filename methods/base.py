@@ -478,6 +478,15 @@ class Method:
         float rounding."""
         return grad * self.dB(x)
 
+    def F_all(self, xs: list[Tensor]) -> list[Tensor]:  # noqa: N802
+        """F of every tensor of ``xs`` (the batched path, ``methods.batched``): per tensor by default; a method
+        overrides it with multi-tensor ``torch._foreach_*`` ops giving the same bits."""
+        return [self.F(x) for x in xs]
+
+    def grad_dB_all(self, grads: list[Tensor], xs: list[Tensor]) -> list[Tensor]:  # noqa: N802
+        """grad·B'(x) for every pair (the batched path's backward): per pair by default (see ``F_all``)."""
+        return [self.grad_dB(g, x) for g, x in zip(grads, xs)]
+
     def alpha(self, w: Tensor) -> Tensor | float:
         return channel_scale(w, self.scale)
 
@@ -548,11 +557,33 @@ class Method:
         if limit:
             w.clamp_(-limit, limit)
 
+    def before_step_all(self, ws: list[Tensor], lr: float | Tensor) -> None:
+        """``before_step`` on every latent of one optimizer group (lr its learning rate), in place; a method
+        may override it with multi-tensor ops over the list (the same bits)."""
+        for w in ws:
+            self.before_step(w, lr)
+
+    def after_step_all(self, ws: list[Tensor], lr: float | Tensor) -> None:
+        """``after_step`` on every latent of one optimizer group (see ``before_step_all``)."""
+        for w in ws:
+            self.after_step(w, lr)
+
+    def clip_all(self, ws: list[Tensor]) -> None:
+        """``clip_latent`` on every latent: w ← min(max(w, −c), c), two multi-tensor ops (clamp's bits)."""
+        limit = getattr(self, "clip", 0.0)
+        if limit and type(self).clip_latent is Method.clip_latent:
+            torch._foreach_clamp_min_(ws, -limit)
+            torch._foreach_clamp_max_(ws, limit)
+        else:
+            for w in ws:
+                self.clip_latent(w)
+
     @property
     def uses_lr(self) -> bool:
         """Does a step hook (``before_step``/``after_step``) of this method need the learning rate?"""
         cls = type(self)
-        return cls.before_step is not Method.before_step or cls.after_step is not Method.after_step
+        return any(getattr(cls, name) is not getattr(Method, name)
+                   for name in ("before_step", "after_step", "before_step_all", "after_step_all"))
 
     @property
     def hooks_traceable(self) -> bool:

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .base import Method, MethodError, create_method
+from .batched import BatchedWeights
 from .fused import FusedWeights
 
 LAYER_TYPES = {"conv": nn.Conv2d, "conv2d": nn.Conv2d, "linear": nn.Linear, "conv1d": nn.Conv1d}
@@ -195,7 +196,9 @@ def binarize(model: nn.Module, method: str | Method, policy=None, fused: bool = 
 
     ``method`` is a registry key (``params`` go to ``create_method``) or a ``Method`` instance. The
     ``fp`` method binarizes nothing. A policy that selects no layer is an error. ``fused=True``: then
-    ``fuse(model)`` (all layers quantized at once per forward, the same bits).
+    ``fuse(model)`` (all layers quantized at once per forward in one flat tensor, the same bits). Otherwise a
+    weight-only ``Method.fusable`` method quantizes every layer at once with multi-tensor ops
+    (``methods.batched``, the same bits; ``unfuse(model)`` goes back to one layer at a time).
     """
     if isinstance(method, str):
         method = create_method(method, **params)
@@ -220,6 +223,8 @@ def binarize(model: nn.Module, method: str | Method, policy=None, fused: bool = 
         _attach_inputs(model, method, resolved.select_inputs(names))
     if fused:
         fuse(model)
+    elif method.fusable and method.act is None:
+        model._proxbench_fused = BatchedWeights(model, method, [modules[name] for name in names])
     return model
 
 
@@ -237,13 +242,15 @@ def fuse(model: nn.Module) -> FusedWeights | None:
     if method is None or not layers:
         return None
     existing = getattr(model, "_proxbench_fused", None)
-    if existing is not None:
+    if existing is not None and not isinstance(existing, BatchedWeights):
         return existing
     if not method.fusable:
         if not method.elementwise:
             warnings.warn(f"method {method.name!r} is not fusable (its weight quantizer is not an elementwise "
                           "F/B' pair of methods.Method): its layers keep the per-layer path", stacklevel=2)
         return None
+    if existing is not None:  # the default multi-tensor path gives way to the flat tensor
+        existing.remove()
     model._proxbench_fused = FusedWeights(model, method, layers)
     return model._proxbench_fused
 
@@ -331,18 +338,30 @@ def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, progress:
     traced = any(isinstance(lr, torch.Tensor) for lr in lrs) or isinstance(progress, torch.Tensor)
     # traced: the parameters themselves under no_grad (``.data`` does not trace); eager: their ``.data``
     targets = list(latents) if traced else [w.data for w in latents]
+    groups = _by_lr(targets, lrs)
     with torch.no_grad() if traced else contextlib.nullcontext():
-        for w, lr in zip(targets, lrs):
-            method.before_step(w, lr)
+        if method is not None and method.uses_lr:
+            for ws, lr in groups:
+                method.before_step_all(ws, lr)
         optimizer.step()
-        for w, lr in zip(targets, lrs):
-            method.after_step(w, lr)
-            method.clip_latent(w)
+        for ws, lr in groups:
+            if method.uses_lr:
+                method.after_step_all(ws, lr)
+            method.clip_all(ws)
     if progress is not None and method is not None:
         if isinstance(progress, torch.Tensor):
             method.set_progress_tensors(progress)
         else:
             method.set_progress(progress)
+
+
+def _by_lr(latents: list, lrs: list) -> list[tuple[list, object]]:
+    """The latents grouped by the lr object their hooks get (one optimizer group each), in first-seen order."""
+    groups: dict[tuple, tuple[list, object]] = {}
+    for w, lr in zip(latents, lrs):
+        key = ("tensor", id(lr)) if isinstance(lr, torch.Tensor) else ("float", float(lr))
+        groups.setdefault(key, ([], lr))[0].append(w)
+    return list(groups.values())
 
 
 def _group_lrs(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> list:

@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 
 from .base import Bound, Method, non_negative, one_of, positive, register_method
+from .batched import (alphas_all, linear_quantize_all, sign_all, sign_swish_all, sign_swish_grad_all,
+                      soft_sign_prox_all)
 from .functional import clamp_quantizer, clip_grad_mul, linear_quantizer, sign, sign_swish, sign_swish_grad, soft_sign_prox
 
 LQ_FORMS = {"linear": linear_quantizer, "clamp": clamp_quantizer}
@@ -87,6 +89,25 @@ class _ProximalStep(_LinearQuantizerMixin):
         with torch.no_grad():
             w.copy_(self.prox_value(w, lr))
 
+    def prox_all(self, ws: list[Tensor], lr: float | Tensor) -> None:
+        """w ← α·prox_{η·ρ}(w/α) for every latent of ``ws``, in place, with multi-tensor ops (``prox_value``'s
+        bits): with α = 1 and the LQ prox as in-place arithmetic on the latents, w ← (w + s·sign w)/(1 + s),
+        s = η·ρ (no copy: dynamo traces it on every torch we support); else value, then ``_foreach_copy_``."""
+        strength = lr * (self.tensors.rho if isinstance(lr, Tensor) else self.rho)
+        with torch.no_grad():
+            alphas = None if self.scale == "none" else alphas_all(ws, self.scale)
+            if alphas is None and self.prox != "l1" and self._constants["lq"] == "linear":
+                linear_quantize_all(ws, strength, out=ws)
+                return
+            xs = ws if alphas is None else torch._foreach_div(ws, alphas)
+            if self.prox == "l1":
+                values = soft_sign_prox_all(xs, strength)
+            else:
+                values = [self.linear_quantize(x, strength) for x in xs]
+            if alphas is not None:
+                torch._foreach_mul_(values, alphas)
+            torch._foreach_copy_(ws, values)
+
 
 class _SignForward(Method):
     """Methods that compute with the binary weights themselves: F(x) = sign(x), so α·F(w/α) is exactly
@@ -98,6 +119,9 @@ class _SignForward(Method):
 
     def F(self, x: Tensor) -> Tensor:
         return sign(x)
+
+    def F_all(self, xs: list[Tensor]) -> list[Tensor]:  # noqa: N802
+        return sign_all(xs)
 
 
 @register_method("fp")
@@ -155,6 +179,11 @@ class ProxConnect(_LinearQuantizerMixin, Method):
     def F(self, x: Tensor) -> Tensor:
         return self.linear_quantize(x)
 
+    def F_all(self, xs: list[Tensor]) -> list[Tensor]:  # noqa: N802
+        if self._constants["lq"] != "linear":
+            return super().F_all(xs)
+        return linear_quantize_all(xs, self.tensors.rho)
+
 
 @register_method("rpc")
 class ReverseProxConnect(_ProximalStep, Method):
@@ -180,6 +209,9 @@ class ReverseProxConnect(_ProximalStep, Method):
 
     def before_step(self, w: Tensor, lr: float | Tensor) -> None:
         self.prox_step(w, lr)
+
+    def before_step_all(self, ws: list[Tensor], lr: float | Tensor) -> None:
+        self.prox_all(ws, lr)
 
 
 @register_method("pq")
@@ -221,6 +253,31 @@ class ProxQuant(_ProximalStep, Method):
                 w.copy_(self.export(w))
         else:
             self.prox_step(w, lr)
+
+    def after_step_all(self, ws: list[Tensor], lr: float | Tensor) -> None:
+        """``after_step`` on every latent with multi-tensor ops. Captured with ``freeze_at`` < 1: the prox, then
+        w ← w·(1 − f) + e·f with f = 1[progress ≥ freeze_at] and e = α·sign(w) taken before the prox (exact for
+        f ∈ {0, 1}, up to the sign of a zero), instead of a per-latent ``torch.where``."""
+        if isinstance(lr, Tensor) and self.freeze_at < 1.0:
+            with torch.no_grad():
+                exports = self._exports(ws)
+                self.prox_all(ws, lr)
+                frozen = (self.tensors.progress >= self.freeze_at).to(ws[0].dtype)
+                torch._foreach_mul_(ws, 1 - frozen)
+                torch._foreach_mul_(exports, frozen)
+                torch._foreach_add_(ws, exports)
+        elif not isinstance(lr, Tensor) and self.progress >= self.freeze_at:
+            with torch.no_grad():
+                torch._foreach_copy_(ws, self._exports(ws))
+        else:
+            self.prox_all(ws, lr)
+
+    def _exports(self, ws: list[Tensor]) -> list[Tensor]:
+        """α·sign(w) of every latent (``export``)."""
+        signs = sign_all(ws)
+        if self.scale != "none":
+            torch._foreach_mul_(signs, alphas_all(ws, self.scale))
+        return signs
 
 
 @register_method("bnn")
@@ -267,6 +324,9 @@ class BNNPlus(_SignForward):
     def dB(self, x: Tensor) -> Tensor:
         return sign_swish_grad(x, self.mu)  # μ is a constant here: a float never recompiles
 
+    def grad_dB_all(self, grads: list[Tensor], xs: list[Tensor]) -> list[Tensor]:  # noqa: N802
+        return torch._foreach_mul(grads, sign_swish_grad_all(xs, self.mu))
+
 
 @register_method("bnn++")
 class BNNPlusPlus(Method):
@@ -293,3 +353,9 @@ class BNNPlusPlus(Method):
 
     def dB(self, x: Tensor) -> Tensor:
         return sign_swish_grad(x, self.tensors.mu)
+
+    def F_all(self, xs: list[Tensor]) -> list[Tensor]:  # noqa: N802
+        return sign_swish_all(xs, self.tensors.mu)
+
+    def grad_dB_all(self, grads: list[Tensor], xs: list[Tensor]) -> list[Tensor]:  # noqa: N802
+        return torch._foreach_mul(grads, sign_swish_grad_all(xs, self.tensors.mu))

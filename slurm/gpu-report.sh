@@ -1,16 +1,15 @@
 #!/usr/bin/env bash
-# The CUDA checks of the captured training step and the GPU report, on one GPU (about 5 minutes on an H100):
-#   1. a 1-epoch ResNet-20 run on synthetic CIFAR-shaped data with capture = "compile" (CUDA graphs) and the
-#      same run eager: both finish "done" (deferred divergence check, no host sync inside the epoch);
-#   2. python -m bench perf gpu -> results/perf/cuda.md (step ratios, loaders, e2e epochs, eager vs captured
-#      images/s of the paper's CNNs, cells sharing one GPU).
+# The CUDA checks and the GPU report users need, on one GPU (budget: about 4 minutes for the report on an
+# H200; unmeasured so far):
+#   1. pytest tests/test_cuda.py (the CUDA tests);
+#   2. python -m bench perf gpu --quick -> results/perf/cuda-quick.md: eager and captured images/s and the
+#      ratio to fp of every method (ResNet-20; W1A1 on resnet20-bireal), fp on ResNet-56/VGG-small, K = 1, 2,
+#      4, 8 cells per GPU. Needs torch, torchvision, timm, numpy, pandas, tabulate, matplotlib (no submitit,
+#      no ffcv). FULL=1 adds the long report (python -m bench perf gpu -> results/perf/cuda.md).
 # Run from the repository root: bash slurm/gpu-report.sh  (PYTHON overrides the interpreter).
 set -euo pipefail
 PY=${PYTHON:-python}
 export PYTHONPATH=${PYTHONPATH:-$PWD}
-for capture in none compile; do
-  $PY -m bench run --model resnet20 --dataset synthetic --method rpc --epochs 1 --device cuda \
-    --set "capture=\"$capture\"" --set 'data_options={img_size=32, in_chans=3, num_classes=10, train_size=12800, test_size=2560}' \
-    --workdir /tmp/gpu-report-work --results /tmp/gpu-report-results --grid gpu-check --fresh
-done
-$PY -m bench perf gpu --out results/perf/cuda.md
+$PY -m pytest -q -p no:cacheprovider tests/test_cuda.py
+time $PY -m bench perf gpu --quick --out results/perf/cuda-quick.md
+if [ -n "${FULL:-}" ]; then $PY -m bench perf gpu --out results/perf/cuda.md; fi

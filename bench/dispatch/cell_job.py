@@ -21,7 +21,11 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import submitit
+try:  # submitit is needed to submit a job (the executors import it there), not to import this module
+    from submitit.helpers import Checkpointable
+except ImportError:  # e.g. a GPU image without submitit running ``perf gpu``: nothing is submitted there
+    class Checkpointable:  # type: ignore[no-redef]
+        """Stand-in for ``submitit.helpers.Checkpointable`` when submitit is not installed."""
 
 from bench.run import config as configs
 from bench.run import records
@@ -47,7 +51,7 @@ class CellArgs:
     guardian: tuple | None = None
 
 
-class CellJob(submitit.helpers.Checkpointable):
+class CellJob(Checkpointable):
     """The callable a job runs: train one cell (resuming from its checkpoint if there is one).
 
     ``checkpoint`` (called by submitit on timeout/preemption, SIGUSR2) resubmits the same call; the arguments
@@ -104,7 +108,7 @@ class CellJob(submitit.helpers.Checkpointable):
         return super().checkpoint(*args, **kwargs)
 
 
-class PackJob(submitit.helpers.Checkpointable):
+class PackJob(Checkpointable):
     """The callable of a job that trains several cells at once (``cells_per_gpu``): each cell of ``cfgs``
     that has no finished record runs ``CellJob`` in its own process (``bench.dispatch.cell_process``) on its
     device of ``devices``, with ``args.threads`` torch threads; the job waits for them all. Returns {run id:

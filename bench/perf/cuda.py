@@ -24,7 +24,6 @@ import models
 
 from bench.errors import UserError
 from bench.perf import step as perf_step
-from bench.perf.infer import cli_perf_infer
 from bench.run.step import TrainStep, tensor_lr
 
 PAPER_CNNS = (("resnet20", 128, 32), ("resnet56", 128, 32), ("vgg-small", 128, 32), ("resnet18", 256, 224))
@@ -172,12 +171,3 @@ def gpu_report(args) -> int:
     add(f"## Grid throughput: K ResNet-20 bnn++ cells sharing one GPU (batch 128, eager)\n\n"
         f"{format_cells_table(cells)}\n\none cell-epoch = {CIFAR_EPOCH} training-image equivalents\n")
     return perf_step.write_report(args, sections)
-
-
-def cli_perf(args) -> int:
-    """``python -m bench perf step|loaders|all|gpu``."""
-    if args.what == "gpu":
-        return gpu_report(args)
-    if args.what == "infer":
-        return cli_perf_infer(args)
-    return perf_step.cli_perf(args)

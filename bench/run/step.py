@@ -29,6 +29,12 @@ scheduler computed (``host_lrs``); there SGD's first step creates its momentum b
 is compiled a second time at step 2 and never after. In the one-graph update the first update runs the
 same function eagerly instead: it creates the optimizer's state (SGD's momentum buffers, Adam's moments;
 tracing SGD's creation of its buffers fails in dynamo), and the update graph is compiled once, at step 2.
+
+The forward and the update graph compile with ``fullgraph=True``: a graph break is an error at the first
+trace (before anything ran), and that part then runs eagerly for the rest of the run, with one log line and
+``TrainStep.fallbacks`` (the run record's ``capture_fallback``), never as a broken graph that is slower than
+eager. The built-in methods' hooks are multi-tensor in-place arithmetic on the latents (no
+``Parameter.copy_``, which dynamo cannot trace on torch 2.11), so none of them falls back.
 """
 
 from __future__ import annotations
@@ -97,7 +103,7 @@ class TrainStep:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, criterion: nn.Module,
-                 device: torch.device, capture: str = "none", backend: str | None = None):
+                 device: torch.device, capture: str = "none", backend: str | None = None, log=print):
         if capture not in CAPTURES:
             raise ValueError(f"capture must be one of {', '.join(CAPTURES)}, got {capture!r}")
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
@@ -106,11 +112,13 @@ class TrainStep:
         self._host = None  # the split capture: hooks eager around a compiled optimizer.step()
         self._update = None  # the whole-update capture: one compiled graph (see the module docstring)
         self._updates = 0
+        self.log = log
+        self.fallbacks: dict[str, str] = {}  # part -> why it runs eagerly (a graph break under fullgraph)
         if capture == "compile":
             options = {"backend": backend} if backend is not None else {}
             if device.type == "cuda" and backend is None:
                 options["mode"] = "reduce-overhead"
-            self._forward = torch.compile(self._eager_forward, **options)
+            self._forward = torch.compile(self._eager_forward, fullgraph=True, **options)
             method = methods.get_method(model)
             self.method = method
             if method is None or (method.hooks_traceable and method.schedule_traceable):
@@ -120,9 +128,25 @@ class TrainStep:
                     for t in [self.progress, *(method.tensors.buffers() if method is not None else ())]:
                         torch._dynamo.mark_static_address(t)
                 self._graph_optimizer = _GraphOptimizer(optimizer)
-                self._update = torch.compile(self._captured_update, **options)
+                self._update = torch.compile(self._captured_update, fullgraph=True, **options)
             else:
                 self._host = _HostLrOptimizer(optimizer, torch.compile(self._optimizer_step, **options))
+
+    def _guarded(self, part: str, compiled, eager, *args):
+        """``compiled(*args)`` (``fullgraph=True``: a graph break is an error at its first trace, before
+        anything ran), or ``eager(*args)`` from then on where it cannot be traced in one graph: one log line,
+        and ``fallbacks`` (the run record's ``capture_fallback``) says which part and why; never a silently
+        broken graph that runs slower than eager."""
+        if part in self.fallbacks:
+            return eager(*args)
+        try:
+            return compiled(*args)
+        except torch._dynamo.exc.Unsupported as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            self.fallbacks[part] = reason
+            name = getattr(methods.get_method(self.model), "name", "fp")
+            self.log(f"capture: the {part} of {name} runs eagerly (graph break: {reason})")
+            return eager(*args)
 
     def _eager_forward(self, x: torch.Tensor, y: torch.Tensor):
         with autocast(self.device):
@@ -147,7 +171,9 @@ class TrainStep:
         """(logits, loss) of a batch, with the graph for the backward."""
         if self.device.type == "cuda" and self.capture != "none":
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's outputs are no longer read
-        return self._forward(x, y)
+        if self.capture == "none":
+            return self._eager_forward(x, y)
+        return self._guarded("forward", self._forward, self._eager_forward, x, y)
 
     def update(self, loss: torch.Tensor, progress: float) -> None:
         """Backward of ``loss``, the hooked optimizer step, ``set_progress(progress)``, the scheduler step."""
@@ -157,7 +183,10 @@ class TrainStep:
             self.progress.fill_(progress)  # a host float into the device tensor: no synchronisation
             self.optimizer._opt_called = True  # what LambdaLR's step wrapper would record
             with torch.no_grad():
-                (self._update if self._updates else self._captured_update)()  # the first: eagerly
+                if self._updates:
+                    self._guarded("update", self._update, self._captured_update)
+                else:  # the first: eagerly
+                    self._captured_update()
             self._updates += 1
             if self.method is not None:
                 self.method.set_progress_floats(progress)

@@ -162,7 +162,7 @@ def execute(
         optimizer, lambda step: lr_factor(cfg, step, total_steps, steps_per_epoch)
     )
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
-    train_step = TrainStep(model, optimizer, scheduler, criterion, dev, cfg["capture"], compile_backend)
+    train_step = TrainStep(model, optimizer, scheduler, criterion, dev, cfg["capture"], compile_backend, log=log)
     defer = dev.type == "cuda" if defer_checks is None else bool(defer_checks)
 
     history: list[EpochMetrics] = []
@@ -266,6 +266,8 @@ def execute(
     final = final_metrics(model, history, info, dev, cfg, train_loader, test_loader)
     record = make_record(rid, grid, cfg, status=status, history=history, final=final, device=device_name(dev),
                          wall_seconds=earlier_seconds + (0.0 if finished else time.time() - started))
+    if train_step.fallbacks:  # capture = "compile" where a part could not be captured (TrainStep._guarded)
+        record.extra["capture_fallback"] = dict(train_step.fallbacks)
     with writing(layout.record_path(results, grid, rid)):
         write_record(record, results)
     return record.to_dict()
