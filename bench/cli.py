@@ -25,7 +25,7 @@ from bench.dispatch.commands import cli_grid_cancel, cli_grid_run, cli_grid_stat
 from bench.dispatch.executors import list_executors  # noqa: E402
 from bench.errors import describe_os_error, one_line, user_error_types  # noqa: E402
 from bench.perf.cuda import cli_perf  # noqa: E402
-from bench.report.aggregate import cli_aggregate  # noqa: E402
+from bench.report.aggregate import add_options as add_aggregate_options, cli_aggregate  # noqa: E402
 from bench.report.plots import cli_plot_quantizers  # noqa: E402
 from bench.report.runs import cli_compare, cli_list, cli_show  # noqa: E402
 from bench.run import config  # noqa: E402
@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="row keys and column key (config keys, method parameters, final metrics), e.g. "
                         "'dataset,model,mode,lr:method' (default: dataset,model,mode:method)")
     p.add_argument("--no-figures", action="store_true", help="write the tables only, no figures")
+    add_aggregate_options(p)  # --metric, --transpose, --spread
     p.set_defaults(func=cli_aggregate)
 
     p = sub.add_parser("plot-quantizers", help="plot F and B' of every method at the start and end of its schedule")
