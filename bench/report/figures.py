@@ -88,7 +88,7 @@ def iter_figures(records: list[dict], row_keys: tuple[str, ...] = DEFAULT_ROWS):
                                              1e6 * sum(ops) / len(ops) if ops else None))
     for key, points in sorted(tradeoffs.items()):
         if degenerate(points) and all(p.ops for p in points):
-            yield f"acc_vs_ops_{slug(*key)}.png", ops_figure(points, " / ".join(key))
+            yield f"acc_vs_ops_{slug(*key)}.png", ops_figure(points, " / ".join(key), tradeoff_parents.get(key))
         else:
             yield (f"acc_vs_compression_{slug(*key)}.png",
                    tradeoff_figure(points, " / ".join(key), tradeoff_parents.get(key)))

@@ -16,8 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from bench.report.drawing import add_legend, figure_title, new_figure
+from bench.report.drawing import add_legend, figure_title, mean_std, new_figure
+from bench.report.measures import get_measure
 from bench.report.styles import method_sort_key, method_style
+from bench.report.tradeoff import Point
 
 
 def degenerate(points) -> bool:
@@ -27,8 +29,18 @@ def degenerate(points) -> bool:
                for m in models)
 
 
-def ops_figure(points, title: str) -> Figure:
-    """Mean accuracy (± std) against OPs (M, log), one marker per method and model, the model named."""
+def ops_figure(points, title: str, parents: dict[str, list[dict]] | None = None) -> Figure:
+    """Mean accuracy (± std) against OPs (M, log), one marker per method and model, the model named;
+    ``parents`` (model -> FP parent records of fine-tunes) adds each parent as an FP point."""
+    points = list(points)
+    borrowed = not any(p.method == "fp" for p in points)
+    if borrowed:
+        for model, records in sorted((parents or {}).items()):
+            accs = [a for a in (r["final"].get("acc") for r in records) if isinstance(a, (int, float))]
+            ops = [o for o in (get_measure("ops").value(r) for r in records) if o is not None]
+            if accs and ops:
+                mean, std = mean_std(accs)
+                points.append(Point("fp", model, 1.0, mean, std, len(accs), 1e6 * sum(ops) / len(ops)))
     methods_seen = sorted({p.method for p in points}, key=method_sort_key)
     fig, (ax,) = new_figure(8.0, 4.5)
     handles = {}
@@ -52,6 +64,8 @@ def ops_figure(points, title: str) -> Figure:
                           markersize=12 if style.marker == "*" else 8, markeredgecolor="white", markeredgewidth=0.6,
                           label=style.label, zorder=3)
         line.set_gid(method)
+        if method == "fp" and borrowed:
+            line.set_label(f"{style.label} (the fine-tunes' parent)")
         handles[method] = line
     for model in sorted({p.model for p in points}):
         mine = [p for p in points if p.model == model and p.ops]
@@ -60,10 +74,15 @@ def ops_figure(points, title: str) -> Figure:
             ax.annotate(model, (low.ops / 1e6 * 0.96, min(p.acc for p in mine)), xytext=(0, -14),
                         textcoords="offset points", ha="center", va="top", fontsize="small", color="grey")
     ax.set_xscale("log")
+    values = [p.ops / 1e6 for p in points if p.ops]
+    if values:  # at least a factor 4 wide: the ±4% spread must not look like a difference in OPs
+        lo, hi = min(values), max(values)
+        centre = (lo * hi) ** 0.5
+        ax.set_xlim(min(lo / 1.3, centre / 2), max(hi * 1.3, centre * 2))
     ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.margins(x=0.15, y=0.15)
+    ax.margins(y=0.15)
     ax.set_xlabel("OPs per image (M) = BOPs/64 + FLOPs, log scale (equal OPs spread ±4% to stay visible)")
     ax.set_ylabel("deployed test accuracy (%)")
     figure_title(fig, f"{title}: accuracy vs. operations")

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 
 import torch
 from torch.nn import functional as TF
@@ -115,7 +116,9 @@ def _pixelate(x, c, g):
 
 
 def _jpeg(x, c, g):
-    return F.jpeg(_to_uint8(x), quality=int(c)).float() / 255.0
+    with warnings.catch_warnings():  # torchvision 0.29 deprecates its JPEG codec in favour of TorchCodec
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return F.jpeg(_to_uint8(x), quality=int(c)).float() / 255.0
 
 
 _FUNCTIONS = {
