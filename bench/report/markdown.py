@@ -77,7 +77,7 @@ def md_note(table: Table) -> str:
     if table.measure.name == "acc":
         return MD_NOTE.format(spread=spread)
     m = table.measure
-    bold = ("Bold: the best binarized method of the row, when it is one (not a tie of all)"
+    bold = ("Bold: the best binarized method of the row, when there is one (not a tie of all, nor a lone method)"
             + (f" and beats every other by more than the seed spread (the larger std; one seed: "
                f"{spread if m.accuracy else 'never bold'})" if m.noisy else "") + ".")
     extra = " drop = FP − best binarized; compression of the best binarized method." if m.accuracy else ""

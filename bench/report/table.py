@@ -8,7 +8,7 @@ cell pools the seeds of one config only (``bench.report.pooling``). Each row nam
 cell(s) (the highest mean at two decimals), the drop from FP (FP − best binarized) and the compression of
 the best binarized method. ``measure`` (``bench.report.measures``) picks what a cell holds (default: the
 deployed accuracy) and whether lower is better. A winner is bold only when it is one: not when every
-binarized cell ties, and for a noisy measure (accuracy, robustness) only when its mean beats every other
+binarized cell ties (or there is only one), and for a noisy measure (accuracy, robustness) only when its mean beats every other
 binarized mean by more than their spread, the larger std of the two cells when both have several seeds,
 else ``spread`` points (one seed: ``measures.SEED_SPREAD``, the measured run-to-run spread; none for the
 robustness index, whose one-seed cells are then never bold). A fine-tune row without an FP cell shows the FP cell of the row of its
@@ -139,7 +139,7 @@ def build_table(records: list[dict], by: str | None = None, grid: str | None = N
 def _winners(cells: dict, top: list, scored: list, what: Measure, spread: float | None) -> list:
     """The bold cells: ``top``, unless every scored cell ties or (noisy measures) another cell lies within the
     spread of the winner (see the module docstring)."""
-    if not top or (len(top) == len(scored) > 1):
+    if not top or len(top) == len(scored):  # no cell, one cell, or a tie of all: no winner
         return []
     if not what.noisy:
         return top

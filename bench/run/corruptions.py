@@ -4,7 +4,8 @@ BiBench (Qin et al., ICML 2023) evaluates a binarized model on CIFAR-10-C (Hendr
 2019): the clean test split under 15 + 4 corruption kinds at 5 severities each. Here the corrupted sets are
 made from the clean test split of any array dataset (Fashion-MNIST, CIFAR-10/100, synthetic), with the
 parameters of Hendrycks' ``make_cifar_c.py`` for each severity, by torch / torchvision functional ops
-(``torchvision.transforms.v2.functional``: ``gaussian_blur``, ``jpeg``):
+(``torchvision.transforms.v2.functional``: ``gaussian_blur``, ``jpeg``; the defocus disk by
+``torch.nn.functional.conv2d``; reflected borders, replicated on images smaller than the kernel):
 
 ========================  =====================================================================
 kind                      what it does to x ∈ [0, 1] at severity s (c = the severity's parameter)
@@ -83,21 +84,34 @@ def _speckle_noise(x, c, g):
     return x + x * torch.randn(x.shape, generator=g) * c
 
 
+def _pad(x, reach):
+    """Reflected borders (cv2's BORDER_REFLECT_101, as Hendrycks' filter2D) where the image is large enough."""
+    return TF.pad(x, (reach,) * 4, mode="reflect" if reach < min(x.shape[2:]) else "replicate")
+
+
 def _defocus_blur(x, c, g):
     radius, alias = c
-    reach = 8 if radius <= 8 else math.ceil(radius)
+    # Hendrycks' 17×17 aliased disk, cropped to where it is not zero: the disk plus the 3×3 blur's one pixel
+    reach = math.ceil(radius) + 1
     axis = torch.arange(-reach, reach + 1, dtype=torch.float32)
     disk = ((axis[:, None] ** 2 + axis[None, :] ** 2) <= radius ** 2).float()
     disk = F.gaussian_blur(disk[None], [3, 3], [alias])[0]
     disk = disk / disk.sum()
     channels = x.shape[1]
     kernel = disk.expand(channels, 1, *disk.shape)
-    return TF.conv2d(TF.pad(x, (reach,) * 4, mode="reflect"), kernel, groups=channels)
+    return TF.conv2d(_pad(x, reach), kernel, groups=channels)
 
 
 def _gaussian_blur(x, c, g):
-    size = 2 * math.ceil(4 * c) + 1
-    return F.gaussian_blur(x, [size, size], [c, c])
+    reach = math.ceil(4 * c)  # skimage's truncate = 4
+    if reach < min(x.shape[2:]):
+        return F.gaussian_blur(x, [2 * reach + 1] * 2, [c, c])
+    axis = torch.arange(-reach, reach + 1, dtype=torch.float32)
+    bell = torch.exp(-axis ** 2 / (2 * c * c))
+    bell = bell / bell.sum()
+    channels = x.shape[1]
+    kernel = (bell[:, None] * bell[None, :]).expand(channels, 1, 2 * reach + 1, 2 * reach + 1)
+    return TF.conv2d(_pad(x, reach), kernel, groups=channels)
 
 
 def _brightness(x, c, g):
