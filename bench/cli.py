@@ -18,6 +18,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from bench.dispatch.executors import list_executors  # noqa: E402 - no torch below: --help stays fast
 from bench.errors import describe_os_error, one_line  # noqa: E402
 from bench.handlers import handler, package_version, user_error  # noqa: E402
+from bench.report.measures import add_aggregate_options  # noqa: E402
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
@@ -142,8 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default=None,
                    help="where run records go: RESULTS/runs/GRID/RUN_ID.json (default: WORKDIR/results for "
                         "an ad-hoc run, results with --grid)")
-    p.add_argument("--grid", default=None,
-                   help="record folder name under RESULTS/runs/ (default: adhoc, an ad-hoc run)")
+    p.add_argument("--grid", default=None, help="record folder name under RESULTS/runs/ (default: adhoc, an ad-hoc run)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint of this run and start over")
     p.add_argument("--log-every", type=int, default=50, metavar="N",
                    help="write the training loss, lr and method parameters to WORKDIR/runs/RUN_ID/steps.jsonl "
@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="row keys and column key (config keys, method parameters, final metrics), e.g. "
                         "'dataset,model,mode,lr:method' (default: dataset,model,mode:method)")
     p.add_argument("--no-figures", action="store_true", help="write the tables only, no figures")
+    add_aggregate_options(p)  # --metric, --transpose, --spread
     p.set_defaults(func="aggregate")
 
     p = sub.add_parser("spread", help="per method: min, max, std of the deployed accuracy over the runs of grids")
@@ -254,8 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=256, help="test batch size")
     p.add_argument("--subset", type=int, default=None, help="only the first N test images (default: all)")
     p.add_argument("--threads", type=int, default=None, help="torch and engine threads (default: torch's)")
-    p.add_argument("--data-root", default=None,
-                   help="where datasets live (default: $PROXBENCH_DATA, else ~/.cache/proxbench/data)")
+    p.add_argument("--data-root", default=None, help="where datasets live (default: $PROXBENCH_DATA, else ~/.cache/…)")
     p.set_defaults(func="infer")
 
     p = sub.add_parser("perf", help="performance benchmarks (ratios measured in one run)")

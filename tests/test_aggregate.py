@@ -60,8 +60,9 @@ def test_leaderboard_cells(results, capsys):
     # mean ± sample std (ddof=1); n shown below 3 seeds; diverged-only cell; failed seeds do not count
     assert cnn[3:] == ["91.20 ± 0.20", "88.20 ± 0.28 (n=2)", "div.", "87.00 (n=1)", "—", "**89.50 ± 0.50**",
                        "1.70", "20.0×"]
-    # a tie: both bold; the drop uses the tied best value, the compression the first tied method (BC)
-    assert mlp[3:] == ["89.00 (n=1)", "**85.00 (n=1)**", "—", "—", "**85.00 (n=1)**", "—", "4.00", "25.0×"]
+    # a tie of every binarized cell: no winner, none bold; the drop uses the tied best value, the compression
+    # the first tied method (BC)
+    assert mlp[3:] == ["89.00 (n=1)", "85.00 (n=1)", "—", "—", "85.00 (n=1)", "—", "4.00", "25.0×"]
 
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if "warning" in line]
@@ -78,7 +79,7 @@ def test_csv_tex_and_summary(results):
     cnn = table[0]
     assert (cnn["model"], cnn["FP mean"], cnn["FP std"], cnn["FP n"]) == ("fmnist-cnn", "91.2000", "0.2000", "3")
     assert (cnn["BC std"], cnn["PQ n"], cnn["PQ diverged"], cnn["best"], cnn["drop"]) == ("0.2828", "0", "1", "BNN++", "1.7000")
-    assert table[1]["best"] == "BC;BNN+"
+    assert table[1]["best"] == ""  # BC and BNN+ tie: no winner
 
     tex = (out / "leaderboard.tex").read_text()
     assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
@@ -141,7 +142,7 @@ def test_by_other_keys(results):
     md = markdown.to_markdown(table)
     bc = next(line for line in md.splitlines() if "| fmnist-cnn | bc" in line)
     pq = next(line for line in md.splitlines() if "| fmnist-cnn | pq" in line)
-    assert "**88.20 ± 0.28 (n=2)**" in bc and "div." in pq
+    assert "| 88.20 ± 0.28 (n=2) |" in bc and "**" not in bc and "div." in pq  # a lone cell is no winner
     with pytest.raises(UserError):
         keys.parse_by(":method")
     assert keys.parse_by("dataset,model") == (("dataset", "model"), "method")
@@ -260,8 +261,8 @@ def test_lr_axis_is_not_pooled_as_seeds(tmp_path):
             if line.startswith("| fashion-mnist")]
     assert [r[:4] for r in rows] == [["fashion-mnist", "fmnist-mlp", "e2e", "0.001"],
                                      ["fashion-mnist", "fmnist-mlp", "e2e", "0.01"]]
-    assert [r[4:7] for r in rows] == [["42.00 (n=1)", "**40.00 (n=1)**", "2.00"],
-                                      ["52.00 (n=1)", "**50.00 (n=1)**", "2.00"]]
+    assert [r[4:7] for r in rows] == [["42.00 (n=1)", "40.00 (n=1)", "2.00"],  # a lone method: no winner
+                                      ["52.00 (n=1)", "50.00 (n=1)", "2.00"]]
 
 
 def test_lr_axis_cli_error(tmp_path):
@@ -397,14 +398,16 @@ def test_tex_states_the_seeds_once_and_splits_columns_into_stacked_blocks(result
     lines = tex.splitlines()
     assert lines[0].startswith("% Requires \\usepackage{booktabs}")
     assert lines[1] == "% n = 3 seeds per cell. Laid out for a 229.5 pt column: 3 blocks of columns, stacked."
-    assert lines[2].startswith("% \\caption{Top-1 accuracy (\\%) of the deployed binary model (dataset fashion-mnist, "
+    assert lines[2:4] == ["\\begin{table}[t]", "\\centering"] and lines[-1] == "\\end{table}"
+    assert lines[5] == "\\label{tab:fixture-acc}"
+    assert lines[4].startswith("\\caption{Top-1 accuracy (\\%) of the deployed binary model (dataset fashion-mnist, "
                                "mode e2e), mean$_{\\pm\\mathrm{std}}$ over the seeds (ddof = 1); 3 seeds (n = 3) per "
                                "cell; a superscript $^{(k)}$: k seeds.")
-    body = [line for line in lines if not line.startswith("%")]
+    body = [line for line in lines[6:-1] if not line.startswith("%")]
     assert body[0] == "\\begin{tabular}{@{}l@{\\hspace{8pt}}r@{\\hspace{8pt}}r@{\\hspace{8pt}}r@{}}"
     headers = [line for line in body if line.startswith("model &")]
     assert headers == ["model & FP & BC & PQ \\\\", "model & BNN & BNN+ & BNN++ \\\\", "model & drop & comp. &  \\\\"]
-    assert "fmnist-mlp & -- & \\textbf{85.00}$^{(1)}$ & -- \\\\" in body  # BNN+, tied best with BC
+    assert "fmnist-mlp & -- & 85.00$^{(1)}$ & -- \\\\" in body  # BNN+, tied with BC: no winner
     assert "fmnist-mlp & 4.00 & 25.0$\\times$ &  \\\\" in body
     assert body.count("\\toprule") == 1 and body.count("\\bottomrule") == 1 and body.count("\\midrule") == 3
     assert body.count("\\midrule[\\heavyrulewidth]") == 2  # between the blocks
@@ -459,7 +462,7 @@ def test_tex_compiles_and_fits_one_column(results, tmp_path, case):
         "wide": lambda: tables.build_table(_wide_records()),
         "by-scale": lambda: tables.build_table(records, "model,method:scale"),
     }[case]()
-    width, column = _pdflatex_width(tmp_path, latex.to_latex(table))
+    width, column = _pdflatex_width(tmp_path, latex.to_latex(table, float_env=False))
     assert column == latex.TEX_WIDTH_PT == 229.5
     assert width <= latex.TEX_WIDTH_PT, f"{case}: {width} pt"
 

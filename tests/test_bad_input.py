@@ -178,6 +178,7 @@ BAD_CONFIG = {
     "seed": [-1, 2**32, 1.5, True, "0", None],
     "capture": ["graphs", 1, True, None],
     "fuse": [1, "yes", None],
+    "robustness": [1, "yes", None, {"corruptions": ["fog"]}, {"severities": [6]}, {"subset": 0}, {"kind": 1}],
 }
 CASES = [(key, value) for key, values in BAD_CONFIG.items() for value in values]
 

@@ -149,7 +149,7 @@ def test_plugins_declare_their_style_and_do_not_inherit_a_registered_ancestors(m
 def test_every_method_has_one_colour_in_every_figure(built):
     names = sorted(built)
     assert names == [
-        "acc_vs_compression_fashion-mnist_e2e.png", "acc_vs_compression_fashion-mnist_finetune.png",
+        "acc_vs_compression_fashion-mnist_e2e.png", "acc_vs_ops_fashion-mnist_finetune.png",
         "accuracy_fashion-mnist_fmnist-cnn_e2e.png", "accuracy_fashion-mnist_fmnist-cnn_finetune.png",
         "accuracy_fashion-mnist_fmnist-mlp_e2e.png",
         "schedule_fashion-mnist_fmnist-cnn_e2e.png", "schedule_fashion-mnist_fmnist-cnn_finetune.png",
@@ -198,10 +198,12 @@ def test_finetune_figures_draw_the_fp_parents_final_accuracy(built):
     parent = [line for line in ax.lines if line.get_gid() == "fp" and line.get_linestyle() == "--"]
     assert len(parent) == 1 and list(parent[0].get_ydata()) == [91.0, 91.0]  # fp seed 0 of fmnist-cnn
     assert "FP parent, final (1 seed): 91.00%" in [t.get_text() for t in ax.get_legend().get_texts()]
-    (ax,) = built["acc_vs_compression_fashion-mnist_finetune.png"].axes
-    parent = [line for line in ax.lines if line.get_gid() == "fp" and line.get_linestyle() == "--"]
-    assert len(parent) == 1 and list(parent[0].get_ydata()) == [91.0, 91.0]
-    assert any(t.get_text() == "FP parent 91.00" for t in ax.texts)
+    # every fine-tuned method packs to one size: accuracy vs OPs, the FP parent as the FP point
+    (ax,) = built["acc_vs_ops_fashion-mnist_finetune.png"].axes
+    parent = [line for line in ax.lines if line.get_gid() == "fp"]
+    assert len(parent) == 1 and list(parent[0].get_ydata()) == [91.0]
+    assert "FP (the fine-tunes' parent)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_xscale() == "log"
     (ax,) = built["accuracy_fashion-mnist_fmnist-cnn_e2e.png"].axes
     assert not [line for line in ax.lines if line.get_linestyle() == "--"]  # e2e rows have no parent
 
@@ -262,10 +264,14 @@ def test_render_writes_the_same_bytes_twice(tmp_path):
     records = _records()
     first = figures.render(records, tmp_path / "a")
     second = figures.render(list(reversed(records)), tmp_path / "b")
-    assert [p.name for p in first] == [p.name for p in second] and len(first) == 8
+    assert [p.name for p in first] == [p.name for p in second] and len(first) == 16  # 8 PNGs, 8 PDFs
+    assert [p.with_suffix("").name for p in first[::2]] == [p.with_suffix("").name for p in first[1::2]]
     for a, b in zip(first, second):
         assert a.read_bytes() == b.read_bytes(), a.name
-        assert a.read_bytes().startswith(b"\x89PNG") and b"Software" not in a.read_bytes()
+        if a.suffix == ".png":
+            assert a.read_bytes().startswith(b"\x89PNG") and b"Software" not in a.read_bytes()
+        else:
+            assert a.read_bytes().startswith(b"%PDF") and b"CreationDate" not in a.read_bytes()
 
 
 # -- plot-quantizers ---------------------------------------------------------------------------------

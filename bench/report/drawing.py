@@ -80,6 +80,15 @@ def save_figure(fig, path: Path) -> Path:
     return atomic_write(path, lambda fh: fig.savefig(fh, **SAVE_ARGS))
 
 
+# PDF without the creation date and producer, so that the same figure gives the same bytes
+PDF_ARGS = {"format": "pdf", "metadata": {"CreationDate": None, "Producer": None, "Creator": None}}
+
+
+def save_pdf(fig, path: Path) -> Path:
+    """``fig`` as a vector PDF, reproducible byte for byte (``PDF_ARGS``)."""
+    return atomic_write(path, lambda fh: fig.savefig(fh, **PDF_ARGS))
+
+
 def draw_line(ax, method: str, xs, ys, **kwargs):
     """A method's line in its colour and marker (hollow), tagged with the method key as its gid."""
     style = method_style(method)

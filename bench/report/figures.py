@@ -5,7 +5,9 @@
 epoch, mean ± std over seeds; fine-tune rows add their FP parent's final accuracy, ``fp_parents``) and, unless
 the row has fp runs only, ``schedule_<row>.png`` (``schedule_figure``: each method parameter's schedule and
 the sign flips per epoch); and, per row without the model, ``acc_vs_compression_<row>.png``
-(``bench.report.tradeoff.tradeoff_figure``).
+(``bench.report.tradeoff.tradeoff_figure``), or ``acc_vs_ops_<row>.png`` (``bench.report.ops_figure``) when
+every binarized method packs to the same size. Every figure is written as a PNG and as a PDF (vector, for
+a paper; no creation date or producer in it, so it is reproducible too).
 
 Each method keeps one colour and one marker in every figure (``bench.report.styles.method_style``: the
 ``color`` and ``marker`` its class declares, else a fixed choice derived from its key, from a palette the
@@ -23,12 +25,14 @@ from pathlib import Path
 
 import matplotlib
 
-from bench.report.drawing import mean_std, save_figure, slug
+from bench.report.drawing import mean_std, save_figure, save_pdf, slug
 from bench.report.keys import DEFAULT_ROWS, finite_number, value_of
+from bench.report.measures import get_measure
+from bench.report.ops_figure import degenerate, ops_figure
 from bench.report.tradeoff import Point, tradeoff_figure
 from bench.report.training_figures import accuracy_figure, schedule_figure
 
-PREFIXES = ("accuracy_", "schedule_", "acc_vs_compression_")
+PREFIXES = ("accuracy_", "schedule_", "acc_vs_compression_", "acc_vs_ops_")
 
 
 def fp_parents(group: dict[str, list[dict]], done: list[dict]) -> list[dict]:
@@ -77,12 +81,17 @@ def iter_figures(records: list[dict], row_keys: tuple[str, ...] = DEFAULT_ROWS):
         for method, runs in sorted(groups[key].items()):
             accs = [a for a in (finite_number(r["final"].get("acc")) for r in runs) if a is not None]
             comps = [c for c in (finite_number(r["final"].get("compression")) for r in runs) if c is not None]
+            ops = [o for o in (get_measure("ops").value(r) for r in runs) if o is not None]
             if accs and comps:
                 mean, std = mean_std(accs)
-                tradeoffs[rest].append(Point(method, key[at], sum(comps) / len(comps), mean, std, len(accs)))
+                tradeoffs[rest].append(Point(method, key[at], sum(comps) / len(comps), mean, std, len(accs),
+                                             1e6 * sum(ops) / len(ops) if ops else None))
     for key, points in sorted(tradeoffs.items()):
-        yield (f"acc_vs_compression_{slug(*key)}.png",
-               tradeoff_figure(points, " / ".join(key), tradeoff_parents.get(key)))
+        if degenerate(points) and all(p.ops for p in points):
+            yield f"acc_vs_ops_{slug(*key)}.png", ops_figure(points, " / ".join(key), tradeoff_parents.get(key))
+        else:
+            yield (f"acc_vs_compression_{slug(*key)}.png",
+                   tradeoff_figure(points, " / ".join(key), tradeoff_parents.get(key)))
 
 
 def render(records: list[dict], out_dir: str | Path, row_keys: tuple[str, ...] = DEFAULT_ROWS) -> list[Path]:
@@ -90,8 +99,12 @@ def render(records: list[dict], out_dir: str | Path, row_keys: tuple[str, ...] =
     there (``PREFIXES``) are removed first. The paths written, in ``iter_figures``' order."""
     out_dir = Path(out_dir)
     if out_dir.is_dir():
-        for old in out_dir.glob("*.png"):
+        for old in [*out_dir.glob("*.png"), *out_dir.glob("*.pdf")]:
             if old.name.startswith(PREFIXES):
                 old.unlink()
+    written = []
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
-        return [save_figure(fig, out_dir / name) for name, fig in iter_figures(records, row_keys)]
+        for name, fig in iter_figures(records, row_keys):
+            written.append(save_figure(fig, out_dir / name))
+            written.append(save_pdf(fig, out_dir / f"{name[:-4]}.pdf"))
+    return written

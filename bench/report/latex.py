@@ -54,18 +54,18 @@ class _TexCell:
     width: float  # estimated, pt
 
 
-def _tex_number_cell(cell: Cell | None, bold: bool, seeds: int) -> _TexCell:
+def _tex_number_cell(cell: Cell | None, bold: bool, seeds: int, digits: int = 2) -> _TexCell:
     """mean, bold when best, the std as a subscript ``$_{\\pm s}$`` and, when the cell's seed count differs from
     the table's ``seeds``, the count as a superscript ``$^{(k)}$``."""
     if cell is None or not cell.n:
         text = "--" if cell is None else ("div." if cell.diverged else ("fail." if cell.failed else "--"))
         return _TexCell(text, _tex_width(text.replace("--", "–")))
-    mean = f"{cell.mean:.2f}"
+    mean = f"{cell.mean:.{digits}f}"
     source, width = (f"\\textbf{{{mean}}}", _tex_width(mean, 1.15)) if bold else (mean, _tex_width(mean))
     script = []
     if cell.std is not None:
-        script.append(f"_{{\\pm {cell.std:.2f}}}")
-        width += _tex_width(f"±{cell.std:.2f}", 0.8)
+        script.append(f"_{{\\pm {cell.std:.{digits}f}}}")
+        width += _tex_width(f"±{cell.std:.{digits}f}", 0.8)
     if cell.n != seeds:
         script.append(f"^{{({cell.n})}}")
         width += _tex_width(f"({cell.n})", 0.8) if cell.std is None else 0.0  # stacked over the subscript
@@ -74,11 +74,16 @@ def _tex_number_cell(cell: Cell | None, bold: bool, seeds: int) -> _TexCell:
     return _TexCell(source, width)
 
 
+def tex_number(cell: Cell | None, bold: bool, seeds: int, digits: int = 2) -> str:
+    """A cell's LaTeX source as in ``to_latex`` (mean, bold, ``$_{\\pm std}$``, ``$^{(k)}$`` off ``seeds``)."""
+    return _tex_number_cell(cell, bold, seeds, digits).source
+
+
 def _tex_plain(text: str) -> _TexCell:
     return _TexCell(tex_escape(text), _tex_width(text))
 
 
-def _common_seeds(table: Table) -> int:
+def common_seeds(table: Table) -> int:
     """The most done seeds of any cell (the seeds the grid asked for, unless every cell lost one); 1 without any."""
     return max((cell.n for row in table.rows for cell in row.cells.values()), default=0) or 1
 
@@ -111,13 +116,17 @@ def tex_caption(table: Table, seeds: int, constant: list[tuple[str, str]]) -> st
     per_cell = f"{seeds} seed{'s' if seeds != 1 else ''} (n = {seeds}) per cell"
     per_cell += r"; a superscript $^{(k)}$: k seeds" if marks else ""
     columns = "" if table.column_key == "method" else f" Columns: {tex_escape(table.column_key)}."
-    return (f"Top-1 accuracy (\\%) of the deployed binary model{tex_escape(where)}{std}; {per_cell}. Bold: the best "
-            f"binarized method of the row. drop: FP $-$ best binarized (points); comp.: compression (fp32 bytes / "
-            f"packed bytes) of the best binarized method; div.: every seed diverged; fail.: every seed failed; "
-            f"--: no run.{columns}")
+    m = table.measure
+    what = "Top-1 accuracy (\\%) of the deployed binary model" if m.name == "acc" else tex_escape(m.caption)
+    spread = ("" if not m.noisy else " when it beats every other by more than the seed spread (the larger std"
+              + ("" if not m.accuracy or table.spread is None else f"; one seed: {table.spread:g} points") + ")")
+    extra = (" drop: FP $-$ best binarized (points); comp.: compression (fp32 bytes / packed bytes) of the best "
+             "binarized method;" if m.accuracy else f" {'Higher' if m.higher else 'Lower'} is better;")
+    return (f"{what}{tex_escape(where)}{std}; {per_cell}. Bold: the best binarized method of the row{spread}."
+            f"{extra} div.: every seed diverged; fail.: every seed failed; --: no run.{columns}")
 
 
-def to_latex(table: Table) -> str:
+def to_latex(table: Table, float_env: bool = True, tex_label: str | None = None) -> str:
     """The leaderboard as a booktabs ``tabular`` that fits one column of a two-column paper (``TEX_WIDTH_PT``).
 
     Row keys with one value in every row leave the table for the caption; of the others, the last labels the
@@ -126,8 +135,10 @@ def to_latex(table: Table) -> str:
     columns (FP, the methods, drop, comp.) are split into the fewest consecutive blocks that fit, stacked in
     one tabular, each with its own header row. A cell is the mean, bold when best, with ``$_{\\pm std}$``
     when it has several seeds; the number of seeds is stated once, in a comment line and in the commented
-    ``\\caption`` (a cell with fewer seeds than the most of any cell carries its count as a superscript)."""
-    seeds = _common_seeds(table)
+    ``\\caption`` (a cell with fewer seeds than the most of any cell carries its count as a superscript).
+    ``float_env``: the tabular inside a ``table`` float with its ``\\caption`` and ``\\label{tex_label}`` (else
+    the bare tabular, the caption a comment line, to ``\\input`` into a float of one's own)."""
+    seeds = common_seeds(table)
     varying = [i for i in range(len(table.row_keys)) if len({row.key[i] for row in table.rows}) > 1]
     constant = [(table.row_keys[i], table.rows[0].key[i]) for i in range(len(table.row_keys))
                 if i not in varying and table.rows]
@@ -139,12 +150,14 @@ def to_latex(table: Table) -> str:
 
     label_cells = [_tex_plain(text) for i in labels
                    for text in (table.row_keys[i], *(row.key[i] for row in table.rows))]
-    columns = [[_tex_plain(header(c))] + [_tex_number_cell(row.cells.get(c), c in row.best, seeds)
+    digits = table.measure.digits
+    columns = [[_tex_plain(header(c))] + [_tex_number_cell(row.cells.get(c), c in row.best, seeds, digits)
                                           for row in table.rows] for c in table.columns]
-    columns.append([_tex_plain("drop")] + [_tex_plain(drop_text(row.drop, "md").replace(EMPTY, "–").replace("-", "−"))
-                                            for row in table.rows])  # −: a minus sign, – (--): no value
-    columns.append([_tex_plain("comp.")] + [_tex_plain(compression_text(row.compression, "md").replace(EMPTY, "–"))
-                                             for row in table.rows])
+    if table.measure.accuracy:
+        columns.append([_tex_plain("drop")] + [_tex_plain(drop_text(row.drop, "md").replace(EMPTY, "–")
+                                                          .replace("-", "−")) for row in table.rows])  # −: minus
+        columns.append([_tex_plain("comp.")] + [_tex_plain(compression_text(row.compression, "md")
+                                                           .replace(EMPTY, "–")) for row in table.rows])
     label_width = max((c.width + TEX_GAP_PT for c in label_cells), default=0.0)
     blocks = _blocks(label_width, columns)
     slots = max(len(b) for b in blocks)
@@ -171,6 +184,10 @@ def to_latex(table: Table) -> str:
         "% Requires \\usepackage{booktabs}. Generated by `python -m bench aggregate`; do not edit.",
         f"% n = {seeds} seed{'s' if seeds != 1 else ''} per cell. Laid out for a {TEX_WIDTH_PT:g} pt column: "
         + (f"{len(blocks)} blocks of columns, stacked." if len(blocks) > 1 else "one block of columns."),
-        f"% \\caption{{{tex_caption(table, seeds, constant)}}}",
     ]
-    return "\n".join(head + lines) + "\n"
+    caption = f"\\caption{{{tex_caption(table, seeds, constant)}}}"
+    if not float_env:
+        return "\n".join(head + [f"% {caption}"] + lines) + "\n"
+    label_line = [f"\\label{{{tex_label}}}"] if tex_label else []
+    return "\n".join(head + ["\\begin{table}[t]", "\\centering", caption, *label_line] + lines
+                     + ["\\end{table}"]) + "\n"

@@ -295,7 +295,7 @@ def cli_show(args) -> int:
     print(tabulate(sorted((k, text(v)) for k, v in flatten(r["config"]).items()), headers=["key", "value"],
                    tablefmt="github", disable_numparse=True))
     print("\nfinal:")
-    print(tabulate([(k, text(v)) for k, v in sorted(r["final"].items())], headers=["metric", "value"],
+    print(tabulate([(k, text(v)) for k, v in sorted(flatten(r["final"]).items())], headers=["metric", "value"],
                    tablefmt="github", disable_numparse=True))
     print("\nhistory:")
     print(history_table(r["history"]) if r["history"] else "(no epochs)")
@@ -319,7 +319,7 @@ def cli_compare(args) -> int:
         print(tabulate(diff, headers=["key", label_a, label_b], tablefmt="github", disable_numparse=True))
     else:
         print("(identical configs)")
-    fa, fb = a.record["final"], b.record["final"]
+    fa, fb = flatten(a.record["final"]), flatten(b.record["final"])  # robustness: corruption.acc.<kind>
     rows = [("status", a.record["status"], b.record["status"], "")]
     for key in sorted(set(fa) | set(fb)):
         va, vb = fa.get(key), fb.get(key)

@@ -25,7 +25,7 @@ def to_csv(table: Table) -> str:
     for c in table.columns:
         label = table.label(c)
         header += [f"{label} mean", f"{label} std", f"{label} n", f"{label} diverged"]
-    header += ["best", "drop", "compression"]
+    header += ["best", "drop", "compression"] if table.measure.accuracy else ["best"]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -37,7 +37,8 @@ def to_csv(table: Table) -> str:
                 line += ["", "", "0", "0"]
             else:
                 line += [_num(cell.mean), _num(cell.std), str(cell.n), str(cell.diverged)]
-        line += [";".join(table.label(c) for c in row.best), _num(row.drop), _num(row.compression)]
+        line += [";".join(table.label(c) for c in row.best)]
+        line += [_num(row.drop), _num(row.compression)] if table.measure.accuracy else []
         writer.writerow(line)
     return out.getvalue()
 

@@ -26,6 +26,7 @@ class Point:
     acc: float
     std: float | None
     n: int
+    ops: float | None = None  # OPs per image, BOPs/64 + FLOPs (bench.report.measures)
 
 
 def _compression_text(values: list[float]) -> str:

@@ -26,6 +26,7 @@ from methods.base import close_match_hint
 
 from bench.data import list_loaders
 from bench.errors import UserError
+from bench.run import robustness
 
 # Hyperparameters of one run, with their units; every key may be set in a grid or on the command line.
 DEFAULTS: dict = {
@@ -57,6 +58,7 @@ DEFAULTS: dict = {
     "seed": 0,                   # model init, data order and augmentation
     "capture": "none",           # none (eager) | compile: the training step through torch.compile (CUDA graphs on CUDA)
     "fuse": False,               # all binarized weights quantized at once per forward (methods.fuse; same bits)
+    "robustness": True,          # corrupted test sets at the end (bench.run.robustness): true | false | a table
 }
 CHOICES = {
     "loader": tuple(list_loaders()),  # the loader registry (bench.data)
@@ -126,6 +128,7 @@ CHECKS: dict[str, tuple] = {
     "seed": (lambda v: _is_int(v) and 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}]"),
     "capture": (lambda v: v in CHOICES["capture"], f"one of {', '.join(CHOICES['capture'])}"),
     "fuse": (lambda v: isinstance(v, bool), "true or false"),
+    "robustness": (lambda v: isinstance(v, (bool, dict)), "true, false or a table {corruptions, severities, subset}"),
 }
 assert set(CHECKS) == set(DEFAULTS)
 
@@ -181,6 +184,7 @@ def resolve(raw: dict, where: str = "config") -> dict:
         kernels.check_environment()  # PROXBENCH_KERNELS: refused before anything runs, not at the first W1A1 step
     except methods.MethodError as exc:
         raise UserError(str(exc)) from None
+    cfg["robustness"] = robustness.resolve(cfg["robustness"], where)
     _check_policy(cfg["policy"], where)
     return cfg
 
@@ -247,7 +251,8 @@ def _check_policy(policy, where: str) -> None:
 
 # Keys added after the first release, with the value every earlier run implicitly used: left out of the
 # hash while at that value, so the run ids of existing records stay valid.
-LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0, "capture": "none", "fuse": False}
+LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0, "capture": "none", "fuse": False,
+              "robustness": True}
 
 
 def run_id(cfg: dict) -> str:

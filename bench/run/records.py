@@ -135,15 +135,22 @@ class FinalMetrics(Part):
     ops: float | None | Absent = ABSENT
     peak_memory_mb: float | None | Absent = ABSENT
     epochs_done: int | None | Absent = ABSENT
+    acc_corrupt: float | None | Absent = ABSENT
+    acc_corrupt_forward: float | None | Absent = ABSENT
+    corruption: dict | Absent = ABSENT
     extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data, where: str = "final") -> FinalMetrics:
         known, extra = cls.split(data, where)
+        table = known.get("corruption", ABSENT)
+        if table is not ABSENT:
+            _check(isinstance(table, dict), f"{where}.corruption", "an object", table)
         return cls(**known, extra=extra)
 
 
-FinalMetrics.NUMBERS = tuple(f.name for f in fields(FinalMetrics) if f.name != "extra")  # every metric
+# every metric but the robustness track's per-corruption table (bench.run.robustness)
+FinalMetrics.NUMBERS = tuple(f.name for f in fields(FinalMetrics) if f.name not in ("extra", "corruption"))
 
 
 @dataclass

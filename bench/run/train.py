@@ -43,13 +43,13 @@ import methods
 from bench import data
 from bench.errors import UserError
 from bench.run import config as configs
-from bench.run import layout
+from bench.run import layout, robustness
 from bench.run.checkpoints import read_checkpoint, restore, save_checkpoint, writing
 from bench.run.jsonfile import write_json_atomic
 from bench.run.metrics import deployed_signs, device_name, epoch_metrics, final_metrics
 from bench.run.model import build_model
 from bench.run.optim import lr_factor, make_optimizer
-from bench.run.records import EpochMetrics, make_record, write_record
+from bench.run.records import ABSENT, EpochMetrics, make_record, write_record
 from bench.run.step import TrainStep, tensor_lr
 from bench.run.steplog import LOG_EVERY, LOGGERS, StepLog, scheduled_params, summary_writer_class
 
@@ -264,6 +264,13 @@ def execute(
     if status == "running":  # nothing left to train (resumed a finished checkpoint)
         status = "done"
     final = final_metrics(model, history, info, dev, cfg, train_loader, test_loader)
+    if status == "done":  # the robustness track (bench.run.robustness): corrupted copies of the test split
+        t0 = time.time()
+        for key, value in robustness.evaluate(model, cfg, test_loader.dataset, dev, data_root).items():
+            setattr(final, key, value)
+        if final.acc_corrupt is not ABSENT:
+            log(f"[{rid}] corrupted test sets: deployed {final.acc_corrupt:.2f}% "
+                f"(F(w) {final.acc_corrupt_forward:.2f}%) {time.time() - t0:.1f}s")
     record = make_record(rid, grid, cfg, status=status, history=history, final=final, device=device_name(dev),
                          wall_seconds=earlier_seconds + (0.0 if finished else time.time() - started))
     if train_step.fallbacks:  # capture = "compile" where a part could not be captured (TrainStep._guarded)
