@@ -139,7 +139,9 @@ def test_deferred_checks_give_the_same_record_and_step_log(tmp_path):
 
 @pytest.mark.parametrize("capture", ["none", "compile"])
 def test_divergence_is_recorded_through_the_deferred_check(tmp_path, capture):
-    cfg = {**QUICK, "method": "fp", "optimizer": "sgd", "lr": 1e25, "momentum": 0.0, "capture": capture}
+    # lr and weight decay at their ceilings (1e3): w ← (1 − 1e6)·w − …, the weights overflow within 16 steps
+    cfg = {**QUICK, "method": "fp", "optimizer": "sgd", "lr": 1e3, "weight_decay": 1e3, "momentum": 0.0,
+           "batch_size": 4, "capture": capture}
     now = _run(tmp_path, "now", cfg, defer_checks=False, compile_backend="aot_eager")
     later = _run(tmp_path, "later", cfg, defer_checks=True, compile_backend="aot_eager")
     assert now["status"] == later["status"] == "diverged"

@@ -14,7 +14,7 @@ def test_w1a1_methods_are_timed_on_a_network_built_for_binary_activations():
     assert perf_step.w1a1_model("resnet20", "bnn-w1a1") == "resnet20-bireal"
     assert perf_step.w1a1_model("fmnist-cnn", "xnor") == "fmnist-cnn-bireal"
     assert perf_step.w1a1_model("fmnist-cnn-bireal", "recu") == "fmnist-cnn-bireal"
-    assert perf_step.w1a1_model("resnet20", "dorefa") == "resnet20"  # {0, 1} activations work after a ReLU
+    assert perf_step.w1a1_model("resnet20", "dorefa") == "resnet20-bireal"  # BiBench's DoReFa: sign inputs
     assert perf_step.w1a1_model("vgg-small", "xnor") == "vgg-small"  # no Bi-Real form registered
     assert perf_step.input_shape("fmnist-cnn-bireal") == (1, 28) and perf_step.input_shape("resnet18") == (3, 32)
 

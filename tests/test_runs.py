@@ -62,8 +62,8 @@ def test_two_epoch_run_on_fashion_mnist_learns_and_writes_a_valid_record(tmp_pat
 
 
 def test_nan_loss_stops_the_run_as_diverged(tmp_path):
-    cfg = configs.resolve({**QUICK, "model": "fmnist-mlp", "method": "fp", "optimizer": "sgd", "lr": 1e25,
-                           "momentum": 0.0, "epochs": 1})
+    cfg = configs.resolve({**QUICK, "model": "fmnist-mlp", "method": "fp", "optimizer": "sgd", "lr": 1e3,
+                           "weight_decay": 1e3, "momentum": 0.0, "epochs": 1})  # (1 − 1e6)·w per step: overflow
     record = train.execute(cfg, grid="t", workdir=tmp_path / "w", results=tmp_path / "r", log=lambda m: None)
     assert record["status"] == "diverged"
 
