@@ -289,7 +289,8 @@ class XnorPlusPlusSign(SteSign):
         if y.shape[-2] > self.max_size or y.shape[-1] > self.max_size:
             raise ValueError(f"xnor++: output of {y.shape[-2]}x{y.shape[-1]} exceeds the {self.max_size} "
                              "learnable row/column factors")
-        return y * h_scale[:, :, :y.shape[-2], :].to(y.dtype) * w_scale[:, :, :, :y.shape[-1]].to(y.dtype)
+        # (h ⊗ w) first: one (1, 1, H, W) factor, so the full-size output is multiplied once (and once back)
+        return y * (h_scale[:, :, :y.shape[-2], :].to(y.dtype) * w_scale[:, :, :, :y.shape[-1]].to(y.dtype))
 
 
 @register_activation("rsign")
@@ -412,6 +413,8 @@ class FDASign(_SignAct):
         out = quantize_eagerly(x, self)
         if not self.noise or x.dim() < 2:
             return out
+        if not noise:  # no hidden layer (fewer than 64 channels): λ·e(x) = (0.1·λ)·sin(x), one scaling pass
+            return out + torch.sin(x).mul_(0.1 * self.noise_alpha)
         residual = noise_residual(x.movedim(1, -1), **noise).movedim(-1, 1)
         return out + residual.mul_(self.noise_alpha)
 
