@@ -26,10 +26,21 @@ def build() -> dict:
 
     from bench.run import config
 
-    every = methods.list_methods(w1a1=None)
-    return {"methods": method_rows("*"), "weight_methods": methods.list_methods(), "models": model_rows("*"),
+    import models
+
+    # built-ins only: a plugin another piece of code registered in this process is not the catalogue's
+    every = [k for k in methods.list_methods(w1a1=None) if _builtin(methods.get_method_class(k))]
+    shipped = {name for name in models.list_models() if _builtin(models.model_info(name).builder)}
+    return {"methods": [row for row in method_rows("*") if row[0] in every],
+            "weight_methods": [k for k in methods.list_methods() if k in every],
+            "models": [row for row in model_rows("*") if row[0] in shipped],
             "method_defaults": {name: methods.create_method(name).config() for name in every},
             "config_defaults": config.DEFAULTS}
+
+
+def _builtin(obj) -> bool:
+    """Defined in the project's own ``methods`` or ``models`` package (not a plugin)."""
+    return getattr(obj, "__module__", "").split(".")[0] in ("methods", "models")
 
 
 def method_rows(pattern: str = "*") -> list[list[str]]:
