@@ -77,13 +77,19 @@ def soft_sign_prox_all(xs: list[Tensor], s: float | Tensor) -> list[Tensor]:
     return v
 
 
-def sign_swish_all(xs: list[Tensor], mu: float | Tensor) -> list[Tensor]:
-    """SS_μ(x) = sign(x)·(2σ(z)·[1 + z·(1 − σ(z))] − 1), z = μ|x|."""
+def _swish_parts(xs: list[Tensor], mu: float | Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """z = μ|x|, σ(z) and 1 − σ(z), the pieces SS_μ and SS'_μ share."""
     z = torch._foreach_abs(xs)
     torch._foreach_mul_(z, mu)
     s = torch._foreach_sigmoid(z)
-    t = torch._foreach_neg(s)
-    torch._foreach_add_(t, 1.0)
+    one_minus_s = torch._foreach_neg(s)
+    torch._foreach_add_(one_minus_s, 1.0)
+    return z, s, one_minus_s
+
+
+def sign_swish_all(xs: list[Tensor], mu: float | Tensor) -> list[Tensor]:
+    """SS_μ(x) = sign(x)·(2σ(z)·[1 + z·(1 − σ(z))] − 1), z = μ|x|."""
+    z, s, t = _swish_parts(xs, mu)
     torch._foreach_mul_(t, z)
     torch._foreach_add_(t, 1.0)
     torch._foreach_mul_(t, s)
@@ -95,11 +101,7 @@ def sign_swish_all(xs: list[Tensor], mu: float | Tensor) -> list[Tensor]:
 
 def sign_swish_grad_all(xs: list[Tensor], mu: float | Tensor) -> list[Tensor]:
     """SS'_μ(x) = σ(z)(1 − σ(z))·(2 − z·(σ(z) − (1 − σ(z))))·2μ, z = μ|x|."""
-    z = torch._foreach_abs(xs)
-    torch._foreach_mul_(z, mu)
-    s = torch._foreach_sigmoid(z)
-    one_minus_s = torch._foreach_neg(s)
-    torch._foreach_add_(one_minus_s, 1.0)
+    z, s, one_minus_s = _swish_parts(xs, mu)
     out = torch._foreach_mul(s, one_minus_s)
     d = torch._foreach_sub(s, one_minus_s)
     torch._foreach_mul_(d, z)

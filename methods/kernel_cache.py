@@ -34,7 +34,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "proxbench"
 
 
-def _cpu_features() -> str:
+def cpu_features() -> str:
+    """The CPU's feature flags line (/proc/cpuinfo), part of every build's cache key."""
     try:
         with open("/proc/cpuinfo") as f:
             return next((line for line in f if line.startswith(("flags", "Features"))), "")
@@ -55,7 +56,7 @@ def build(directory: Path | None = None) -> Path:
     for drop in FALLBACK_DROPS:
         flags = [f for f in FLAGS if f not in drop]
         key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
-                                         _cpu_features().encode()])).hexdigest()[:16]
+                                         cpu_features().encode()])).hexdigest()[:16]
         candidates.append((flags, directory / f"proxbench-kernels-{key}.so"))
     for _, target in candidates:
         found = _verified(target)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
+from methods.kernel_cache import cpu_features
 from methods.kernels import cache_dir
 
 from bench.errors import UserError
@@ -47,14 +47,6 @@ class EngineError(UserError):
     """An export, a model or a machine the inference engine cannot run: one line, nothing written."""
 
 
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        return platform.processor()
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -74,7 +66,7 @@ def build(directory: Path | None = None) -> Path:
         raise EngineError(f"the inference engine needs a C compiler: {os.environ.get('CC') or 'cc'} is not on PATH")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), version.encode(), " ".join(FLAGS).encode(),
-                                     _cpu_flags().encode()])).hexdigest()[:16]
+                                     cpu_features().encode()])).hexdigest()[:16]
     directory = Path(directory or cache_dir())
     target = directory / f"proxbench-infer-{key}.so"
     if _verified(target):
