@@ -15,7 +15,7 @@ from torch import nn
 import methods
 import models
 from bench.infer import build
-from bench.infer.layers import EngineLayer
+from bench.infer.layers import HUGE_OUTPUT, EngineLayer
 from bench.infer.model import compare, load
 from bench.run.export import save_packed
 
@@ -88,6 +88,16 @@ def test_layer_equals_exact_and_torch(isa, index):
         out = EngineLayer("0", layer, isa)(x)
     assert torch.equal(out, exact_output(layer, x))  # the popcount is exact; one rounding of α·dot
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_large_output_with_huge_page_advice_is_exact():
+    # 8 MiB of output: the engine asks for transparent huge pages before writing it (HUGE_OUTPUT)
+    model = deployed_layer(nn.Conv2d(64, 32, 3, 1, 1, bias=False), "bireal", negative=True, seed=7)
+    x = torch.randn(1, 64, 256, 256, generator=torch.Generator().manual_seed(7))
+    assert 32 * 256 * 256 * 4 >= HUGE_OUTPUT
+    with torch.no_grad():
+        out = EngineLayer("0", model[0], build.selected_isa())(x)
+    assert torch.equal(out, exact_output(model[0], x))
 
 
 @pytest.mark.parametrize("method", ["reactnet", "xnor", "xnor++", "recu", "fda", "dorefa", "bnn-w1a1"])

@@ -41,6 +41,7 @@ _SIGNATURES = {
     "ie_conv": ((_P, _N, _N, _N, _N, _P, _P, _P, _N, _N, _N, _N, _N, _N, _N, _N, _P, _P, _P, _I, _I), _I),
     "ie_cpu_isa": ((), _I),
     "ie_lines_size": ((_N, _N, _N, _N, _N, _N), _N),
+    "ie_advise_huge": ((_P, _N), None),
     "ie_pack_lines": ((_P, _P, _I, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _I), _I),
     "ie_conv_lines": ((_P, _N, _N, _N, _N, _P, _P, _P, _N, _N, _N, _N, _N, _N, _N, _N, _P, _P, _P, _I), _I),
 }

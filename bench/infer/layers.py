@@ -31,6 +31,7 @@ from torch import nn
 from . import build
 
 BLOCK = 16  # output channels per weight block (engine.c's CB)
+HUGE_OUTPUT = 8 << 20  # outputs of at least 8 MiB ask for transparent huge pages (lines.c's ie_advise_huge)
 LINES_MIN_WIDTH = 16  # output maps at least this wide run lines.c's kernel (AVX-512): a tile spans at most 2 rows
 PLAIN = {"ste-sign", "approx-sign", "recu-sign", "fda-sign"}
 
@@ -117,6 +118,8 @@ class EngineLayer(nn.Module):
         if self.kind["sample_scale"]:
             sample = x.abs().mean(dim=tuple(range(1, x.dim()))).contiguous()
         out = torch.empty((n, self.co, oh, ow), dtype=torch.float32)
+        if out.numel() * 4 >= HUGE_OUTPUT:  # before the first write: 2 MiB pages, far fewer page faults
+            build.library().ie_advise_huge(out.data_ptr(), out.numel() * 4)
         if not self.linear and self.isa == 2 and ow >= LINES_MIN_WIDTH:
             rc = self._lines(x, thr, sample, out)
         else:

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <immintrin.h>
+#include <sys/mman.h>
 
 #define NP 16   /* output positions per tile (two vectors of 8) */
 #define CG 8    /* output channels per register block */
@@ -32,6 +33,16 @@ static inline int64_t line_len(int64_t W, int64_t pad, int64_t stride)
 {
     int64_t wp = W + 2 * pad;
     return stride * ((wp + stride - 1) / stride);
+}
+
+/* Transparent huge pages for a large output buffer, asked for before its first write: a fresh buffer costs a
+   page fault per 4 KiB page touched (a 51 MB map: 12 500 faults, about half of the layer's time), against one
+   per 2 MiB. Only advice (the kernel may decline); the whole 2 MiB pages inside [p, p + bytes). */
+void ie_advise_huge(void *p, int64_t bytes)
+{
+    const uintptr_t huge = (uintptr_t)1 << 21;
+    const uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + (uintptr_t)bytes) & ~(huge - 1);
+    if (e > a) madvise((void *)a, e - a, MADV_HUGEPAGE);
 }
 
 /* ---- packing: float x (n, c, y, x) at x[n·sn + c·sc + y·sh + x·sw] -> lines; bit as engine.c's ie_pack ---- */
