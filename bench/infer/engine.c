@@ -98,10 +98,29 @@ static void pack_rows_avx512(const float *x, const float *thr, int unipolar, int
     }
 }
 
+void ie_plane_words(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t HW, int64_t w,
+                    uint64_t *acc);
+
 void ie_pack(const float *x, const float *thr, int unipolar, int64_t N, int64_t P, int64_t C, int64_t sn, int64_t sc, int64_t sp,
              int64_t Cw, uint64_t *out, int isa, int threads)
 {
-    if (isa >= 2 && sp == 1 && P >= 16) {  /* NCHW: blocks of 16 positions */
+    if (isa >= 2 && sp == 1 && P >= 16) {  /* NCHW: per image and word, its planes read front to back (lines.c) */
+        int failed = 0;
+        #pragma omp parallel num_threads(threads)
+        {
+            uint64_t *acc = malloc((size_t)(P + 16) * 8);
+            #pragma omp for schedule(static)
+            for (int64_t t = 0; t < N * Cw; t++) {
+                if (!acc) { failed = 1; continue; }
+                const int64_t n = t / Cw, w = t % Cw;
+                ie_plane_words(x + n * sn, thr, unipolar, C, sc, P, w, acc);
+                for (int64_t p = 0; p < P; p++) out[(n * P + p) * Cw + w] = acc[p];
+            }
+            free(acc);
+        }
+        if (!failed) return;
+    }
+    if (isa >= 2 && sp == 1 && P >= 16) {  /* no scratch: blocks of 16 positions, every channel */
         int64_t blocks = (P + 15) / 16;
         #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t t = 0; t < N * blocks; t++) {

@@ -97,13 +97,14 @@ static void pack_line_rows_strided(const float *x, const float *thr, int unipola
     }
 }
 
-/* one image's word w from contiguous H·W planes (NCHW): 8 channels' planes read front to back together, their
-   bits ORed into the words of all H·W positions (a scratch that stays in cache), then copied into the lines */
+/* word w of all HW positions of one image from its contiguous channel planes (x: the image, channel c's
+   plane at x + c·sc): 8 planes read front to back together, their bits ORed into acc[HW] (a scratch that stays
+   in cache), one read-modify-write per 8 channels; bit = ie_pack's */
 __attribute__((target("avx512f")))
-static void pack_planes(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t H, int64_t W,
-                        int64_t w, int64_t Cw, int64_t pad, int64_t stride, int64_t L, uint64_t *acc, uint64_t *img)
+void ie_plane_words(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t HW, int64_t w,
+                    uint64_t *acc)
 {
-    const int64_t HW = H * W, ws = L / stride, c1 = w * 64 + 64 < C ? w * 64 + 64 : C;
+    const int64_t c1 = w * 64 + 64 < C ? w * 64 + 64 : C;
     memset(acc, 0, (size_t)HW * 8);
     for (int64_t c0 = w * 64; c0 < c1; c0 += 8) {  /* 8 planes at a time: one read-modify-write of acc */
         const int g = c1 - c0 < 8 ? (int)(c1 - c0) : 8;
@@ -125,6 +126,14 @@ static void pack_planes(const float *x, const float *thr, int unipolar, int64_t 
             _mm512_mask_storeu_epi64(acc + p + 8, (__mmask8)(valid >> 8), b);
         }
     }
+}
+
+/* one image's word w into its lines (ie_plane_words, then a copy per row) */
+static void pack_planes(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t H, int64_t W,
+                        int64_t w, int64_t Cw, int64_t pad, int64_t stride, int64_t L, uint64_t *acc, uint64_t *img)
+{
+    const int64_t ws = L / stride;
+    ie_plane_words(x, thr, unipolar, C, sc, H * W, w, acc);
     for (int64_t y = 0; y < H; y++) {
         uint64_t *line = img + ((y + pad) * Cw + w) * L;
         if (stride == 1) memcpy(line + pad, acc + y * W, (size_t)W * 8);
