@@ -30,20 +30,20 @@
 /* ---- packing: float x, element (n, c, p) at x[n·sn + c·sc + p·sp] -> bits [N][P][Cw] ------------------ */
 /* bit = (x + thr[c] >= 0) (thr NULL: x >= 0): the sign of methods.functional.sign (+1 at ±0, −1 at NaN); the
    addition is the same float32 operation as torch's x + β (no contraction: -ffp-contract=off). */
-static void pack_portable(const float *x, const float *thr, int unipolar, int64_t P, int64_t C, int64_t sc, int64_t sp,
-                          int64_t Cw, uint64_t *dst, int64_t p)
+/* the Cw words of one position (channel c at x[c·sc]) into dst[w·step] (portable; lines.c uses it too) */
+void ie_pack_words(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t Cw, uint64_t *dst,
+                   int64_t step)
 {
     for (int64_t w = 0; w < Cw; w++) {
         uint64_t word = 0;
         int64_t c0 = w * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
         for (int64_t c = c0; c < c1; c++) {
-            float v = x[c * sc + p * sp];
+            float v = x[c * sc];
             if (thr) v = v + thr[c];
             word |= (uint64_t)(unipolar ? v > 0.5f : v >= 0.0f) << (c - c0);
         }
-        dst[w] = word;
+        dst[w * step] = word;
     }
-    (void)P;
 }
 
 __attribute__((target("avx512f")))
@@ -135,7 +135,7 @@ void ie_pack(const float *x, const float *thr, int unipolar, int64_t N, int64_t 
     for (int64_t m = 0; m < N * P; m++) {
         int64_t n = m / P, p = m % P;
         if (vector) pack_avx512(x + n * sn, thr, unipolar, P, C, sc, sp, Cw, out + m * Cw, p);
-        else pack_portable(x + n * sn, thr, unipolar, P, C, sc, sp, Cw, out + m * Cw, p);
+        else ie_pack_words(x + n * sn + p * sp, thr, unipolar, C, sc, Cw, out + m * Cw, 1);
     }
 }
 

@@ -27,6 +27,8 @@
 #define MAXK 4096
 
 int ie_cpu_isa(void);
+void ie_pack_words(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t Cw, uint64_t *dst,
+                   int64_t step);
 
 /* words of one image's packed lines and the index of padded column j in its line */
 static inline int64_t line_len(int64_t W, int64_t pad, int64_t stride)
@@ -83,17 +85,8 @@ static void pack_line_rows_strided(const float *x, const float *thr, int unipola
 {
     const int64_t ws = L / stride;
     for (int64_t xx = 0; xx < W; xx++) {
-        const int64_t j = xx + pad, at = (j % stride) * ws + j / stride;
-        for (int64_t w = 0; w < Cw; w++) {
-            uint64_t word = 0;
-            int64_t c0 = w * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
-            for (int64_t c = c0; c < c1; c++) {
-                float v = x[c * sc + xx * sw];
-                if (thr) v = v + thr[c];
-                word |= (uint64_t)(unipolar ? v > 0.5f : v >= 0.0f) << (c - c0);
-            }
-            row[w * L + at] = word;
-        }
+        const int64_t j = xx + pad;
+        ie_pack_words(x + xx * sw, thr, unipolar, C, sc, Cw, row + (j % stride) * ws + j / stride, L);
     }
 }
 
