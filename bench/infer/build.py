@@ -1,7 +1,7 @@
-"""Build, cache, verify and load ``engine.c`` (the bit-packed inference kernels) with ctypes.
+"""Build, cache, verify and load ``engine.c`` + ``lines.c`` (the bit-packed inference kernels) with ctypes.
 
 Built at first use with the system C compiler (``$CC``, else ``cc``) into the kernel cache of
-``methods.kernels`` (``$PROXBENCH_KERNEL_CACHE``, else ``~/.cache/proxbench``), named by a hash of the source,
+``methods.kernels`` (``$PROXBENCH_KERNEL_CACHE``, else ``~/.cache/proxbench``), named by a hash of the sources,
 the compiler's version, the flags and the CPU's instruction-set flags; written to a temporary file and renamed
 into place (atomic), with a ``.sha256`` sidecar holding the library's checksum, which is checked before every
 load (a truncated or foreign file is rebuilt, never loaded). The source is compiled without ``-march``: the

@@ -16,7 +16,9 @@
  * correction: wrow[co] = popcount of the channel's weight bits.
  *
  * Three kernels compute the same integers: AVX-512 VPOPCNTDQ (16 channels = 2 zmm), AVX2 (nibble-table
- * popcount, 4 ymm) and portable C (__builtin_popcountll); ie_conv's isa argument picks one.
+ * popcount, 4 ymm) and portable C (__builtin_popcountll); ie_conv's isa argument picks one. With AVX-512,
+ * maps at least 16 wide run lines.c's ie_conv_lines instead (output positions in the lanes; same integers,
+ * same float operations).
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -17,6 +17,12 @@ packed export loaded) and computes what that layer computes, layer hooks include
   downstream can only differ where the value it takes lies within that distance of 0: such flips are
   counted by ``bench.infer.model.compare``, not hidden.
 
+Two layouts, the same integers and float operations: ``engine.c`` (inputs [N][H][W][Cw], 16 output channels
+in the vector lanes; every kernel, linear layers, maps narrower than 16) and, with AVX-512, ``lines.c`` for
+maps at least 16 wide (zero-padded input lines [N][H+2p][Cw][W+2p], 16 output positions in the lanes: no
+gather, no transpose, each channel's results one streamed 64-byte store); outputs of 8 MiB and more ask for
+transparent huge pages before they are written (page faults were half the cost of a 51 MB output).
+
 The weight: each deployed weight is ±|α_c| per output channel (``bench.run.export.rebuild``), so the bits
 are w > 0 and the scale |w| (a negative learned α, XNOR-Net++'s o or ReCU's a, is the same product with
 every bit flipped; α = 0 gives 0 either way). A weight that is not ±a per output channel is refused.
