@@ -82,7 +82,8 @@ def build(directory: Path | None = None) -> Path:
     try:
         done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", partial], capture_output=True, text=True)
         if done.returncode != 0:
-            raise EngineError(f"building {' + '.join(src.name for src in SOURCES)} failed: {' '.join(done.stderr.split())[:300]}")
+            names = " + ".join(src.name for src in SOURCES)
+            raise EngineError(f"building {names} failed: {' '.join(done.stderr.split())[:300]}")
         digest = _sha256(Path(partial))
         sidecar = target.with_name(target.name + ".sha256")
         fd2, partial_sum = tempfile.mkstemp(dir=directory, suffix=".sha256.partial")

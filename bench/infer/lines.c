@@ -235,7 +235,8 @@ static inline void block(const uint64_t *xp, const int64_t *off, const uint64_t 
             xb = _mm512_loadu_si512((const void *)(one + off[k] + 8));
         } else {  /* two row segments: lanes of the first row, then of the second */
             const uint64_t *p = one + off[k], *q = two_ + off[k];
-            xa = _mm512_mask_loadu_epi64(_mm512_maskz_loadu_epi64(c->ma[0], (const void *)p), c->ma[1], (const void *)q);
+            xa = _mm512_mask_loadu_epi64(_mm512_maskz_loadu_epi64(c->ma[0], (const void *)p), c->ma[1],
+                                         (const void *)q);
             xb = _mm512_mask_loadu_epi64(_mm512_maskz_loadu_epi64(c->mb[0], (const void *)(p + 8)), c->mb[1],
                                          (const void *)(q + 8));
         }
@@ -247,8 +248,8 @@ static inline void block(const uint64_t *xp, const int64_t *off, const uint64_t 
         }
     }
     for (int j = 0; j < ncols; j++)
-        finish(c, _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(a[j])), _mm512_cvtepi64_epi32(b[j]), 1),
-               co0 + j);
+        finish(c, _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(a[j])),
+                                     _mm512_cvtepi64_epi32(b[j]), 1), co0 + j);
 }
 
 /* xp: lines (ie_pack_lines with the same pad and stride); wt, wpc, wrow, scale, sample, out as ie_conv */
@@ -295,7 +296,8 @@ int ie_conv_lines(const uint64_t *xp, int64_t N, int64_t H, int64_t W, int64_t C
                 for (int64_t kx = 0; kx < KW; kx++) {
                     __mmask16 lanes = 0;
                     for (int i = 0; i < count; i++) {
-                        const int64_t iy = ((p0 + i) / OW) * stride - pad + ky, ix = ((p0 + i) % OW) * stride - pad + kx;
+                        const int64_t iy = ((p0 + i) / OW) * stride - pad + ky;
+                        const int64_t ix = ((p0 + i) % OW) * stride - pad + kx;
                         if (iy < 0 || iy >= H || ix < 0 || ix >= W) lanes |= (__mmask16)(1u << i);
                     }
                     if (!lanes) continue;
