@@ -124,7 +124,7 @@ def test_evaluate_gives_per_corruption_accuracies_for_both_models():
 
 
 def _om_robust(clean_fp, corrupt_fp, clean_bi, corrupt_bi):
-    """BiBench (Qin et al., ICML 2023), Sec. 3.1, "Corruption Robustness", transcribed for one architecture:
+    """BiBench (Qin et al., ICML 2023), track "Corruption Robustness", its equation for one architecture:
     G_i = A_i^norm − A_i^corr per corruption i (A_i^corr: the accuracy on corruption i's CIFAR-10-C file, i.e.
     the mean over its five severities), OM_robust = sqrt((1/C) Σ_{i=1}^{C} (G_i / G_i^bi)²)."""
     kinds = sorted(corrupt_fp)

@@ -1,6 +1,6 @@
 """BiBench's robustness index, computed when a leaderboard is built from the grid's records.
 
-BiBench (Qin et al., "BiBench: Benchmarking and Analyzing Network Binarization", ICML 2023, Sec. 3.1,
+BiBench (Qin et al., "BiBench: Benchmarking and Analyzing Network Binarization", ICML 2023, track
 "Corruption Robustness") evaluates on CIFAR-10-C (Hendrycks & Dietterich, ICLR 2019): every corruption of the
 release, each file holding severities 1–5 of the test split, so a corruption's accuracy is the mean over its
 five severities. For the i-th of the C corruptions it takes the corruption generalization gap
