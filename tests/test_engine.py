@@ -90,6 +90,21 @@ def test_layer_equals_exact_and_torch(isa, index):
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
 
 
+def test_threads_give_the_same_output():
+    model = deployed_layer(nn.Conv2d(96, 40, 3, 2, 1, bias=False), "reactnet", negative=True, seed=3)
+    x = torch.randn(5, 96, 23, 47, generator=torch.Generator().manual_seed(3))  # 24 wide: lines.c on AVX-512
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outs.append(EngineLayer("0", model[0], build.selected_isa())(x))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_large_output_with_huge_page_advice_is_exact():
     # 8 MiB of output: the engine asks for transparent huge pages before writing it (HUGE_OUTPUT)
     model = deployed_layer(nn.Conv2d(64, 32, 3, 1, 1, bias=False), "bireal", negative=True, seed=7)
