@@ -2,7 +2,8 @@
 
 Every option's help shows its default and choices (``_HelpFormatter``); ``run``'s flags default to ``bench.run.config``'s.
 
-Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
+Errors: user errors (``bench.errors.UserError``, its subclasses ``MethodError`` and ``ModelError`` included: bad
+options, configs, files) and ``OSError`` (a
 missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
 Any other exception is a bug: one line ``internal error: ...``, exit status 1. ``--debug`` (before the
 subcommand) re-raises every exception, so Python prints the full traceback.
@@ -16,8 +17,8 @@ import sys
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from bench.dispatch.executors import list_executors  # noqa: E402 - no torch below: --help stays fast
-from bench.errors import describe_os_error, one_line  # noqa: E402
-from bench.handlers import handler, package_version, user_error  # noqa: E402
+from bench.errors import UserError, describe_os_error, one_line  # noqa: E402
+from bench.handlers import handler, package_version  # noqa: E402
 from bench.report.measures import add_aggregate_options  # noqa: E402
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a user error, an OSError or a bug, each one line
         if args.debug:
             raise
-        if user_error(exc):
+        if isinstance(exc, UserError):
             print(f"error: {one_line(str(exc))}", file=sys.stderr)
             return 2
         if isinstance(exc, OSError):

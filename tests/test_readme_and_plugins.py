@@ -100,22 +100,22 @@ def test_plugin_dataset_is_a_registry_entry(tmp_path, monkeypatch):
     code, _ = readme_blocks("Add a dataset")
     (tmp_path / "my_datasets_inproc.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry._DATASETS, "_classes", dict(registry._DATASETS._classes))  # unregistered afterwards
-    import importlib
+    with registry.DATASETS.scoped():  # unregistered afterwards
+        import importlib
 
-    importlib.import_module("my_datasets_inproc")
-    assert data.list_datasets()[-1] == "stripes" and data.list_datasets()[0] == data.DEFAULT_DATASET
-    info = data.dataset_info("stripes")
-    assert info.shape == (1, 28, 28) and info.num_classes == 2
-    batches = {}
-    for kind in ("memory", "torch"):
-        loader = data.build_loader("stripes", "test", loader=kind, batch_size=64, train=False, subset=128,
-                                   num_workers=0)
-        batches[kind] = torch.cat([x for x, _ in loader])
-    assert torch.equal(batches["memory"], batches["torch"])
-    try:
-        data.dataset_info("stripe")
-    except UserError as exc:
-        assert "did you mean 'stripes'" in str(exc)
-    else:
-        raise AssertionError("unknown dataset accepted")
+        importlib.import_module("my_datasets_inproc")
+        assert data.list_datasets()[-1] == "stripes" and data.list_datasets()[0] == data.DEFAULT_DATASET
+        info = data.dataset_info("stripes")
+        assert info.shape == (1, 28, 28) and info.num_classes == 2
+        batches = {}
+        for kind in ("memory", "torch"):
+            loader = data.build_loader("stripes", "test", loader=kind, batch_size=64, train=False, subset=128,
+                                       num_workers=0)
+            batches[kind] = torch.cat([x for x, _ in loader])
+        assert torch.equal(batches["memory"], batches["torch"])
+        try:
+            data.dataset_info("stripe")
+        except UserError as exc:
+            assert "did you mean 'stripes'" in str(exc)
+        else:
+            raise AssertionError("unknown dataset accepted")

@@ -76,21 +76,21 @@ class Loader:
                 f"batch {self.batch_size}, train={self.train}, device={self.device})")
 
 
-_LOADERS: Registry[type[Loader]] = Registry("loader", Loader, attribute="kind", base_label="bench.data.Loader")
+LOADERS: Registry[type[Loader]] = Registry("loader", Loader, label="bench.data.Loader", attribute="kind")
 
 
 def register_loader(name: str) -> Callable[[type[Loader]], type[Loader]]:
     """Class decorator: register a ``Loader`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
-    return _LOADERS.register(name)
+    return LOADERS.register(name)
 
 
 def list_loaders() -> list[str]:
     """Registered loader names, in registration order."""
-    return _LOADERS.names()
+    return LOADERS.names()
 
 
 def get_loader_class(name: str) -> type[Loader]:
-    return _LOADERS.get(name)
+    return LOADERS.get(name)
 
 
 def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: int, train: bool,

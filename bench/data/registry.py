@@ -159,21 +159,21 @@ class Dataset:
         raise NotImplementedError
 
 
-_DATASETS: Registry[type[Dataset]] = Registry("dataset", Dataset, base_label="bench.data.Dataset")
+DATASETS: Registry[type[Dataset]] = Registry("dataset", Dataset, label="bench.data.Dataset")
 
 
 def register_dataset(name: str) -> Callable[[type[Dataset]], type[Dataset]]:
     """Class decorator: register a ``Dataset`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
-    return _DATASETS.register(name)
+    return DATASETS.register(name)
 
 
 def list_datasets() -> list[str]:
     """Registered dataset names in registration order, the default first."""
-    return _DATASETS.names()
+    return DATASETS.names()
 
 
 def get_dataset_class(name: str) -> type[Dataset]:
-    return _DATASETS.get(name)
+    return DATASETS.get(name)
 
 
 def get_dataset(name: str, options: dict[str, Any] | None = None) -> Dataset:

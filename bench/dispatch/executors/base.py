@@ -134,22 +134,22 @@ class Executor:
         """Cancel the jobs."""
 
 
-_EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor)
+EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor)
 
 
 def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
     """Class decorator: register an ``Executor`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
-    return _EXECUTORS.register(name)
+    return EXECUTORS.register(name)
 
 
 def list_executors() -> list[str]:
     """The registered executors' names, in registration order."""
-    return _EXECUTORS.names()
+    return EXECUTORS.names()
 
 
 def get_executor(name: str) -> type[Executor]:
     """The class registered under ``name``; an unknown name is a one-line UserError."""
-    return _EXECUTORS.get(name)
+    return EXECUTORS.get(name)
 
 
 def create_executor(name: str, **options) -> Executor:
