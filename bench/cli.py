@@ -2,9 +2,8 @@
 
 Every option's help shows its default and choices (``_HelpFormatter``); ``run``'s flags default to ``bench.run.config``'s.
 
-Errors: user errors (``bench.errors.UserError``, its subclasses ``MethodError`` and ``ModelError`` included: bad
-options, configs, files) and ``OSError`` (a
-missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
+Errors: user errors (``bench.errors.UserError``: bad options, configs, files, methods, models) and ``OSError``
+(a missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
 Any other exception is a bug: one line ``internal error: ...``, exit status 1. ``--debug`` (before the
 subcommand) re-raises every exception, so Python prints the full traceback.
 """
