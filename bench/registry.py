@@ -13,7 +13,8 @@ Rules, the same for every kind:
   module registering it again (a reload) replaces its entry.
 - ``names(pattern)`` lists the names matching an fnmatch pattern, in registration order (``sort=True``:
   sorted); ``get(name)`` returns the entry, or raises the one-line ``unknown KIND 'NAME'; did you mean
-  'X'? (valid: ...)``. Both first load the installed plugins' entry points (``bench.plugins``).
+  'X'? (valid: ...)``. Both first load the installed plugins' entry points (``bench.plugins``), unless
+  the registry is made with ``autoload=False``.
 - ``is_builtin(name)``: registered by the project's own packages, not by a plugin.
 """
 
@@ -48,12 +49,13 @@ class Registry(Generic[E]):
 
     ``base``: the class a registered class must subclass (``label`` names it in the refusal; may be set
     later with ``holds`` by the module defining it); ``error``: the exception type of the user-facing errors;
-    ``attribute``: the class attribute ``register`` sets to the name."""
+    ``attribute``: the class attribute ``register`` sets to the name; ``autoload=False``: lookups do not load
+    the plugins' entry points first (a registry read before they may load)."""
 
     def __init__(self, kind: str, base: type | None = None, *, label: str | None = None,
                  error: type[Exception] = UserError, attribute: str = "name", sort: bool = False,
-                 decorator: str | None = None):
-        self.kind, self.error, self.attribute, self.sort = kind, error, attribute, sort
+                 decorator: str | None = None, autoload: bool = True):
+        self.kind, self.error, self.attribute, self.sort, self.autoload = kind, error, attribute, sort, autoload
         self.decorator = decorator or f"register_{kind}"
         self.base, self.label = None, None
         if base is not None:
@@ -91,13 +93,15 @@ class Registry(Generic[E]):
 
     def names(self, pattern: str = "*") -> list[str]:
         """The registered names matching ``pattern`` (fnmatch), in registration order or sorted."""
-        plugins.load_entry_points()
+        if self.autoload:
+            plugins.load_entry_points()
         found = [name for name in self._entries if fnmatch.fnmatchcase(name, pattern)]
         return sorted(found) if self.sort else found
 
     def get(self, name) -> E:
         """The entry of ``name``; an unknown name is one ``error`` line naming the valid ones."""
-        plugins.load_entry_points()
+        if self.autoload:
+            plugins.load_entry_points()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
