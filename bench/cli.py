@@ -2,8 +2,8 @@
 
 Every option's help shows its default and choices (``_HelpFormatter``); ``run``'s flags default to ``bench.run.config``'s.
 
-Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
-missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
+Errors: user errors (``bench.errors.UserError``: bad options, configs, files, methods, models) and ``OSError``
+(a missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
 Any other exception is a bug: one line ``internal error: ...``, exit status 1. ``--debug`` (before the
 subcommand) re-raises every exception, so Python prints the full traceback.
 """
@@ -16,8 +16,8 @@ import sys
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from bench.dispatch.executors import list_executors  # noqa: E402 - no torch below: --help stays fast
-from bench.errors import describe_os_error, one_line  # noqa: E402
-from bench.handlers import handler, package_version, user_error  # noqa: E402
+from bench.errors import UserError, describe_os_error, one_line  # noqa: E402
+from bench.handlers import handler, package_version  # noqa: E402
 from bench.report.measures import add_aggregate_options  # noqa: E402
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -153,11 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "WORKDIR/runs/RUN_ID/tensorboard (needs: pip install tensorboard; not part of the config)")
     p.set_defaults(func="run")
 
-    grid = sub.add_parser("grid", help="run, inspect or cancel a grid of runs")
-    gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser,
-                               help="python -m bench grid ACTION --help for its options")
+    gsub = _actions(sub, "grid", "run, inspect or cancel a grid of runs")
     p = gsub.add_parser("run", help="submit every unfinished cell of a grid")
-    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
+    p.add_argument("name", help=GRID_NAME_HELP)
     p.add_argument("--executor", choices=list_executors(),
                    default="local",
                    help="local: one subprocess per cell on this machine; debug: every cell in this process, one "
@@ -184,18 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "no for slurm)")
     _grid_common(p)
     p.set_defaults(func="grid run")
-    p = gsub.add_parser("status", help="table of the grid's cells and their state")
-    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
-    _grid_common(p)
-    p.set_defaults(func="grid status")
-    p = gsub.add_parser("cancel", help="cancel the grid's queued and running jobs")
-    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
-    _grid_common(p)
-    p.set_defaults(func="grid cancel")
+    for action, text in (("status", "table of the grid's cells and their state"),
+                         ("cancel", "cancel the grid's queued and running jobs")):
+        p = gsub.add_parser(action, help=text)
+        p.add_argument("name", help=GRID_NAME_HELP)
+        _grid_common(p)
+        p.set_defaults(func=f"grid {action}")
 
-    data = sub.add_parser("data", help="dataset files")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser,
-                               help="python -m bench data ACTION --help for its options")
+    dsub = _actions(sub, "data", "dataset files")
     p = dsub.add_parser("prepare", help="write FFCV .beton files (idempotent, with a manifest)")
     p.add_argument("dataset", help="dataset registry name (python -m bench datasets)")
     p.add_argument("--split", default="train,test", help="comma-separated splits to write")
@@ -278,9 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report file (default: results/perf/DEVICE.md for all and gpu; step and loaders only print)")
     p.set_defaults(func="perf")
 
-    runs = sub.add_parser("runs", help="list, show or compare run records")
-    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser,
-                               help="python -m bench runs ACTION --help for its options")
+    rsub = _actions(sub, "runs", "list, show or compare run records")
     p = rsub.add_parser("list", help="table of run records: id, grid, status, config, accuracies")
     p.add_argument("--grid", default=None, help="only this grid's records (default: every grid)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -301,6 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DATA_ROOT_HELP = "where datasets live (default: $PROXBENCH_DATA, else ~/.cache/proxbench/data)"
+GRID_NAME_HELP = "grid name (bench/grids/NAME.toml) or a path to a TOML file"
+
+
+def _actions(sub, command: str, text: str):
+    """The actions of ``python -m bench COMMAND ACTION`` (a subparsers object; ``text``: COMMAND's help)."""
+    return sub.add_parser(command, help=text).add_subparsers(
+        dest=f"{command}_command", required=True, metavar="ACTION", parser_class=_Parser,
+        help=f"python -m bench {command} ACTION --help for its options")
 
 
 def _grid_common(p: argparse.ArgumentParser) -> None:
@@ -334,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a user error, an OSError or a bug, each one line
         if args.debug:
             raise
-        if user_error(exc):
+        if isinstance(exc, UserError):
             print(f"error: {one_line(str(exc))}", file=sys.stderr)
             return 2
         if isinstance(exc, OSError):

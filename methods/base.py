@@ -26,32 +26,24 @@ parameter and the bound.
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
-import importlib
 import math
 import numbers
 from dataclasses import dataclass
-from importlib import metadata
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from bench.registry import close_match_hint
+
+from .errors import MethodError  # noqa: F401 - defined there, re-exported here
 from .functional import sign
+from .registry import (  # noqa: F401 - the registries, re-exported here for the modules of methods
+    ACTIVATIONS, METHODS, compose, create_method, get_activation_class, get_method_class, list_activations,
+    list_methods, load_plugins, register_activation, register_method)
 
 SCALES = ("channel", "tensor", "none")
 SCHEDULE_SHAPES = ("linear", "geometric")
-ENTRY_POINT_GROUP = "proxbench.methods"
-
-
-from methods.errors import MethodError  # noqa: E402 - defined there, re-exported here
-
-
-def close_match_hint(name: str, valid: list[str]) -> str:
-    """'; did you mean X?' for the closest valid name, or ''."""
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f"; did you mean {match[0]!r}?" if match else ""
 
 
 @dataclass(frozen=True)
@@ -601,127 +593,7 @@ class Method:
         return f"{type(self).__name__}({self.name!r}, {values})"
 
 
-_REGISTRY: dict[str, type[Method]] = {}
-_entry_points_loaded = False
-
-
-def register_method(name: str) -> Callable[[type[Method]], type[Method]]:
-    """Class decorator: register a ``Method`` subclass under ``name``.
-
-    A name is registered once: a class from another module under a taken name (a plugin reusing ``bnn``, say)
-    is a ``MethodError`` naming both modules. The same module registering it again (a reload) replaces it."""
-
-    def decorator(cls: type[Method]) -> type[Method]:
-        if not (isinstance(cls, type) and issubclass(cls, Method)):
-            raise MethodError(f"@register_method({name!r}) needs a subclass of methods.Method")
-        for key in cls.schedules:
-            if key in cls.constants:
-                raise MethodError(f"{name}: {key!r} is both scheduled and constant")
-        clash = registration_clash("method", name, _REGISTRY.get(name), cls)
-        if clash:
-            raise MethodError(clash)
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def registration_clash(kind: str, name: str, existing: type | None, new: type) -> str:
-    """The message refusing ``new`` under ``name`` when another module's ``existing`` class holds it, else ''."""
-    if existing is None or existing is new or existing.__module__ == new.__module__:
-        return ""
-    return (f"{kind} {name!r} is already registered by module {existing.__module__!r} "
-            f"({existing.__qualname__}); module {new.__module__!r} cannot register it again: pick another name")
-
-
-def load_plugins(modules: list[str] | tuple[str, ...] = ()) -> None:
-    """Import plugin modules (``--plugin some.module``) and the ``proxbench.methods`` entry points.
-
-    A module that cannot be found, raises while it is imported, or calls ``sys.exit`` is one ``MethodError``
-    line naming it and what it raised (the CLI exits with status 2); a name clash is ``register_method``'s."""
-    global _entry_points_loaded
-    for module in modules:
-        _import_plugin(module, lambda: importlib.import_module(module))
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            _import_plugin(f"{ep.value} (entry point {ep.name!r})", ep.load)
-
-
-def _import_plugin(label: str, load) -> None:
-    try:
-        load()
-    except MethodError:
-        raise
-    except ImportError as exc:
-        raise MethodError(f"cannot import plugin module {label!r}: {exc}") from None
-    except SystemExit as exc:
-        raise MethodError(f"plugin module {label!r} called sys.exit({exc.code!r}) while being imported") from exc
-    except Exception as exc:  # noqa: BLE001 - the plugin's bug, reported as such
-        text = " ".join(str(exc).split())
-        raise MethodError(f"plugin module {label!r} raised {type(exc).__name__} while being imported"
-                          + (f": {text}" if text else "")) from exc
-
-
-def list_methods(pattern: str = "*", w1a1: bool | None = False) -> list[str]:
-    """Sorted registry keys matching an fnmatch pattern (``list_methods("bnn*")``).
-
-    ``w1a1=False`` (default): the weight-only methods (the PC++ weight quantizers); ``True``: the methods
-    that binarize activations too; ``None``: both. Composed names (``"bnn+++ste-sign-act"``) are never listed.
-    """
-    load_plugins()
-    return sorted(k for k, cls in _REGISTRY.items() if fnmatch.fnmatchcase(k, pattern)
-                  and (w1a1 is None or (cls.activation is not None) == w1a1))
-
-
-_COMPOSED: dict[str, type[Method]] = {}
-COMPOSE_SUFFIX = "-act"
-
-
-def compose(weight: str, activation: str) -> type[Method]:
-    """The class of ``"<weight>+<activation>-act"``: weight method ``weight`` unchanged, with the activation
-    quantizer ``activation`` on the inputs of its binarized layers (no class to write)."""
-    base = get_method_class(weight)
-    if base.activation is not None:
-        raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it already has {base.activation!r}")
-    if not base.binarizes:
-        raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it binarizes nothing")
-    get_activation_class(activation)
-    name = f"{weight}+{activation}{COMPOSE_SUFFIX}"
-    if name not in _COMPOSED or _COMPOSED[name].__mro__[1] is not base:
-        cls = type(f"{base.__name__}With{activation.title().replace('-', '')}", (base,),
-                   {"activation": activation, "__doc__": f"{weight} weights (see {base.__name__}) with the "
-                    f"{activation!r} activation quantizer on the inputs of the binarized layers."})
-        cls.name = name
-        _COMPOSED[name] = cls
-    return _COMPOSED[name]
-
-
-def get_method_class(name: str) -> type[Method]:
-    load_plugins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        if name.endswith(COMPOSE_SUFFIX) and "+" in name and name not in _REGISTRY:
-            weight, activation = name[: -len(COMPOSE_SUFFIX)].rsplit("+", 1)
-            if weight in _REGISTRY:
-                return compose(weight, activation)
-        valid = sorted(_REGISTRY)
-        raise MethodError(
-            f"unknown method {name!r}{close_match_hint(name, valid)} (valid: {', '.join(valid)})"
-        ) from None
-
-
-def create_method(name: str, **params) -> Method:
-    """Instantiate a registered method; unknown keys or parameters are a ``MethodError``."""
-    return get_method_class(name)(**params)
-
-
 # -- activation quantizers: F and B' of the inputs of binarized layers (methods.activations has the built-ins)
-_ACT_REGISTRY: dict[str, type["ActivationQuantizer"]] = {}
-
-
 class ActivationQuantizer(Method):
     """F and B' on the raw input x of a binarized layer (α = 1). Subclass and register with
     ``@register_activation(name)``; override ``layer_parameters`` (learnable per-layer tensors) and
@@ -755,31 +627,5 @@ class ActivationQuantizer(Method):
         return self.F(w).detach()
 
 
-def register_activation(name: str) -> Callable[[type[ActivationQuantizer]], type[ActivationQuantizer]]:
-    """Class decorator: register an ``ActivationQuantizer`` under ``name``; a name held by another module's
-    class is a ``MethodError`` naming both modules (as ``register_method``)."""
-
-    def decorator(cls: type[ActivationQuantizer]) -> type[ActivationQuantizer]:
-        if not (isinstance(cls, type) and issubclass(cls, ActivationQuantizer)):
-            raise MethodError(f"@register_activation({name!r}) needs a subclass of methods.ActivationQuantizer")
-        clash = registration_clash("activation quantizer", name, _ACT_REGISTRY.get(name), cls)
-        if clash:
-            raise MethodError(clash)
-        cls.name = name
-        _ACT_REGISTRY[name] = cls
-        return cls
-
-    return decorator
-
-
-def list_activations(pattern: str = "*") -> list[str]:
-    return sorted(k for k in _ACT_REGISTRY if fnmatch.fnmatchcase(k, pattern))
-
-
-def get_activation_class(name: str) -> type[ActivationQuantizer]:
-    try:
-        return _ACT_REGISTRY[name]
-    except KeyError:
-        valid = sorted(_ACT_REGISTRY)
-        raise MethodError(f"unknown activation quantizer {name!r}{close_match_hint(name, valid)} "
-                          f"(valid: {', '.join(valid)})") from None
+METHODS.holds(Method, "methods.Method")  # what the registries of methods.registry hold
+ACTIVATIONS.holds(ActivationQuantizer, "methods.ActivationQuantizer")

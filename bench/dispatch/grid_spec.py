@@ -46,6 +46,7 @@ import methods
 
 from bench.run import config as configs
 from bench.errors import UserError
+from bench.registry import close_match_hint
 from bench.run.layout import check_name
 from bench.dispatch.grid_values import (KINDS, NUMBERS, check_param, check_value, is_number, key_text,
                                         method_classes, show, table_name)
@@ -120,7 +121,7 @@ def read_grid_file(path: Path) -> GridSpec:
         for text, overrides in table.items():
             if text not in texts:
                 raise UserError(f"{where}: {table_name(key, text)} overrides a value that is not on the {key} axis"
-                                f"{methods.base.close_match_hint(text, texts)}")
+                                f"{close_match_hint(text, texts)}")
             if not isinstance(overrides, dict):
                 raise UserError(f"{where} [{key}]: {json.dumps(text, ensure_ascii=False)} must be a table of "
                                 f"overrides ({table_name(key, text)}), got {show(overrides)}")

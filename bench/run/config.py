@@ -22,7 +22,7 @@ from pathlib import Path
 
 import methods
 from methods import kernels
-from methods.base import close_match_hint
+from bench.registry import close_match_hint
 
 from bench.data import list_loaders
 from bench.errors import UserError

@@ -59,17 +59,13 @@ class CifarDataset(ArrayDataset):
         return np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets, dtype=np.int64)
 
 
-@register_dataset("cifar10")
-class Cifar10(CifarDataset):
-    num_classes = 10
-    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-    description = "CIFAR-10, 32x32 RGB, 10 classes (torchvision layout cifar-10-batches-py)"
-    torchvision_name = "CIFAR10"
+def _cifar(classes: int, mean: tuple[float, ...], std: tuple[float, ...], folder: str) -> type[CifarDataset]:
+    """The dataset class of CIFAR-``classes`` (torchvision's ``CIFAR<classes>``, stored under ``folder``),
+    registered as ``cifar<classes>``."""
+    attributes = {"num_classes": classes, "mean": mean, "std": std, "torchvision_name": f"CIFAR{classes}",
+                  "description": f"CIFAR-{classes}, 32x32 RGB, {classes} classes (torchvision layout {folder})"}
+    return register_dataset(f"cifar{classes}")(type(f"Cifar{classes}", (CifarDataset,), attributes))
 
 
-@register_dataset("cifar100")
-class Cifar100(CifarDataset):
-    num_classes = 100
-    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-    description = "CIFAR-100, 32x32 RGB, 100 classes (torchvision layout cifar-100-python)"
-    torchvision_name = "CIFAR100"
+Cifar10 = _cifar(10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar-10-batches-py")
+Cifar100 = _cifar(100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar-100-python")
