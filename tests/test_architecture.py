@@ -20,7 +20,7 @@ MAX_LINES = 350
 
 # Each layer may import the layers below it, never one above: (layer, module-name prefixes).
 LAYERS = (
-    ("leaves", ("bench.errors", "bench.atomic", "bench.registry")),
+    ("leaves", ("bench.errors", "bench.atomic", "bench.registry", "bench.tomlfile")),
     ("data", ("bench.data",)),
     ("run", ("bench.run",)),
     ("infer", ("bench.infer",)),

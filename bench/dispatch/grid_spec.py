@@ -47,8 +47,9 @@ import methods
 from bench.run import config as configs
 from bench.errors import UserError
 from bench.run.layout import check_name
-from bench.dispatch.grid_values import (KINDS, NUMBERS, check_param, check_value, is_number, key_text,
-                                        method_classes, show, table_name)
+from bench.dispatch.grid_values import KINDS, check_param, check_value, key_text, method_classes, show, table_name
+from bench.run.settings import NUMBERS, is_number
+from bench.tomlfile import load_toml
 
 TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours", "max_cells", "leaderboard_by")
 MAX_CELLS = 10_000  # default size limit (grid key max_cells, then $PROXBENCH_MAX_CELLS, override it)
@@ -72,7 +73,7 @@ class GridSpec:
 def read_grid_file(path: Path) -> GridSpec:
     """Read and check a grid file (see the module doc); every problem is a one-line UserError naming the file."""
     where = str(path)
-    spec = configs.load_toml(path)  # an unreadable file is load_toml's one-line UserError
+    spec = load_toml(path)  # an unreadable file is load_toml's one-line UserError
     check_name(path.stem, where, "(the file name without .toml; rename the file)")
     axes = spec.get("axes", {})
     defaults = spec.get("defaults", {})

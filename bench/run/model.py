@@ -26,8 +26,9 @@ from bench.run.layout import checkpoint_path
 
 def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work",
                 check_inputs: bool = True) -> nn.Module:
-    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it; ``check_inputs``:
-    then ``check_binary_inputs`` (off to load a finished run back)."""
+    """Create the model for ``cfg`` (resolved: ``bench.run.config.resolve``), load its fine-tune init when asked,
+    and binarize it with the method the config was resolved with (``take_method``: not built a second time);
+    ``check_inputs``: then ``check_binary_inputs`` (off to load a finished run back)."""
     info = info or data.dataset_info(cfg["dataset"], cfg["data_options"])
     pretrained = cfg["init"] == "timm"
     try:
@@ -44,8 +45,7 @@ def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | 
     if load_init and cfg["mode"] == "finetune" and not pretrained:
         state = load_init_state(cfg["init"], workdir)
         models.load_state_dict_resampled(model, state)
-    methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"],
-                     fused=cfg["fuse"])
+    methods.binarize(model, configs.take_method(cfg), policy=cfg["policy"], fused=cfg["fuse"])
     if check_inputs:
         check_binary_inputs(model, cfg, info)
     return model
