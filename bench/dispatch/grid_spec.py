@@ -6,7 +6,7 @@ Format::
     description = "..."            # optional
     max_cells = 20000              # optional: the most cells this grid may have (default below)
     leaderboard_by = "dataset,model,mode,scale:method"  # optional: the leaderboard's rows:column (aggregate --by)
-    [defaults]                     # config keys shared by every cell (bench.run.config.DEFAULTS)
+    [defaults]                     # config keys shared by every cell (bench.run.settings)
     epochs = 4
     [axes]                         # lists whose cross product makes the cells
     method = ["fp", "bc", "bnn++"]
