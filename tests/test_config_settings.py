@@ -3,7 +3,6 @@ method's parameters all come from it; a resolved config builds its method once."
 
 from __future__ import annotations
 
-import pickle
 import re
 import textwrap
 import uuid
@@ -12,12 +11,13 @@ import pytest
 
 import methods
 
-from bench.cli import build_parser
+from bench.cli import build_parser, main
 from bench.dispatch.grid import load_grid
 from bench.errors import UserError
 from bench.run import config as configs
 from bench.run import settings
 from bench.run.model import build_model
+from bench.run.reproduce import toml_value
 
 
 def write_grid(tmp_path, text: str) -> str:
@@ -85,7 +85,7 @@ def test_grids_check_a_w1a1_methods_act_parameters_and_robustness_tables_by_thei
         load_grid(write_grid(tmp_path, "[axes]\nmethod = ['fda']\n[method.fda]\nact_schedule = 1\n"))
 
 
-def test_the_method_is_built_once_per_run_and_never_shared_by_two_models():
+def test_the_method_is_built_once_per_run_and_never_shared_by_two_models(tmp_path, capsys):
     name = f"counted-{uuid.uuid4().hex[:6]}"
     built = []
 
@@ -104,17 +104,24 @@ def test_the_method_is_built_once_per_run_and_never_shared_by_two_models():
         def dB(self, x):  # noqa: N802
             return (x.abs() <= 1).to(x.dtype)
 
+    tiny = {"model": "fmnist-mlp", "method": name, "dataset": "synthetic", "epochs": 1, "batch_size": 32,
+            "data_options": {"in_chans": 1, "img_size": 8, "train_size": 64, "test_size": 32, "num_classes": 4},
+            "model_kwargs": {"hidden": [16, 16]}, "robustness": False, "method_params": {"beta_end": 3.0}}
     try:
-        cfg = configs.resolve({"model": "fmnist-mlp", "method": name, "dataset": "synthetic",
-                               "method_params": {"beta_end": 3.0}})
-        assert len(built) == 1
-        model = build_model(cfg, load_init=False)
-        assert len(built) == 1 and methods.get_method(model) is built[0]
-        again = build_model(cfg, load_init=False)  # a second model of the same config: a method of its own
+        cfg, method = configs.resolve_run(tiny)
+        assert built == [method] and cfg["method_params"] == method.config()
+        model = build_model(cfg, method=method, load_init=False)
+        assert built == [method] and methods.get_method(model) is method
+        again = build_model(cfg, load_init=False)  # no method given: one of its own, never the first model's
         assert len(built) == 2 and methods.get_method(again) is built[1]
-        assert built[1].config() == built[0].config() == cfg["method_params"]
-        copied = pickle.loads(pickle.dumps(cfg))  # a copy holds the config, not the method
-        assert copied == cfg and isinstance(copied, configs.RunConfig) and copied.take() is None
-        assert configs.run_id(copied) == configs.run_id(dict(cfg)) == configs.run_id(cfg)
+        assert built[1].config() == method.config() == cfg["method_params"]
+        assert type(cfg) is dict and configs.resolve(tiny) == cfg  # a plain dict: torch.save, json, run ids as before
+        built.clear()
+        settings_args = ["--set", f"data_options={toml_value(tiny['data_options'])}", "--set", "robustness=false",
+                         "--set", "model_kwargs={hidden = [16, 16]}", "--param", "beta_end=3.0"]
+        assert main(["run", "--model", "fmnist-mlp", "--method", name, "--dataset", "synthetic", "--epochs", "1",
+                     "--batch-size", "32", "--workdir", str(tmp_path / "work"), *settings_args]) == 0
+        assert len(built) == 1  # the run command: resolved, trained and recorded with one method
+        assert configs.run_id(cfg) in capsys.readouterr().out
     finally:
         methods.base._REGISTRY.pop(name, None)

@@ -48,7 +48,7 @@ from bench.run import config as configs
 from bench.errors import UserError
 from bench.run.layout import check_name
 from bench.dispatch.grid_values import KINDS, check_param, check_value, key_text, method_classes, show, table_name
-from bench.run.settings import NUMBERS, is_number
+from bench.run.settings import NUMBERS, is_number, method_parameters
 from bench.tomlfile import load_toml
 
 TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours", "max_cells", "leaderboard_by")
@@ -150,7 +150,7 @@ def _split_override(table: dict, axis: str, text: str, where: str, all_methods: 
                 params.update(value)
             else:
                 config[key] = value
-        elif cls is not None and key in cls.valid_parameters():
+        elif cls is not None and key in method_parameters(cls):
             check_param(key, value, where, classes)
             params[key] = value
         else:

@@ -101,10 +101,9 @@ def atomic_torch_save(obj, path: Path) -> None:
 def save_checkpoint(path: Path, *, cfg: dict, run_id: str, epoch: int, status: str, model: nn.Module, optimizer,
                     scheduler, history: list[EpochMetrics], prev_signs: list[torch.Tensor],
                     wall_seconds: float) -> None:
-    """Write the training state after epoch ``epoch`` (``status`` "running" or "done"); the config as a plain
-    dict (a ``RunConfig`` is no type a weights-only load accepts)."""
+    """Write the training state after epoch ``epoch`` (``status`` "running" or "done")."""
     atomic_torch_save(
-        {"version": VERSION, "config": dict(cfg), "run_id": run_id, "epoch": epoch, "status": status,
+        {"version": VERSION, "config": cfg, "run_id": run_id, "epoch": epoch, "status": status,
          "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
          "rng_torch": torch.get_rng_state(), "history": [h.to_dict() for h in history], "prev_signs": prev_signs,
          "wall_seconds": wall_seconds},

@@ -70,8 +70,8 @@ def cli_run(args) -> int:
     check_name(grid, "run --grid")
     if args.log_every < 1:
         raise UserError(f"--log-every must be a positive integer, got {args.log_every}")
-    cfg = configs.resolve(config_from_args(args), "run")
-    record = execute(cfg, grid=grid, workdir=args.workdir, results=results, device=args.device or "cpu",
+    cfg, method = configs.resolve_run(config_from_args(args), "run")
+    record = execute(cfg, method=method, grid=grid, workdir=args.workdir, results=results, device=args.device or "cpu",
                      data_root=args.data_root, fresh=args.fresh, logger=args.logger, log_every=args.log_every)
     final = record["final"]
     print(f"{record['run_id']} {record['status']}: deployed acc {final['acc']}%  F(w) acc {final['acc_forward']}%  "

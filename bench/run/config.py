@@ -9,10 +9,10 @@ config.
 ``resolve`` fills the defaults and checks every key against its setting (booleans are not numbers, numbers
 are finite and at most their ceiling, seeds lie in [0, 2**32 - 1], subsets do not exceed the dataset's
 split); model, method, dataset, policy and their options are looked up in their registries. Every problem is
-a ``UserError`` of one line naming the key, what it must be and the value given. The method is built there,
-once: its parameters are checked by ``methods.create_method`` and recorded as ``method.config()`` (every
-parameter, start and end values), and the ``RunConfig`` returned hands that instance to the model builder
-(``take_method``).
+a ``UserError`` of one line naming the key, what it must be and the value given. The method is built there:
+its parameters are checked by ``methods.create_method`` and recorded as ``method.config()`` (every parameter,
+start and end values); ``resolve_run`` returns that instance with the config, for the model builder to take,
+so a run builds its method once. The config stays a plain dict (the checkpoint stores it as it is).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from bench.errors import UserError
 from bench.run import robustness
 from bench.run.settings import DEFAULTS, SETTINGS, show
 
-__all__ = ["DEFAULTS", "LATER_KEYS", "RunConfig", "check_keys", "resolve", "run_id", "show", "take_method"]
+__all__ = ["DEFAULTS", "LATER_KEYS", "build_method", "check_keys", "resolve", "resolve_run", "run_id", "show"]
 
 
 def check_keys(keys, where: str) -> None:
@@ -39,39 +39,23 @@ def check_keys(keys, where: str) -> None:
             raise UserError(f"{where}: unknown key {key!r}{close_match_hint(key, valid)} (valid: {', '.join(valid)})")
 
 
-class RunConfig(dict):
-    """A resolved config: the plain dict of every key (what the run id hashes, the record and the checkpoint
-    store) that also holds the method it was resolved with. ``take`` hands that instance over once: a method
-    belongs to one model (its schedule tensors move with that model). A copy or a pickle holds no method."""
-
-    __slots__ = ("_method",)
-
-    def take(self) -> methods.Method | None:
-        method = getattr(self, "_method", None)
-        self._method = None
-        return method
-
-    def __reduce__(self):
-        return RunConfig, (dict(self),)
-
-
-def build_method(name: str, params: dict, where: str) -> methods.Method:
-    """``methods.create_method(name, **params)``; a bad name or parameter is a one-line UserError."""
+def build_method(cfg: dict, where: str = "config") -> methods.Method:
+    """The method of config ``cfg`` (``methods.create_method``); a bad name or parameter is a one-line UserError."""
     try:
-        return methods.create_method(name, **params)
+        return methods.create_method(cfg["method"], **cfg["method_params"])
     except methods.MethodError as exc:
         raise UserError(f"{where}: {exc}") from None
 
 
-def take_method(cfg: dict) -> methods.Method:
-    """The method of resolved config ``cfg``: the instance ``resolve`` built, the first time; a new one for a
-    config that no longer holds it (a copy, a second model of the same config)."""
-    method = cfg.take() if isinstance(cfg, RunConfig) else None
-    return method if method is not None else build_method(cfg["method"], cfg["method_params"], "config")
+def resolve(raw: dict, where: str = "config") -> dict:
+    """``resolve_run``'s config alone (a model built from it builds its own method)."""
+    return resolve_run(raw, where)[0]
 
 
-def resolve(raw: dict, where: str = "config") -> RunConfig:
-    """Fill defaults, check every key and value, build the method and normalise its parameters.
+def resolve_run(raw: dict, where: str = "config") -> tuple[dict, methods.Method]:
+    """(the resolved config, its method): fill defaults, check every key and value, build the method and
+    record its parameters as ``method.config()``. The model builder takes that method (``build_model(cfg,
+    method=...)``), so a run builds it once.
 
     Raises ``UserError`` with a one-line message naming ``where`` and the key.
     """
@@ -100,7 +84,7 @@ def resolve(raw: dict, where: str = "config") -> RunConfig:
         raise UserError(f"{where}: init is only used with mode = 'finetune'")
     _check_model(cfg, where)
     _check_dataset(cfg, where)
-    method = build_method(cfg["method"], cfg["method_params"], where)
+    method = build_method(cfg, where)
     cfg["method_params"] = method.config()
     try:
         kernels.check_environment()  # PROXBENCH_KERNELS: refused before anything runs, not at the first W1A1 step
@@ -108,9 +92,7 @@ def resolve(raw: dict, where: str = "config") -> RunConfig:
         raise UserError(str(exc)) from None
     cfg["robustness"] = robustness.resolve(cfg["robustness"], where)
     _check_policy(cfg["policy"], where)
-    resolved = RunConfig(cfg)
-    resolved._method = method
-    return resolved
+    return cfg, method
 
 
 def _check_model(cfg: dict, where: str) -> None:
