@@ -26,7 +26,7 @@ from methods.base import close_match_hint
 
 from bench.errors import UserError
 from bench.run import robustness
-from bench.run.settings import DEFAULTS, SETTINGS, show
+from bench.run.settings import DEFAULTS, NUMBER, SETTINGS, show
 
 __all__ = ["DEFAULTS", "LATER_KEYS", "build_method", "check_keys", "resolve", "resolve_run", "run_id", "show"]
 
@@ -74,7 +74,7 @@ def resolve_run(raw: dict, where: str = "config") -> tuple[dict, methods.Method]
             raise UserError(f"{where}: {setting.name} must be at most {setting.ceiling:.15g}, got "
                             f"{show(cfg[setting.name])} (larger values overflow float32 training or exceed any real run)")
     for setting in SETTINGS:
-        if setting.number:
+        if setting.kind is NUMBER:
             cfg[setting.name] = float(cfg[setting.name])
     if cfg["warmup_epochs"] > cfg["epochs"]:
         raise UserError(f"{where}: warmup_epochs must be ≤ epochs ({cfg['epochs']}), got {cfg['warmup_epochs']}")

@@ -83,7 +83,7 @@ def _loaders() -> tuple[str, ...]:
 class Setting:
     """One key of a run config. ``valid`` (None: any value of its kind) and ``expected`` say which values are
     accepted; ``choices`` (a tuple, or a function giving one) are named in messages and ``--help``;
-    ``optional``: None is a value too (``none_means`` says what it means); ``number``: stored as a float."""
+    ``optional``: None is a value too (``none_means`` says what it means). A ``NUMBER`` is stored as a float."""
 
     name: str
     default: object
@@ -95,7 +95,6 @@ class Setting:
     optional: bool = False
     none_means: str = "none"
     ceiling: float | None = None
-    number: bool = False
     later: bool = False
     noun: str = ""  # what a string names, in grid messages: " (a model name)"
 
@@ -155,23 +154,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("batch_size", 128, INTEGER, "images per step", COUNT, _positive, ceiling=1 << 20),
     Setting("optimizer", "adam", STRING, "optimizer", choices=("sgd", "adam", "adamw")),
     Setting("lr", 1e-3, NUMBER, "peak learning rate", "a finite number > 0", lambda v: is_finite(v) and v > 0,
-            ceiling=1e3, number=True),
+            ceiling=1e3),
     Setting("momentum", 0.9, NUMBER, "SGD momentum (ignored by adam and adamw)", "a number in [0, 1)",
-            lambda v: is_finite(v) and 0 <= v < 1, number=True),
+            lambda v: is_finite(v) and 0 <= v < 1),
     Setting("weight_decay", 0.0, NUMBER, "weight decay (decoupled for adamw, L2 for sgd and adam)",
-            "a finite number ≥ 0", _non_negative, ceiling=1e3, number=True),
+            "a finite number ≥ 0", _non_negative, ceiling=1e3),
     Setting("latent_weight_decay", 0.0, NUMBER, "weight decay of the binarized latents (0: none, whatever "
-            "weight_decay says)", "a finite number ≥ 0", _non_negative, ceiling=1e3, number=True, later=True),
+            "weight_decay says)", "a finite number ≥ 0", _non_negative, ceiling=1e3, later=True),
     Setting("bn_reestimate", 0, INTEGER, "batches to re-estimate BN statistics of the deployed model on "
             "(final.acc_bn); 0: off", "an integer ≥ 0 (batches)", lambda v: v >= 0, ceiling=1_000_000, later=True),
     Setting("lr_schedule", "cosine", STRING, "per-step lr schedule after the warm-up",
             choices=("cosine", "step", "constant")),
     Setting("warmup_epochs", 0.0, NUMBER, "linear lr warm-up from 0, in epochs", "a finite number ≥ 0",
-            _non_negative, ceiling=1e5, number=True),
+            _non_negative, ceiling=1e5),
     Setting("step_milestones", [0.5, 0.75], NUMBERS, "step schedule: fractions of training where lr is "
             "multiplied by 0.1", "a list of numbers in [0, 1]", lambda v: all(_unit(m) for m in v)),
-    Setting("label_smoothing", 0.0, NUMBER, "cross-entropy label smoothing", "a number in [0, 1]", _unit,
-            number=True),
+    Setting("label_smoothing", 0.0, NUMBER, "cross-entropy label smoothing", "a number in [0, 1]", _unit),
     Setting("seed", 0, INTEGER, "model init, data order and augmentation", f"an integer in [0, {SEED_MAX}]",
             lambda v: 0 <= v <= SEED_MAX),
     Setting("capture", "none", STRING, "none (eager) | compile: the training step through torch.compile (CUDA "
