@@ -19,26 +19,25 @@ from bench.dispatch.executors import list_executors  # noqa: E402 - no torch bel
 from bench.errors import UserError, describe_os_error, one_line  # noqa: E402
 from bench.handlers import handler, package_version  # noqa: E402
 from bench.report.measures import add_aggregate_options  # noqa: E402
+from bench.run.settings import BY_NAME, FLAG_KEYS, show  # noqa: E402
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
-    (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flag``)
+    (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flags``)
     shows the config default and the key's choices."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        key = getattr(action, "config_key", None)
-        if key is not None:
-            import methods
-            from bench.run import config
+        setting = getattr(action, "config_setting", None)
+        if setting is not None:
+            choices = setting.options()
+            if setting.name == "policy":
+                import methods
 
-            choices = config.CHOICES.get(key)
-            if key == "policy":
                 choices = list(methods.PRESETS)
             if choices:
                 text += f"; one of: {', '.join(choices)}"
-            default = config.DEFAULTS[key]
-            shown = CONFIG_NONE_DEFAULTS.get(key, "none") if default is None else config.show(default).strip("'")
+            shown = setting.none_means if setting.default is None else show(setting.default).strip("'")
             return f"{text} (default: {shown})".replace("%", "%%")
         if "%(default)" in text or "default:" in text or action.default is argparse.SUPPRESS:
             return text
@@ -49,13 +48,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return f"{text} (default: %(default)s)"
         return text
-
-
-# What a config key whose default is None means, for run --help.
-CONFIG_NONE_DEFAULTS = {
-    "subset": "all", "test_subset": "all", "init": "none",
-    "policy": "cnn-default, vit-keep-embed-head for ViTs",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,11 +61,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
-def _config_flag(p: argparse.ArgumentParser, key: str, help: str, type=None) -> argparse.Action:
-    """``--KEY`` overriding config key ``key`` (``_`` spelled ``-``); default None = the config's value."""
-    action = p.add_argument(f"--{key.replace('_', '-')}", type=type, metavar=key.upper(), help=help)
-    action.config_key = key
-    return action
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """``--KEY`` for each config key of ``FLAG_KEYS`` (``_`` spelled ``-``; default None = the config's value),
+    its help text and type from its setting (``bench.run.settings``)."""
+    for key in FLAG_KEYS:
+        setting = BY_NAME[key]
+        action = p.add_argument(f"--{key.replace('_', '-')}", type=setting.kind.type, metavar=key.upper(),
+                                help=setting.help)
+        action.config_setting = setting
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,24 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run TOML file (keys as in a grid's [defaults]), or a grid file (bench/grids/NAME.toml): "
                         "the cell its axis flags pick (--method, --seed), the same run id as the grid's; flags "
                         "override it (default: none)")
-    _config_flag(p, "model", "model registry name (python -m bench models)")
-    _config_flag(p, "method", "method registry name (python -m bench methods)")
-    _config_flag(p, "dataset", "dataset registry name (python -m bench datasets)")
-    _config_flag(p, "loader", "data loader")
-    _config_flag(p, "mode", "e2e trains from scratch, finetune starts from --init")
-    _config_flag(p, "init", "fine-tune source: a checkpoint path, run:<id> or timm")
-    _config_flag(p, "optimizer", "optimizer")
-    _config_flag(p, "lr_schedule", "per-step lr schedule after the warm-up")
-    _config_flag(p, "policy", "which layers to binarize: a preset name (a table of rules: --set policy={...})")
-    _config_flag(p, "epochs", "passes over the training split", type=int)
-    _config_flag(p, "batch_size", "images per step", type=int)
-    _config_flag(p, "seed", "model init, data order and augmentation", type=int)
-    _config_flag(p, "subset", "train on the first N training samples", type=int)
-    _config_flag(p, "test_subset", "evaluate on the first N test samples", type=int)
-    _config_flag(p, "lr", "peak learning rate", type=float)
-    _config_flag(p, "weight_decay", "weight decay (decoupled for adamw, L2 for sgd and adam)", type=float)
-    _config_flag(p, "momentum", "SGD momentum (ignored by adam and adamw)", type=float)
-    _config_flag(p, "warmup_epochs", "linear lr warm-up from 0, in epochs", type=float)
+    _config_flags(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter, e.g. --param mu_end=40; repeatable (default: the method's, "
                         "python -m bench methods)")

@@ -31,7 +31,7 @@ MAX_LINES = 400
 # The ground floor is the error type, the registry and the plugin loader that every layer shares, and the
 # ``bench`` package's ``__init__`` itself (which imports nothing), so ``methods`` and ``models`` stand on it.
 LAYERS = (
-    ("ground", ("bench", "bench.errors", "bench.atomic", "bench.registry", "bench.plugins"), ()),
+    ("ground", ("bench", "bench.errors", "bench.atomic", "bench.registry", "bench.plugins", "bench.tomlfile"), ()),
     ("methods", (), ("methods",)),
     ("models", (), ("models",)),
     ("data", (), ("bench.data",)),
