@@ -124,4 +124,4 @@ def test_the_method_is_built_once_per_run_and_never_shared_by_two_models(tmp_pat
         assert len(built) == 1  # the run command: resolved, trained and recorded with one method
         assert configs.run_id(cfg) in capsys.readouterr().out
     finally:
-        methods.base._REGISTRY.pop(name, None)
+        methods.registry.METHODS.unregister(name)
