@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 # Each subcommand's handler, "module:function", imported when the subcommand runs: the modules of training,
-# data and reports import torch (several seconds), which --help, --version, methods, models and runs do not
+# data and reports import torch (several seconds), which --help, --version, methods, models, datasets and runs do not
 # need (tests/test_first_contact.py checks that they leave torch unimported).
 HANDLERS = {
     "methods": "bench.describe:cli_methods", "models": "bench.describe:cli_models",

@@ -46,7 +46,7 @@ print("ok")
 def test_quick_commands_do_not_import_torch():
     argvs = [["--help"], ["--version"], ["methods"], ["methods", "bnn*"], ["models"], ["models", "resnet*"],
              ["runs", "list"], ["runs", "show", "default/5184"], ["runs", "compare", "default/5184", "default/3ddd"],
-             ["grid", "--help"], ["grid", "status", "--help"]]
+             ["datasets"], ["grid", "--help"], ["grid", "status", "--help"]]
     done = subprocess.run([sys.executable, "-c", TORCH_FREE_SCRIPT.format(argvs=argvs)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
