@@ -29,6 +29,17 @@ __attribute__((__simd__("notinbranch"))) float cosf(float);
 
 static inline float sign1(float x) { return x >= 0.0f ? 1.0f : -1.0f; }
 
+/* [lo, hi): the calling thread's share of count items in an OpenMP team (all of them outside one) */
+static inline void thread_block(int64_t count, int64_t *lo, int64_t *hi) {
+    int t = 0, team = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    *lo = count * t / team;
+    *hi = count * (t + 1) / team;
+}
+
 /* max(0, 2 - 2|d|): Bi-Real's ApproxSign'; the order of the eager form |d|*(-2) + 2, then the clamp (NaN kept) */
 static inline float approx_sign_grad(float d) {
     float t = fabsf(d) * -2.0f + 2.0f;
@@ -93,13 +104,8 @@ void pb_position_scale_backward(const float *grad, const float *y, const float *
                                 int64_t outer, int64_t inner, int threads) {
 #pragma omp parallel num_threads(threads) if (outer * inner >= PARALLEL_MIN)
     {
-        int t = 0, team = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        team = omp_get_num_threads();
-#endif
-        /* each thread owns a block of positions and walks every row of it */
-        int64_t j0 = inner * t / team, j1 = inner * (t + 1) / team;
+        int64_t j0, j1; /* each thread owns a block of positions and walks every row of it */
+        thread_block(inner, &j0, &j1);
         double *acc = calloc((size_t)(j1 - j0) + 1, sizeof(double));
         for (int64_t o = 0; o < outer; o++) {
             const float *g = grad + o * inner, *yo = y + o * inner;
@@ -134,13 +140,8 @@ void pb_rsign_backward(const float *grad, const float *x, const float *beta, flo
                        int64_t outer, int64_t channels, int64_t inner, int threads) {
 #pragma omp parallel num_threads(threads) if (outer * channels * inner >= PARALLEL_MIN)
     {
-        int t = 0, team = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        team = omp_get_num_threads();
-#endif
-        /* each thread owns a block of channels and walks every row of its block in memory order */
-        int64_t c0 = channels * t / team, c1 = channels * (t + 1) / team;
+        int64_t c0, c1; /* each thread owns a block of channels and walks every row of its block in memory order */
+        thread_block(channels, &c0, &c1);
         double *acc = calloc((size_t)(c1 - c0) + 1, sizeof(double));
         for (int64_t o = 0; o < outer; o++) {
             for (int64_t c = c0; c < c1; c++) {
