@@ -20,11 +20,14 @@
 
 #define PARALLEL_MIN 32768
 
-/* glibc's vector math library (libmvec, linked through libm) has SIMD forms of sinf and cosf: declared so,
- * the loops below that call them vectorise (FDA's noise term). Elsewhere they stay scalar calls. */
-#if defined(__GLIBC__) && defined(__x86_64__)
+/* glibc's vector math library (libmvec, glibc >= 2.22 on x86-64, linked through libm) has SIMD forms of
+ * sinf and cosf: declared so, the loops below that call them vectorise (FDA's noise term). Elsewhere (an
+ * older glibc's headers, as a conda sysroot's, other systems) they stay scalar calls. */
+#if defined(__GLIBC__) && defined(__x86_64__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 22)
 __attribute__((__simd__("notinbranch"))) float sinf(float);
 __attribute__((__simd__("notinbranch"))) float cosf(float);
+#endif
 #endif
 
 static inline float sign1(float x) { return x >= 0.0f ? 1.0f : -1.0f; }
