@@ -30,8 +30,8 @@ order of operations); FDA's series to float32 rounding (one fused multiply-add p
 ATen's ``addcmul`` fuses too, as on this project's AVX-512 test machine); FDA's noise term sin(x)·c and
 its backward cos(x)·c (``fda_forward``/``fda_backward``) to an ulp of sin and cos (glibc's vector forms, not
 ATen's SLEEF: added to ±1 the forward differs in about one element in two thousand, by one ulp); the
-sums (ReCU's per-sample and per-channel statistics, RSign's ∂L/∂β, XNOR-Net++'s ∂L/∂(h ⊗ w)) are taken in another order than ATen's, so they differ in the last
-bits.
+sums (ReCU's per-sample and per-channel statistics, RSign's ∂L/∂β, XNOR-Net++'s ∂L/∂(h ⊗ w)) are taken in
+another order than ATen's, so they differ in the last bits.
 """
 
 from __future__ import annotations
