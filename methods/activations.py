@@ -289,8 +289,10 @@ class XnorPlusPlusSign(SteSign):
         if y.shape[-2] > self.max_size or y.shape[-1] > self.max_size:
             raise ValueError(f"xnor++: output of {y.shape[-2]}x{y.shape[-1]} exceeds the {self.max_size} "
                              "learnable row/column factors")
-        # (h ⊗ w) first: one (1, 1, H, W) factor, so the full-size output is multiplied once (and once back)
-        return y * (h_scale[:, :, :y.shape[-2], :].to(y.dtype) * w_scale[:, :, :, :y.shape[-1]].to(y.dtype))
+        # (h ⊗ w) first: one (H, W) factor, so the full-size output is multiplied once (and once back, the
+        # factor's gradient in the same pass where the kernels apply)
+        f = h_scale[0, 0, :y.shape[-2], :].to(y.dtype) * w_scale[0, 0, :, :y.shape[-1]].to(y.dtype)
+        return _scale_positions(y, f) if kernels.usable(y) else y * f
 
 
 @register_activation("rsign")
@@ -410,6 +412,10 @@ class FDASign(_SignAct):
         return noise_parameters(channels) if self.noise else {}
 
     def apply(self, x: Tensor, training: bool = True, **noise: Tensor) -> Tensor:
+        if self.noise and x.dim() >= 2 and not noise and kernels.usable(x):
+            coefficients = _fourier_series_coefficients(math.floor(self.n), float(self.omega))
+            if coefficients is not None:  # sign(x) + (0.1·λ)·sin(x) and its backward, one pass each
+                return _fda_noisy_sign(x, self, coefficients)
         out = quantize_eagerly(x, self)
         if not self.noise or x.dim() < 2:
             return out
@@ -421,6 +427,63 @@ class FDASign(_SignAct):
     def deploy(self, x: Tensor, **noise: Tensor) -> Tensor:
         with torch.no_grad():
             return sign(x)
+
+
+class _FDANoisySignFunction(torch.autograd.Function):
+    """FDA's training activation in a layer without hidden noise layers (fewer than 64 inputs): the forward
+    sign(x) + c·sin(x), c = 0.1·λ(t); the backward grad·B'(x) + (grad·c)·cos(x), B' FDA's Fourier series
+    (``fourier_sign_grad_mul``): what autograd gives for ``FDASign.apply``'s eager form
+    ``quantize_eagerly(x) + sin(x)·c``, in one pass each way (``methods.kernels.fda_forward/fda_backward``;
+    sin and cos within an ulp of ATen's), the eager form where the kernel does not apply to the gradient."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, method: "FDASign", coefficients: tuple[float, ...]) -> Tensor:
+        c = 0.1 * method.noise_alpha
+        out = kernels.fda_forward(x, c)
+        if out is None:
+            out = sign(x) + torch.sin(x).mul_(c)
+        ctx.c, ctx.coefficients, ctx.n, ctx.omega = c, coefficients, math.floor(method.n), method.omega
+        ctx.save_for_backward(x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (x,) = ctx.saved_tensors
+        fused = kernels.fda_backward(grad, x, ctx.coefficients, ctx.c)
+        if fused is None:
+            fused = fourier_sign_grad_mul(grad, x, ctx.n, ctx.omega) + torch.mul(grad, ctx.c).mul_(torch.cos(x))
+        return fused, None, None
+
+
+@torch.compiler.disable
+def _fda_noisy_sign(x: Tensor, method: "FDASign", coefficients: tuple[float, ...]) -> Tensor:
+    return _FDANoisySignFunction.apply(x, method, coefficients)
+
+
+class _PositionScaleFunction(torch.autograd.Function):
+    """y·f for an f of one value per output position (XNOR-Net++'s h ⊗ w, (H, W)), broadcast over the batch
+    and the channels; backward grad·f to y and Σ_{n,c} grad·y to f (what autograd gives for ``y * f``), the
+    two in one pass (``methods.kernels.position_scale_backward``; the sum in double, so its last bits are not
+    ATen's), else eagerly."""
+
+    @staticmethod
+    def forward(ctx, y: Tensor, f: Tensor) -> Tensor:
+        ctx.save_for_backward(y, f)
+        return y * f
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        y, f = ctx.saved_tensors
+        fused = kernels.position_scale_backward(grad, y, f) if ctx.needs_input_grad[1] else None
+        if fused is not None:
+            return fused
+        grad_f = torch.mul(grad, y).sum_to_size(f.shape) if ctx.needs_input_grad[1] else None
+        return grad * f, grad_f
+
+
+@torch.compiler.disable
+def _scale_positions(y: Tensor, f: Tensor) -> Tensor:
+    return _PositionScaleFunction.apply(y, f)
 
 
 class _ScaledSignFunction(torch.autograd.Function):
