@@ -12,8 +12,7 @@
 
 Importing ``bench.data`` registers the built-in datasets without importing torch (``python -m bench
 datasets`` answers without it); the names that need torch (loaders, arrays, the epoch plan) are imported when
-first used, and importing ``bench.data.loaders`` registers the built-in loaders. The names below are its
-public API.
+first used (the loader names register the built-in loaders first). The names below are its public API.
 """
 
 import importlib
@@ -32,6 +31,10 @@ _LAZY = {"ArrayDataset": "arrays", "load_split": "arrays", "Loader": "loaders", 
 
 def __getattr__(name: str):
     if name in _LAZY:
+        if _LAZY[name] == "loaders":  # the built-in loaders register themselves, in list order
+            importlib.import_module("bench.data.memory")
+            importlib.import_module("bench.data.torch_loader")
+            importlib.import_module("bench.data.ffcv_loader")
         return getattr(importlib.import_module(f"bench.data.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'bench.data' has no attribute {name!r}")
 

@@ -108,6 +108,3 @@ def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: i
     return cls(dataset, split, batch_size=batch_size, train=train, device=device, seed=seed, data_root=data_root,
                subset=subset, num_workers=num_workers, channels_last=channels_last, pad=pad, augment=augment)
 
-
-# the built-in loaders register themselves, in list order (each module imports this one, now defined)
-from bench.data import memory, torch_loader, ffcv_loader  # noqa: E402, F401, I001
