@@ -1,7 +1,8 @@
 """proxbench methods: the PC++ quantizer interface, the method registry and ``binarize``.
 
 Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and Backward Proximal
-Quantizers", NeurIPS 2023. See ``methods.base`` for the interface.
+Quantizers", NeurIPS 2023. See ``methods.method`` for the interface (``AUTHOR_SURFACE``: all a method author
+may set or override), ``methods.bounds``, ``methods.schedule``, ``methods.deploy`` for its parts.
 """
 
 from . import builtin as _builtin  # noqa: F401  (registers the eight built-in methods)
@@ -22,6 +23,9 @@ from .base import (
     register_activation,
     register_method,
 )
+from .bounds import Bound, non_negative, one_of, positive
+from .deploy import plain_key
+from .method import AUTHOR_SURFACE, Traits
 from .binarize import (
     PRESETS,
     Policy,
@@ -47,5 +51,6 @@ __all__ = [
     "latent_weights", "optimizer_step", "resolve_policy", "set_progress", "summary", "sign",
     "linear_quantizer", "clamp_quantizer", "sign_swish", "sign_swish_grad", "ActivationQuantizer",
     "create_activation", "get_activation_class", "list_activations", "register_activation", "compose",
-    "binarize_inputs", "input_binarized_layers", "fuse", "unfuse",
+    "binarize_inputs", "input_binarized_layers", "fuse", "unfuse", "Traits", "AUTHOR_SURFACE", "Bound",
+    "positive", "non_negative", "one_of", "plain_key",
 ]

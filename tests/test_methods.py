@@ -172,10 +172,10 @@ def test_hooks_change_latent_only_for_proximal_methods(key):
     w = torch.randn(4, 9) * 0.1
     before = w.clone()
     lr = 0.2
-    m.before_step(w, lr)
+    m.before_step_all([w], lr)
     changed_before = not torch.equal(w, before)
     mid = w.clone()
-    m.after_step(w, lr)
+    m.after_step_all([w], lr)
     changed_after = not torch.equal(w, mid)
     assert changed_before == (key == "rpc")
     assert changed_after == (key == "pq")
