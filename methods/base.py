@@ -109,27 +109,7 @@ def list_methods(pattern: str = "*", w1a1: bool | None = False) -> list[str]:
                   and (w1a1 is None or (cls.activation is not None) == w1a1))
 
 
-_COMPOSED: dict[str, type[Method]] = {}
-COMPOSE_SUFFIX = "-act"
-
-
-def compose(weight: str, activation: str) -> type[Method]:
-    """The class of ``"<weight>+<activation>-act"``: weight method ``weight`` unchanged, with the activation
-    quantizer ``activation`` on the inputs of its binarized layers (no class to write)."""
-    base = get_method_class(weight)
-    if base.activation is not None:
-        raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it already has {base.activation!r}")
-    if not base.binarizes:
-        raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it binarizes nothing")
-    get_activation_class(activation)
-    name = f"{weight}+{activation}{COMPOSE_SUFFIX}"
-    if name not in _COMPOSED or _COMPOSED[name].__mro__[1] is not base:
-        cls = type(f"{base.__name__}With{activation.title().replace('-', '')}", (base,),
-                   {"activation": activation, "__doc__": f"{weight} weights (see {base.__name__}) with the "
-                    f"{activation!r} activation quantizer on the inputs of the binarized layers."})
-        cls.name = name
-        _COMPOSED[name] = cls
-    return _COMPOSED[name]
+from .compose import COMPOSE_SUFFIX, compose  # noqa: E402  (the composed-name grammar)
 
 
 def get_method_class(name: str) -> type[Method]:

@@ -165,7 +165,7 @@ class BinarizedWeight(nn.Module):
             # the method's live μ/ρ (one module shared by every layer): it follows ``model.to(device)``
             self.schedule = method.tensors
         self._names: list[str] = []
-        if weight is not None:
+        if weight is not None and method.traits.learned:
             with torch.no_grad():
                 for name, value in method.weight_parameters(weight.detach()).items():
                     self.register_parameter(name, nn.Parameter(value.to(weight.device, torch.float32)))

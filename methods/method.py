@@ -30,11 +30,11 @@ import torch
 from torch import Tensor
 
 from .autograd import channel_scale, eager_alpha, scaled_quantize, straight_through
-from .bounds import Bound, check_value, merged_bounds
+from .bounds import Bound
 from .deploy import signed
 from .errors import MethodError
 from .functional import sign
-from .schedule import Scheduled, ScheduleTensors
+from .schedule import Parameters
 
 AUTHOR_SURFACE = (
     # data
@@ -120,12 +120,12 @@ def _adopt_former_interface(cls) -> None:
             delattr(cls, key)
 
 
-class Method(Scheduled):
+class Method(Parameters):
     """Base class of every binarization method (register subclasses with ``@methods.register_method``); see
     the module docstring and ``AUTHOR_SURFACE``."""
 
     name: ClassVar[str] = ""  # the registry key, set by ``register_method``
-    schedules: ClassVar[dict[str, tuple[float, float]]] = {}
+    schedules: ClassVar[dict[str, tuple[float, float]]] = {}  # name -> (start, end), ``methods.schedule``
     constants: ClassVar[dict[str, float | str]] = {}
     bounds: ClassVar[dict[str, Bound]] = {}  # merged along the class hierarchy, on top of scale and schedule
     default_scale: ClassVar[str] = "none"  # the unit F acts in unless a run sets ``scale``: "none" = the raw latent
@@ -151,46 +151,15 @@ class Method(Scheduled):
                               "methods.Traits(elementwise=False, ...) so that it is not fused as θ = α·F(w/α)")
 
     def __init__(self, **overrides):
-        from .base import close_match_hint
-
-        valid = self.valid_parameters()
         act_overrides = {}
         if self.activation is not None:  # act_<name>: a parameter of the activation quantizer
             act_keys = {f"act_{k}" for k in self.activation_class().valid_parameters() if k not in ("scale",)}
             act_overrides = {k[4:]: overrides.pop(k) for k in list(overrides) if k in act_keys}
-        unknown = sorted(set(overrides) - set(valid))
-        if unknown:
-            raise MethodError(f"method {self.name!r} has no parameter {unknown[0]!r}"
-                              f"{close_match_hint(unknown[0], valid)} (valid: {', '.join(valid)})")
         traits = self.traits
         self.identity_backward, self.forward_is_export = traits.identity_backward, traits.forward_is_export
         self.binarizes, self.elementwise = traits.binarizes, traits.elementwise
-        bounds = self.parameter_bounds()
-        values = {key: self._checked(key, value, bounds) for key, value in overrides.items()}
-        self.scale = values.pop("scale", self.default_scale)
-        self.schedule = values.pop("schedule", "linear")
-        self._ranges: dict[str, list[float]] = {k: list(v) for k, v in self.schedules.items()}
-        self.tensors = ScheduleTensors([*self._ranges, "progress"])
-        self._constants: dict[str, float | str] = dict(self.constants)
-        for key, value in values.items():
-            if key in self._constants:
-                self._constants[key] = value
-            elif key in self._ranges:  # `mu=7` fixes both ends
-                self._ranges[key] = [value, value]
-            else:
-                base, end = key.rsplit("_", 1)
-                self._ranges[base][0 if end == "start" else 1] = value
-        for key, (start, end) in self._ranges.items():  # the class's own defaults are held to its bounds too
-            if key in bounds:
-                self._checked(f"{key}_start", start, bounds)
-                self._checked(f"{key}_end", end, bounds)
-            if self.schedule == "geometric" and (start <= 0 or end <= 0):
-                raise MethodError(f"{self.name}: a geometric schedule needs {key} > 0, got {start} -> {end}")
-        for key, value in self._constants.items():
-            if key in bounds:
-                self._checked(key, value, bounds)
-            setattr(self, key, value)
         self.act = None
+        self.init_parameters(overrides, self.valid_parameters())
         if self.activation is not None:
             try:
                 self.act = self.activation_class()(**act_overrides)
@@ -199,7 +168,6 @@ class Method(Scheduled):
         self.validate()
         self.set_progress(0.0)
 
-    # -- parameters -----------------------------------------------------------------------------------
     @classmethod
     def activation_class(cls):
         """The class of the activation quantizer (None for a weight-only method)."""
@@ -210,32 +178,13 @@ class Method(Scheduled):
         return get_activation_class(cls.activation)
 
     @classmethod
-    def parameter_bounds(cls) -> dict[str, Bound]:
-        """``bounds`` merged along the class hierarchy (a subclass's declaration wins), mixins included."""
-        return merged_bounds(cls)
-
-    @classmethod
-    def parameter_default(cls, param: str):
-        """The default of a declared parameter (a scheduled one: 0.0, its type)."""
-        return cls.constants.get(param, cls.default_scale if param == "scale" else
-                                 "linear" if param == "schedule" else 0.0)
-
-    @classmethod
     def valid_parameters(cls) -> list[str]:
-        names = ["scale", "schedule", *cls.constants]
-        for key in cls.schedules:
-            names += [key, f"{key}_start", f"{key}_end"]
+        """The declared parameters (``Parameters.declared_parameters``) and the activation quantizer's as act_*."""
+        names = cls.declared_parameters()
         act = cls.activation_class()
         if act is not None:
             names += [f"act_{k}" for k in act.valid_parameters() if k != "scale"]
         return sorted(names)
-
-    def _checked(self, key: str, value, bounds: dict[str, Bound]):
-        """``value`` of parameter ``key`` as stored (numbers as float), or a ``MethodError`` naming the key."""
-        declared = key in self.schedules or key in self.constants or key in ("scale", "schedule")
-        param = key if declared else key.rsplit("_", 1)[0]
-        return check_value(f"method {self.name!r}: parameter {key}", value, bounds.get(param),
-                           self.parameter_default(param))
 
     def validate(self) -> None:
         """Check parameter values after construction (beyond ``bounds``); raise ``MethodError`` (no-op by default)."""
@@ -277,6 +226,13 @@ class Method(Scheduled):
         if torch.compiler.is_compiling():
             return straight_through(w, self)
         return scaled_quantize(w, eager_alpha(w, self), self)
+
+    def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
+        """Initial values of the learnable tensors this method owns on each binarized layer (``traits.learned``:
+        XNOR-Net++'s Γ, ReCU's a); ``binarize`` registers them as ``nn.Parameter``s of the layer's
+        parametrization (``<layer>.parametrizations.weight.0.<name>``) and passes them to ``quantize`` and
+        ``export_parts``. None by default."""
+        return {}
 
     def forward(self, w: Tensor) -> Tensor:
         """The training weight of a layer without learnable tensors: ``quantize(w)``."""

@@ -16,6 +16,7 @@ import math
 import torch
 from torch import Tensor
 
+from .bounds import Bound, check_value, merged_bounds
 from .errors import MethodError
 
 
@@ -49,10 +50,82 @@ def scheduled_value(start, end, t, shape: str):
     return start * (end / start) ** t if shape == "geometric" else start + (end - start) * t
 
 
-class Scheduled:
-    """The schedule half of ``methods.Method``: ``_ranges`` (name -> [start, end]), ``schedule`` (its shape),
-    ``tensors`` (``ScheduleTensors``), ``_constants`` and ``act`` (the activation quantizer or None) are set by
-    the method's ``__init__``."""
+class Parameters:
+    """Declared parameters and their schedule, the half of ``methods.Method`` (and of an activation quantizer)
+    that is data: ``schedules`` (name -> (start, end)), ``constants`` (name -> value), ``bounds``
+    (``methods.bounds``) and ``default_scale``; ``init_parameters`` checks and resolves a run's overrides
+    (``mu=7`` fixes both ends, ``mu_end=40`` one end) into ``_ranges``, ``_constants`` and ``tensors``."""
+
+    name = ""
+    schedules: dict = {}
+    constants: dict = {}
+    bounds: dict = {}
+    default_scale = "none"
+
+    @classmethod
+    def parameter_bounds(cls) -> dict[str, Bound]:
+        """``bounds`` merged along the class hierarchy (a subclass's declaration wins), mixins included."""
+        return merged_bounds(cls)
+
+    @classmethod
+    def parameter_default(cls, param: str):
+        """The default of a declared parameter (a scheduled one: 0.0, its type)."""
+        return cls.constants.get(param, cls.default_scale if param == "scale" else
+                                 "linear" if param == "schedule" else 0.0)
+
+    @classmethod
+    def declared_parameters(cls) -> list[str]:
+        """scale, schedule, the constants, and each scheduled p as p, p_start, p_end."""
+        names = ["scale", "schedule", *cls.constants]
+        for key in cls.schedules:
+            names += [key, f"{key}_start", f"{key}_end"]
+        return names
+
+    @classmethod
+    def valid_parameters(cls) -> list[str]:
+        return sorted(cls.declared_parameters())
+
+    def _checked(self, key: str, value, bounds: dict[str, Bound]):
+        """``value`` of parameter ``key`` as stored (numbers as float), or a ``MethodError`` naming the key."""
+        declared = key in self.schedules or key in self.constants or key in ("scale", "schedule")
+        param = key if declared else key.rsplit("_", 1)[0]
+        return check_value(f"method {self.name!r}: parameter {key}", value, bounds.get(param),
+                           self.parameter_default(param))
+
+    def init_parameters(self, overrides: dict, valid: list[str]) -> None:
+        """Check ``overrides`` (unknown keys, types, bounds, both ends of each schedule) and set ``scale``,
+        ``schedule``, ``_ranges``, ``tensors``, ``_constants`` and each constant's attribute."""
+        from .base import close_match_hint  # the one close-match hint of the registries
+
+        unknown = sorted(set(overrides) - set(valid))
+        if unknown:
+            raise MethodError(f"method {self.name!r} has no parameter {unknown[0]!r}"
+                              f"{close_match_hint(unknown[0], valid)} (valid: {', '.join(valid)})")
+        bounds = self.parameter_bounds()
+        values = {key: self._checked(key, value, bounds) for key, value in overrides.items()}
+        self.scale = values.pop("scale", self.default_scale)
+        self.schedule = values.pop("schedule", "linear")
+        self._ranges: dict[str, list[float]] = {k: list(v) for k, v in self.schedules.items()}
+        self.tensors = ScheduleTensors([*self._ranges, "progress"])
+        self._constants: dict[str, float | str] = dict(self.constants)
+        for key, value in values.items():
+            if key in self._constants:
+                self._constants[key] = value
+            elif key in self._ranges:  # `mu=7` fixes both ends
+                self._ranges[key] = [value, value]
+            else:
+                base, end = key.rsplit("_", 1)
+                self._ranges[base][0 if end == "start" else 1] = value
+        for key, (start, end) in self._ranges.items():  # the class's own defaults are held to its bounds too
+            if key in bounds:
+                self._checked(f"{key}_start", start, bounds)
+                self._checked(f"{key}_end", end, bounds)
+            if self.schedule == "geometric" and (start <= 0 or end <= 0):
+                raise MethodError(f"{self.name}: a geometric schedule needs {key} > 0, got {start} -> {end}")
+        for key, value in self._constants.items():
+            if key in bounds:
+                self._checked(key, value, bounds)
+            setattr(self, key, value)
 
     def __setattr__(self, name: str, value) -> None:
         object.__setattr__(self, name, value)
