@@ -144,7 +144,7 @@ def resolve_policy(policy, model: nn.Module) -> Policy:
 class BinarizedWeight(nn.Module):
     """The parametrization: ``weight = method.forward(latent)``, or its deployed form (``methods.deploy``).
 
-    The method's ``tensors`` (its scheduled parameters as 0-d tensors, ``methods.base.ScheduleTensors``) are a
+    The method's ``tensors`` (its scheduled parameters as 0-d tensors, ``methods.schedule.ScheduleTensors``) are a
     submodule (``schedule``) of every layer's parametrization, the same module each time, so that moving the
     model moves them (and the graph ``torch.compile`` builds reads them on the model's device); they are
     not in ``state_dict()``.
@@ -232,7 +232,7 @@ def fuse(model: nn.Module) -> FusedWeights | None:
 
     Returns the ``FusedWeights`` (the same one when called again), or None where the per-layer path stays:
     a model with no binarized layer; rPC and PQ (θ = w: no kernel to fuse); a method that is not
-    ``Method.fusable`` (F or B' not elementwise, a custom ``forward``/``quantize``, per-layer learnable
+    ``Method.fusable`` (its ``traits``: F or B' not elementwise or its own ``quantize``, per-layer learnable
     tensors: most W1A1 methods), with a warning saying so. ``unfuse`` undoes it."""
     method = get_method(model)
     layers = [module for _, module in binarized_layers(model)]

@@ -104,6 +104,8 @@ def _adopt_former_interface(cls) -> None:
     flags = {k: own[k] for k in ("identity_backward", "forward_is_export", "elementwise", "binarizes") if k in own}
     if "elementwise" not in own and any(k in own for k in ("forward", "quantize", "weight_parameters")):
         flags["elementwise"] = False
+    if "forward" in own and "quantize" not in own:
+        cls.quantize = lambda self, w, **learned: own["forward"](self, w)
     if "weight_parameters" in own or "export_learned" in own:
         flags["learned"] = True
     if "set_progress" in own and "set_progress_tensors" not in own:
@@ -310,7 +312,3 @@ class Method(Parameters):
         and B' are elementwise, θ = α·F(w/α) (not θ = w) and no per-layer learnable tensor."""
         traits = self.traits
         return traits.elementwise and self.binarizes and not traits.identity_forward and not traits.learned
-
-    def __repr__(self) -> str:
-        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params().items())
-        return f"{type(self).__name__}({self.name!r}, {values})"

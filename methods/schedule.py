@@ -193,3 +193,7 @@ class Parameters:
             out.update({f"act_{k}": v for k, v in self.act.config().items()
                         if k != "scale" and (k != "schedule" or self.act._ranges)})
         return out
+
+    def __repr__(self) -> str:
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.params().items())
+        return f"{type(self).__name__}({self.name!r}, {values})"

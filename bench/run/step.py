@@ -12,7 +12,7 @@ and ``TrainStep.update`` the rest, so a caller can look at the loss in between.
 loss (its backward is the compiled backward graph AOTAutograd derives from it). (2) The update: the
 ``before_step`` hooks, ``optimizer.step()``, the ``after_step`` hooks, latent clipping and the schedule update,
 all of ``methods.optimizer_step`` in its tensor form. The binarized layers trace without a graph break and
-read μ/ρ from the method's 0-d tensors (``methods.base.ScheduleTensors``); the update graph writes those in
+read μ/ρ from the method's 0-d tensors (``methods.schedule.ScheduleTensors``); the update graph writes those in
 place from a 0-d progress tensor (``Method.set_progress_tensors``: start + (end − start)·t or
 start·(end/start)^t), so the graphs are compiled once. The lr changes every step, so it lives in a 0-d
 tensor per optimizer group (on the model's device; Adam/AdamW with ``capturable=True`` on CUDA), which the
