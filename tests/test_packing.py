@@ -233,7 +233,8 @@ def test_method_whose_export_is_not_binary_is_refused_and_a_declared_form_is_pac
     methods.binarize(model, Centred(scale="channel"))
     packing.save_packed(model, tmp_path / "c.pxb")
     state, _ = packing.load_packed(tmp_path / "c.pxb")
+    latent = model[1].parametrizations.weight.original.detach()
     with methods.deployed(model), torch.no_grad():
-        w = model[1].weight
-        assert torch.equal(state["1.weight"], w)
-        assert not torch.equal(w, w.abs().mean(1, keepdim=True) * methods.sign(w))  # not α·sign(w)
+        assert torch.equal(state["1.weight"], model[1].weight)
+        assert torch.equal(model[1].weight, latent.abs().mean(1, keepdim=True) * torch.where(latent >= 0.1, 1.0, -1.0))
+        assert not torch.equal(model[1].weight, latent.abs().mean(1, keepdim=True) * methods.sign(latent))

@@ -22,7 +22,7 @@ the progress of the next step (``fill_`` of the host float into the tensor the u
 LambdaLR scheduler's ``fill_`` of each group's lr (its base lr is kept a Python float, ``initial_lr``). The
 method's Python floats (records, step log, ``params()``) follow from the host progress
 (``Method.set_progress_floats``), never read back from the device. A method whose hooks take no tensor lr
-(``Method.hooks_traceable`` false: a plugin without ``tensor_hooks``) or whose schedule has no tensor form
+(``Method.hooks_traceable`` false: a plugin with ``Traits(hooks="eager")``) or whose schedule has no tensor form
 (``Method.schedule_traceable`` false: ReCU's exponential τ) keeps the former split: its hooks and
 ``set_progress`` run eagerly around a compiled ``optimizer.step()``, with the lr as the host float the
 scheduler computed (``host_lrs``); there SGD's first step creates its momentum buffers, so its step graph
