@@ -33,16 +33,15 @@ from .binarize import (
     binarize_inputs,
     binarized_layers,
     input_binarized_layers,
-    deployed,
     fuse,
     get_method,
     latent_weights,
     optimizer_step,
     resolve_policy,
     set_progress,
-    summary,
     unfuse,
 )
+from .deployed_model import deployed, summary
 from .functional import clamp_quantizer, linear_quantizer, sign, sign_swish, sign_swish_grad
 
 __all__ = [

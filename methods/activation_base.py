@@ -19,8 +19,29 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+import fnmatch
+
 from .autograd import quantize_eagerly
+from .errors import MethodError, close_match_hint
 from .schedule import Parameters
+
+# name -> activation quantizer class (``methods.register_activation`` fills it)
+ACTIVATIONS: dict[str, type] = {}
+
+
+def list_activations(pattern: str = "*") -> list[str]:
+    """Sorted keys of the registered activation quantizers matching an fnmatch pattern."""
+    return sorted(k for k in ACTIVATIONS if fnmatch.fnmatchcase(k, pattern))
+
+
+def get_activation_class(name: str):
+    """The activation quantizer registered as ``name``; else a ``MethodError`` with a close-match hint."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        valid = sorted(ACTIVATIONS)
+        raise MethodError(f"unknown activation quantizer {name!r}{close_match_hint(name, valid)} "
+                          f"(valid: {', '.join(valid)})") from None
 
 
 class ActivationQuantizer(Parameters):

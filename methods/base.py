@@ -8,7 +8,6 @@ and ``methods.deploy`` (the deployed form). Their public names are re-exported h
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 from importlib import metadata
@@ -20,17 +19,10 @@ from torch import Tensor, nn
 ENTRY_POINT_GROUP = "proxbench.methods"
 
 
-from methods.errors import MethodError  # noqa: E402 - defined there, re-exported here
+from methods.errors import MethodError, close_match_hint  # noqa: E402,F401 - defined there, re-exported here
 
 
-def close_match_hint(name: str, valid: list[str]) -> str:
-    """'; did you mean X?' for the closest valid name, or ''."""
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f"; did you mean {match[0]!r}?" if match else ""
-
-
-from .autograd import (_ForwardBackwardQuantizer, channel_scale, eager_alpha as _eager_alpha,  # noqa: E402,F401
-                       quantize_eagerly, scaled_quantize, straight_through)
+from .autograd import channel_scale, quantize_eagerly, scaled_quantize, straight_through  # noqa: E402,F401
 from .bounds import SCALES, SCHEDULE_SHAPES, Bound, non_negative, one_of, positive, show_value  # noqa: E402,F401
 from .method import Method, Traits  # noqa: E402,F401
 from .schedule import ScheduleTensors  # noqa: E402,F401
@@ -109,7 +101,12 @@ def list_methods(pattern: str = "*", w1a1: bool | None = False) -> list[str]:
                   and (w1a1 is None or (cls.activation is not None) == w1a1))
 
 
-from .compose import COMPOSE_SUFFIX, compose  # noqa: E402  (the composed-name grammar)
+from .compose import COMPOSE_SUFFIX, compose_class  # noqa: E402  (the composed-name grammar)
+
+
+def compose(weight: str, activation: str) -> type[Method]:
+    """The class of ``"<weight>+<activation>-act"`` (``methods.compose``)."""
+    return compose_class(get_method_class(weight), weight, activation)
 
 
 def get_method_class(name: str) -> type[Method]:
@@ -133,7 +130,7 @@ def create_method(name: str, **params) -> Method:
 
 
 # -- activation quantizers: F and B' of the inputs of binarized layers (methods.activations has the built-ins)
-_ACT_REGISTRY: dict[str, type["ActivationQuantizer"]] = {}
+from .activation_base import ACTIVATIONS as _ACT_REGISTRY, get_activation_class, list_activations  # noqa: E402
 
 
 class ActivationQuantizer(Method):
@@ -184,16 +181,3 @@ def register_activation(name: str) -> Callable[[type[ActivationQuantizer]], type
         return cls
 
     return decorator
-
-
-def list_activations(pattern: str = "*") -> list[str]:
-    return sorted(k for k in _ACT_REGISTRY if fnmatch.fnmatchcase(k, pattern))
-
-
-def get_activation_class(name: str) -> type[ActivationQuantizer]:
-    try:
-        return _ACT_REGISTRY[name]
-    except KeyError:
-        valid = sorted(_ACT_REGISTRY)
-        raise MethodError(f"unknown activation quantizer {name!r}{close_match_hint(name, valid)} "
-                          f"(valid: {', '.join(valid)})") from None

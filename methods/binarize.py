@@ -28,7 +28,7 @@ from torch.nn.utils import parametrize
 
 from .base import Method, MethodError, create_method
 from .batched import BatchedWeights
-from .deploy import LATENT_WEIGHT_KEY, deployed, deployed_weight, summary  # noqa: F401  (re-exported)
+from .deploy import LATENT_WEIGHT_KEY, deployed_weight  # noqa: F401  (LATENT_WEIGHT_KEY: re-exported)
 from .fused import FusedWeights
 
 LAYER_TYPES = {"conv": nn.Conv2d, "conv2d": nn.Conv2d, "linear": nn.Linear, "conv1d": nn.Conv1d}

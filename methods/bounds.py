@@ -16,7 +16,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from .errors import MethodError
+from .errors import MethodError, close_match_hint
 
 SCALES = ("channel", "tensor", "none")
 SCHEDULE_SHAPES = ("linear", "geometric")
@@ -94,8 +94,6 @@ def merged_bounds(cls) -> dict[str, Bound]:
 def check_value(where: str, value, bound: Bound | None, default):
     """``value`` as stored (numbers as float), checked against the type of ``default`` and against ``bound``;
     else a ``MethodError`` starting with ``where`` ("method 'pc': parameter rho_end")."""
-    from .base import close_match_hint  # the one close-match hint of the registries
-
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise MethodError(f"{where} must be true or false, got {show_value(value)}")

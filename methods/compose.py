@@ -6,6 +6,7 @@ the inputs. The weight method must binarize something and have no activation qua
 
 from __future__ import annotations
 
+from .activation_base import get_activation_class
 from .errors import MethodError
 from .method import Method
 
@@ -13,12 +14,9 @@ _COMPOSED: dict[str, type[Method]] = {}
 COMPOSE_SUFFIX = "-act"
 
 
-def compose(weight: str, activation: str) -> type[Method]:
-    """The class of ``"<weight>+<activation>-act"``: weight method ``weight`` unchanged, with the activation
-    quantizer ``activation`` on the inputs of its binarized layers (no class to write)."""
-    from .base import get_activation_class, get_method_class
-
-    base = get_method_class(weight)
+def compose_class(base: type[Method], weight: str, activation: str) -> type[Method]:
+    """The class of ``"<weight>+<activation>-act"``: weight method ``base`` (registered as ``weight``) unchanged,
+    with the activation quantizer ``activation`` on the inputs of its binarized layers (no class to write)."""
     if base.activation is not None:
         raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it already has {base.activation!r}")
     if not base.traits.binarizes:

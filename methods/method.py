@@ -29,6 +29,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from .activation_base import get_activation_class
 from .autograd import channel_scale, eager_alpha, scaled_quantize, straight_through
 from .bounds import Bound
 from .deploy import signed
@@ -173,11 +174,7 @@ class Method(Parameters):
     @classmethod
     def activation_class(cls):
         """The class of the activation quantizer (None for a weight-only method)."""
-        if cls.activation is None:
-            return None
-        from .base import get_activation_class
-
-        return get_activation_class(cls.activation)
+        return None if cls.activation is None else get_activation_class(cls.activation)
 
     @classmethod
     def valid_parameters(cls) -> list[str]:

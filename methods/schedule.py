@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .bounds import Bound, check_value, merged_bounds
-from .errors import MethodError
+from .errors import MethodError, close_match_hint
 
 
 class ScheduleTensors(torch.nn.Module):
@@ -95,8 +95,6 @@ class Parameters:
     def init_parameters(self, overrides: dict, valid: list[str]) -> None:
         """Check ``overrides`` (unknown keys, types, bounds, both ends of each schedule) and set ``scale``,
         ``schedule``, ``_ranges``, ``tensors``, ``_constants`` and each constant's attribute."""
-        from .base import close_match_hint  # the one close-match hint of the registries
-
         unknown = sorted(set(overrides) - set(valid))
         if unknown:
             raise MethodError(f"method {self.name!r} has no parameter {unknown[0]!r}"

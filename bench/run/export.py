@@ -12,7 +12,7 @@ The deployed model computes with ``export(w) = α·sign(w)`` for every binarized
   and class tokens, full-precision conv/linear weights) as float32 if it is a floating-point tensor, as
   int64 otherwise (``num_batches_tracked`` is **kept**, 8 bytes per BatchNorm layer).
 
-What is stored is ``methods.deploy.deployed_entries``; this module only serializes it.
+What is stored is ``methods.deployed_model.deployed_entries``; this module only serializes it.
 W1A1 methods: the bits and α are what the method's ``export_parts`` says the deployed layer uses (XNOR-Net++'s
 learnable Γ and ReCU's learnable scale are the α, so those parameters are not stored twice; ReCU's bits are
 sign(w − mean w)); the activation quantizers' learnable tensors (ReActNet's thresholds,
@@ -57,7 +57,8 @@ import torch
 from torch import nn
 
 import methods
-from methods.deploy import deployed_entries, rebuild  # noqa: F401  (rebuild: re-exported for the readers)
+from methods.deploy import rebuild  # noqa: F401  (re-exported for the readers)
+from methods.deployed_model import deployed_entries
 
 from bench.atomic import atomic_write
 
