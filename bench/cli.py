@@ -2,8 +2,8 @@
 
 Every option's help shows its default and choices (``_HelpFormatter``); ``run``'s flags default to ``bench.run.config``'s.
 
-Errors: user errors (``bench.errors.user_error_types``: bad options, configs, files) and ``OSError`` (a
-missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
+Errors: user errors (``bench.errors.UserError``: bad options, configs, files, methods, models) and ``OSError``
+(a missing or unwritable path, a full disk) are printed as one line ``error: ...`` on stderr, exit status 2.
 Any other exception is a bug: one line ``internal error: ...``, exit status 1. ``--debug`` (before the
 subcommand) re-raises every exception, so Python prints the full traceback.
 """
@@ -16,29 +16,28 @@ import sys
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 from bench.dispatch.executors import list_executors  # noqa: E402 - no torch below: --help stays fast
-from bench.errors import describe_os_error, one_line  # noqa: E402
-from bench.handlers import handler, package_version, user_error  # noqa: E402
+from bench.errors import UserError, describe_os_error, one_line  # noqa: E402
+from bench.handlers import handler, package_version  # noqa: E402
 from bench.report.measures import add_aggregate_options  # noqa: E402
+from bench.run.settings import BY_NAME, FLAG_KEYS, show  # noqa: E402
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Help texts end with the option's default: ``(default: X)`` appended unless the text already says it
-    (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flag``)
+    (``default:``), ``(default: off)`` for on/off flags; a ``run`` flag of a config key (``_config_flags``)
     shows the config default and the key's choices."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        key = getattr(action, "config_key", None)
-        if key is not None:
-            import methods
-            from bench.run import config
+        setting = getattr(action, "config_setting", None)
+        if setting is not None:
+            choices = setting.options()
+            if setting.name == "policy":
+                import methods
 
-            choices = config.CHOICES.get(key)
-            if key == "policy":
                 choices = list(methods.PRESETS)
             if choices:
                 text += f"; one of: {', '.join(choices)}"
-            default = config.DEFAULTS[key]
-            shown = CONFIG_NONE_DEFAULTS.get(key, "none") if default is None else config.show(default).strip("'")
+            shown = setting.none_means if setting.default is None else show(setting.default).strip("'")
             return f"{text} (default: {shown})".replace("%", "%%")
         if "%(default)" in text or "default:" in text or action.default is argparse.SUPPRESS:
             return text
@@ -49,13 +48,6 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.option_strings or action.nargs in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
             return f"{text} (default: %(default)s)"
         return text
-
-
-# What a config key whose default is None means, for run --help.
-CONFIG_NONE_DEFAULTS = {
-    "subset": "all", "test_subset": "all", "init": "none",
-    "policy": "cnn-default, vit-keep-embed-head for ViTs",
-}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,11 +61,14 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
 
 
-def _config_flag(p: argparse.ArgumentParser, key: str, help: str, type=None) -> argparse.Action:
-    """``--KEY`` overriding config key ``key`` (``_`` spelled ``-``); default None = the config's value."""
-    action = p.add_argument(f"--{key.replace('_', '-')}", type=type, metavar=key.upper(), help=help)
-    action.config_key = key
-    return action
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """``--KEY`` for each config key of ``FLAG_KEYS`` (``_`` spelled ``-``; default None = the config's value),
+    its help text and type from its setting (``bench.run.settings``)."""
+    for key in FLAG_KEYS:
+        setting = BY_NAME[key]
+        action = p.add_argument(f"--{key.replace('_', '-')}", type=setting.kind.type, metavar=key.upper(),
+                                help=setting.help)
+        action.config_setting = setting
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,24 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run TOML file (keys as in a grid's [defaults]), or a grid file (bench/grids/NAME.toml): "
                         "the cell its axis flags pick (--method, --seed), the same run id as the grid's; flags "
                         "override it (default: none)")
-    _config_flag(p, "model", "model registry name (python -m bench models)")
-    _config_flag(p, "method", "method registry name (python -m bench methods)")
-    _config_flag(p, "dataset", "dataset registry name (python -m bench datasets)")
-    _config_flag(p, "loader", "data loader")
-    _config_flag(p, "mode", "e2e trains from scratch, finetune starts from --init")
-    _config_flag(p, "init", "fine-tune source: a checkpoint path, run:<id> or timm")
-    _config_flag(p, "optimizer", "optimizer")
-    _config_flag(p, "lr_schedule", "per-step lr schedule after the warm-up")
-    _config_flag(p, "policy", "which layers to binarize: a preset name (a table of rules: --set policy={...})")
-    _config_flag(p, "epochs", "passes over the training split", type=int)
-    _config_flag(p, "batch_size", "images per step", type=int)
-    _config_flag(p, "seed", "model init, data order and augmentation", type=int)
-    _config_flag(p, "subset", "train on the first N training samples", type=int)
-    _config_flag(p, "test_subset", "evaluate on the first N test samples", type=int)
-    _config_flag(p, "lr", "peak learning rate", type=float)
-    _config_flag(p, "weight_decay", "weight decay (decoupled for adamw, L2 for sgd and adam)", type=float)
-    _config_flag(p, "momentum", "SGD momentum (ignored by adam and adamw)", type=float)
-    _config_flag(p, "warmup_epochs", "linear lr warm-up from 0, in epochs", type=float)
+    _config_flags(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="method parameter, e.g. --param mu_end=40; repeatable (default: the method's, "
                         "python -m bench methods)")
@@ -153,11 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "WORKDIR/runs/RUN_ID/tensorboard (needs: pip install tensorboard; not part of the config)")
     p.set_defaults(func="run")
 
-    grid = sub.add_parser("grid", help="run, inspect or cancel a grid of runs")
-    gsub = grid.add_subparsers(dest="grid_command", required=True, metavar="ACTION", parser_class=_Parser,
-                               help="python -m bench grid ACTION --help for its options")
+    gsub = _actions(sub, "grid", "run, inspect or cancel a grid of runs")
     p = gsub.add_parser("run", help="submit every unfinished cell of a grid")
-    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
+    p.add_argument("name", help=GRID_NAME_HELP)
     p.add_argument("--executor", choices=list_executors(),
                    default="local",
                    help="local: one subprocess per cell on this machine; debug: every cell in this process, one "
@@ -184,18 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "no for slurm)")
     _grid_common(p)
     p.set_defaults(func="grid run")
-    p = gsub.add_parser("status", help="table of the grid's cells and their state")
-    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
-    _grid_common(p)
-    p.set_defaults(func="grid status")
-    p = gsub.add_parser("cancel", help="cancel the grid's queued and running jobs")
-    p.add_argument("name", help="grid name (bench/grids/NAME.toml) or a path to a TOML file")
-    _grid_common(p)
-    p.set_defaults(func="grid cancel")
+    for action, text in (("status", "table of the grid's cells and their state"),
+                         ("cancel", "cancel the grid's queued and running jobs")):
+        p = gsub.add_parser(action, help=text)
+        p.add_argument("name", help=GRID_NAME_HELP)
+        _grid_common(p)
+        p.set_defaults(func=f"grid {action}")
 
-    data = sub.add_parser("data", help="dataset files")
-    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION", parser_class=_Parser,
-                               help="python -m bench data ACTION --help for its options")
+    dsub = _actions(sub, "data", "dataset files")
     p = dsub.add_parser("prepare", help="write FFCV .beton files (idempotent, with a manifest)")
     p.add_argument("dataset", help="dataset registry name (python -m bench datasets)")
     p.add_argument("--split", default="train,test", help="comma-separated splits to write")
@@ -278,9 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report file (default: results/perf/DEVICE.md for all and gpu; step and loaders only print)")
     p.set_defaults(func="perf")
 
-    runs = sub.add_parser("runs", help="list, show or compare run records")
-    rsub = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION", parser_class=_Parser,
-                               help="python -m bench runs ACTION --help for its options")
+    rsub = _actions(sub, "runs", "list, show or compare run records")
     p = rsub.add_parser("list", help="table of run records: id, grid, status, config, accuracies")
     p.add_argument("--grid", default=None, help="only this grid's records (default: every grid)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -301,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DATA_ROOT_HELP = "where datasets live (default: $PROXBENCH_DATA, else ~/.cache/proxbench/data)"
+GRID_NAME_HELP = "grid name (bench/grids/NAME.toml) or a path to a TOML file"
+
+
+def _actions(sub, command: str, text: str):
+    """The actions of ``python -m bench COMMAND ACTION`` (a subparsers object; ``text``: COMMAND's help)."""
+    return sub.add_parser(command, help=text).add_subparsers(
+        dest=f"{command}_command", required=True, metavar="ACTION", parser_class=_Parser,
+        help=f"python -m bench {command} ACTION --help for its options")
 
 
 def _grid_common(p: argparse.ArgumentParser) -> None:
@@ -315,7 +293,7 @@ def _runs_common(p: argparse.ArgumentParser) -> None:
 
 
 # Subcommands that answer without torch: they leave the plugins to the registries they may read.
-TORCH_FREE = ("methods", "models", "runs list", "runs show", "runs compare")
+TORCH_FREE = ("methods", "models", "datasets", "runs list", "runs show", "runs compare")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a user error, an OSError or a bug, each one line
         if args.debug:
             raise
-        if user_error(exc):
+        if isinstance(exc, UserError):
             print(f"error: {one_line(str(exc))}", file=sys.stderr)
             return 2
         if isinstance(exc, OSError):

@@ -10,15 +10,8 @@ import re
 
 
 class UserError(Exception):
-    """Bad input from the user (config, file, option): reported without a traceback."""
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Every exception type the CLI reports as one clear line (imports the registries lazily)."""
-    from methods import MethodError
-    from models import ModelError
-
-    return (UserError, MethodError, ModelError)
+    """Bad input from the user (config, file, option): reported without a traceback. The one user-error type:
+    ``methods.MethodError`` and ``models.ModelError`` subclass it (and ``ValueError``)."""
 
 
 VALUE_CHARS = 80  # a quoted value in a message is cut to this many characters, with an ellipsis

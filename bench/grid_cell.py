@@ -13,14 +13,15 @@ from pathlib import Path
 
 from bench.dispatch.grid import load_grid
 from bench.errors import UserError
+from bench.tomlfile import load_toml
 from bench.run import config as configs
 from bench.run.commands import cli_run
-from bench.run.reproduce import FLAG_KEYS
+from bench.run.settings import FLAG_KEYS
 
 
 def is_grid_file(path: str | Path) -> bool:
     """Does the TOML file ``path`` hold a grid (a ``[defaults]`` or ``[axes]`` table)?"""
-    raw = configs.load_toml(path)
+    raw = load_toml(path)
     return isinstance(raw.get("defaults"), dict) or isinstance(raw.get("axes"), dict)
 
 

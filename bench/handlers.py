@@ -1,16 +1,12 @@
 """What ``python -m bench`` (``bench.cli``) needs besides its parser, without importing torch: each
-subcommand's handler by name (imported when it runs), the package version, and which exceptions are user
-errors.
+subcommand's handler by name (imported when it runs), and the package version.
 """
 
 from __future__ import annotations
 
-import sys
-
-from bench.errors import UserError
 
 # Each subcommand's handler, "module:function", imported when the subcommand runs: the modules of training,
-# data and reports import torch (several seconds), which --help, --version, methods, models and runs do not
+# data and reports import torch (several seconds), which --help, --version, methods, models, datasets and runs do not
 # need (tests/test_first_contact.py checks that they leave torch unimported).
 HANDLERS = {
     "methods": "bench.describe:cli_methods", "models": "bench.describe:cli_models",
@@ -50,14 +46,3 @@ def package_version() -> str:
     except (OSError, KeyError, tomllib.TOMLDecodeError):
         return "unknown (not installed)"
 
-
-def user_error(exc: BaseException) -> bool:
-    """Is ``exc`` a user error (``bench.errors.user_error_types``)? Without importing the registries: a
-    ``MethodError`` or ``ModelError`` can only come from a module already imported."""
-    if isinstance(exc, UserError):
-        return True
-    for module, name in (("methods", "MethodError"), ("models", "ModelError")):
-        found = sys.modules.get(module)
-        if found is not None and isinstance(exc, getattr(found, name)):
-            return True
-    return False

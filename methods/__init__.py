@@ -9,10 +9,9 @@ from . import builtin as _builtin  # noqa: F401  (registers the eight built-in m
 from . import activations as _activations  # noqa: F401  (registers the activation quantizers)
 from . import w1a1 as _w1a1  # noqa: F401  (registers the eight BiBench W1A1 methods)
 from .activations import create_activation
-from .base import (
-    ActivationQuantizer,
-    Method,
-    MethodError,
+from .base import ActivationQuantizer, Method
+from .errors import MethodError
+from .registry import (
     compose,
     create_method,
     get_activation_class,

@@ -19,30 +19,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-import fnmatch
-
 from .autograd import quantize_eagerly
-from .errors import MethodError, close_match_hint
+from .registry import ACTIVATIONS
 from .schedule import Parameters
-
-# name -> activation quantizer class (``methods.register_activation`` fills it)
-ACTIVATIONS: dict[str, type] = {}
-
-
-def list_activations(pattern: str = "*") -> list[str]:
-    """Sorted keys of the registered activation quantizers matching an fnmatch pattern."""
-    return sorted(k for k in ACTIVATIONS if fnmatch.fnmatchcase(k, pattern))
-
-
-def get_activation_class(name: str):
-    """The activation quantizer registered as ``name``; else a ``MethodError`` with a close-match hint."""
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        valid = sorted(ACTIVATIONS)
-        raise MethodError(f"unknown activation quantizer {name!r}{close_match_hint(name, valid)} "
-                          f"(valid: {', '.join(valid)})") from None
-
 
 class ActivationQuantizer(Parameters):
     """F and B' on the raw input x of a binarized layer (α = 1); register with ``@register_activation(name)``.
@@ -102,3 +81,56 @@ class ActivationQuantizer(Parameters):
     def output(self, y: Tensor, **learned: Tensor) -> Tensor:
         """The layer's output as the method's layer computes it (``scales_output``; default: y itself)."""
         return y
+
+
+
+class InputQuantizer(nn.Module):
+    """Attached to a binarized layer as ``<layer>.input_quantizer``; a forward pre-hook on the layer replaces
+    its input by ``quantizer.apply(x)`` (training forward and F(w) model) or ``quantizer.deploy(x)``
+    (``deployed = True``). Owns the quantizer's learnable per-layer tensors as ``nn.Parameter``s."""
+
+    def __init__(self, quantizer: ActivationQuantizer, layer: nn.Module):
+        super().__init__()
+        self.quantizer = quantizer
+        self.deployed = False
+        self._names = []
+        for name, value in quantizer.layer_parameters(layer).items():
+            self.register_parameter(name, nn.Parameter(value.to(layer.weight.device, torch.float32)))
+            self._names.append(name)
+
+    def learned(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in self._names}
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.deployed:
+            return self.quantizer.deploy(x, **self.learned())
+        return self.quantizer.apply(x, training=self.training, **self.learned())
+
+    def extra_repr(self) -> str:
+        return f"{self.quantizer.name}, deployed={self.deployed}"
+
+
+    def scale_output(self, y: Tensor) -> Tensor:
+        """The quantizer's factor on the layer's output (XNOR-Net++'s h ⊗ w), training and deployed alike."""
+        return self.quantizer.output(y, **self.learned())
+
+
+def _pre_hook(layer: nn.Module, args):
+    return (layer.input_quantizer(args[0]), *args[1:])
+
+
+def _output_hook(layer: nn.Module, args, output):
+    return layer.input_quantizer.scale_output(output)
+
+
+def attach_input_quantizer(layer: nn.Module, quantizer: ActivationQuantizer) -> InputQuantizer:
+    """Add ``layer.input_quantizer`` and the forward pre-hook that applies it."""
+    module = InputQuantizer(quantizer, layer)
+    layer.add_module("input_quantizer", module)
+    layer._proxbench_input_hook = layer.register_forward_pre_hook(_pre_hook)
+    if quantizer.scales_output:
+        layer._proxbench_output_hook = layer.register_forward_hook(_output_hook)
+    return module
+
+
+ACTIVATIONS.holds(ActivationQuantizer, "methods.ActivationQuantizer")  # what register_activation accepts

@@ -27,6 +27,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .base import Method, MethodError, create_method
+from .activation_base import attach_input_quantizer
 from .batched import BatchedWeights
 from .deploy import LATENT_WEIGHT_KEY, deployed_weight  # noqa: F401  (LATENT_WEIGHT_KEY: re-exported)
 from .fused import FusedWeights
@@ -261,8 +262,6 @@ def unfuse(model: nn.Module) -> None:
 
 
 def _attach_inputs(model: nn.Module, method: Method, names: list[str], deployed: bool = False) -> None:
-    from .activations import attach_input_quantizer
-
     modules = dict(model.named_modules())
     for name in names:
         attach_input_quantizer(modules[name], method.act).deployed = deployed

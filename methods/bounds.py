@@ -16,7 +16,9 @@ import math
 import numbers
 from dataclasses import dataclass
 
-from .errors import MethodError, close_match_hint
+from bench.registry import close_match_hint
+
+from .errors import MethodError
 
 SCALES = ("channel", "tensor", "none")
 SCHEDULE_SHAPES = ("linear", "geometric")

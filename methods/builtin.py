@@ -38,9 +38,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import register_method
 from .bounds import Bound, non_negative, one_of, positive
 from .method import Method, Traits
+from .registry import register_method
 from .batched import (alphas_all, linear_quantize_all, sign_all, sign_swish_all, sign_swish_grad_all,
                       soft_sign_prox_all)
 from .functional import clamp_quantizer, clip_grad_mul, linear_quantizer, sign, sign_swish, sign_swish_grad, soft_sign_prox

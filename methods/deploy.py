@@ -43,8 +43,6 @@ def deployed_weight(method, w: Tensor, learned: dict[str, Tensor]) -> Tensor:
     ``export_parts(w, **learned)``."""
     if not learned:
         return method.export(w)
-    if hasattr(method, "export_learned"):  # TEMPORARY: the W1A1 module's former interface
-        return method.export_learned(w, **learned)
     with torch.no_grad():
         bits, alpha = method.export_parts(w, **learned)
         return signed(bits, alpha.detach() if isinstance(alpha, Tensor) else alpha, w.dtype)

@@ -20,7 +20,28 @@
 
 #define PARALLEL_MIN 32768
 
+/* glibc's vector math library (libmvec, glibc >= 2.22 on x86-64, linked through libm) has SIMD forms of
+ * sinf and cosf: declared so, the loops below that call them vectorise (FDA's noise term). Elsewhere (an
+ * older glibc's headers, as a conda sysroot's, other systems) they stay scalar calls. */
+#if defined(__GLIBC__) && defined(__x86_64__) && defined(__GLIBC_PREREQ)
+#if __GLIBC_PREREQ(2, 22)
+__attribute__((__simd__("notinbranch"))) float sinf(float);
+__attribute__((__simd__("notinbranch"))) float cosf(float);
+#endif
+#endif
+
 static inline float sign1(float x) { return x >= 0.0f ? 1.0f : -1.0f; }
+
+/* [lo, hi): the calling thread's share of count items in an OpenMP team (all of them outside one) */
+static inline void thread_block(int64_t count, int64_t *lo, int64_t *hi) {
+    int t = 0, team = 1;
+#ifdef _OPENMP
+    t = omp_get_thread_num();
+    team = omp_get_num_threads();
+#endif
+    *lo = count * t / team;
+    *hi = count * (t + 1) / team;
+}
 
 /* max(0, 2 - 2|d|): Bi-Real's ApproxSign'; the order of the eager form |d|*(-2) + 2, then the clamp (NaN kept) */
 static inline float approx_sign_grad(float d) {
@@ -60,6 +81,49 @@ void pb_fourier_backward(const float *grad, const float *x, const float *c, floa
     }
 }
 
+/* FDA's activation with the noise term of a layer without hidden noise layers (fewer than 64 inputs):
+ * out = sign(x) + sin(x) * c, c = 0.1 * lambda(t) */
+void pb_fda_forward(const float *x, float *out, float c, int64_t n, int threads) {
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n >= PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) out[i] = sign1(x[i]) + sinf(x[i]) * c;
+}
+
+/* ... and its backward: out = grad * sum_k c[k] x^(2k) where |x| <= 1 (else 0), plus (grad * c) * cos(x),
+ * the two terms as pb_fourier_backward and autograd's sin/mul backward compute them */
+void pb_fda_backward(const float *grad, const float *x, const float *coef, float c, float *out, int64_t n,
+                     int threads) {
+#pragma omp parallel for simd num_threads(threads) schedule(static) if (n >= PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        float u = x[i] * x[i], p = 0.0f;
+        for (int k = FOURIER_TERMS - 1; k >= 0; k--) p = fmaf(p, u, coef[k]);
+        const float series = fabsf(x[i]) <= 1.0f ? grad[i] * p : 0.0f;
+        out[i] = series + (grad[i] * c) * cosf(x[i]);
+    }
+}
+
+/* XNOR-Net++'s output factor f (one value per position of an [outer, inner] tensor, broadcast along outer)
+ * backward: out = grad * f, and grad_f[j] = sum over outer of grad * y (in double, outer by outer) */
+void pb_position_scale_backward(const float *grad, const float *y, const float *f, float *out, float *grad_f,
+                                int64_t outer, int64_t inner, int threads) {
+#pragma omp parallel num_threads(threads) if (outer * inner >= PARALLEL_MIN)
+    {
+        int64_t j0, j1; /* each thread owns a block of positions and walks every row of it */
+        thread_block(inner, &j0, &j1);
+        double *acc = calloc((size_t)(j1 - j0) + 1, sizeof(double));
+        for (int64_t o = 0; o < outer; o++) {
+            const float *g = grad + o * inner, *yo = y + o * inner;
+            float *oo = out + o * inner;
+#pragma omp simd
+            for (int64_t j = j0; j < j1; j++) {
+                oo[j] = g[j] * f[j];
+                acc[j - j0] += (double)(g[j] * yo[j]);
+            }
+        }
+        for (int64_t j = j0; j < j1; j++) grad_f[j] = (float)acc[j - j0];
+        free(acc);
+    }
+}
+
 /* x seen as [outer, channels, inner], beta one value per channel: out = sign(x - beta) */
 void pb_rsign_forward(const float *x, const float *beta, float *out, int64_t outer, int64_t channels,
                       int64_t inner, int threads) {
@@ -79,13 +143,8 @@ void pb_rsign_backward(const float *grad, const float *x, const float *beta, flo
                        int64_t outer, int64_t channels, int64_t inner, int threads) {
 #pragma omp parallel num_threads(threads) if (outer * channels * inner >= PARALLEL_MIN)
     {
-        int t = 0, team = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        team = omp_get_num_threads();
-#endif
-        /* each thread owns a block of channels and walks every row of its block in memory order */
-        int64_t c0 = channels * t / team, c1 = channels * (t + 1) / team;
+        int64_t c0, c1; /* each thread owns a block of channels and walks every row of its block in memory order */
+        thread_block(channels, &c0, &c1);
         double *acc = calloc((size_t)(c1 - c0) + 1, sizeof(double));
         for (int64_t o = 0; o < outer; o++) {
             for (int64_t c = c0; c < c1; c++) {

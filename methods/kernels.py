@@ -27,9 +27,11 @@ Each function below returns the result, or None when the caller should use its e
 Agreement with the eager forms: signs and every elementwise backward (ApproxSign', RSign, DoReFa, the clipped
 ones) bit for bit for finite gradients (no fused multiply-add: ``-ffp-contract=off``, and the eager forms'
 order of operations); FDA's series to float32 rounding (one fused multiply-add per term; bit for bit where
-ATen's ``addcmul`` fuses too, as on this project's AVX-512 test machine); the sums (ReCU's per-sample and
-per-channel statistics, RSign's ∂L/∂β) are taken in another order than ATen's, so they differ in the last
-bits.
+ATen's ``addcmul`` fuses too, as on this project's AVX-512 test machine); FDA's noise term sin(x)·c and
+its backward cos(x)·c (``fda_forward``/``fda_backward``) to an ulp of sin and cos (glibc's vector forms, not
+ATen's SLEEF: added to ±1 the forward differs in about one element in two thousand, by one ulp); the
+sums (ReCU's per-sample and per-channel statistics, RSign's ∂L/∂β, XNOR-Net++'s ∂L/∂(h ⊗ w)) are taken in
+another order than ATen's, so they differ in the last bits.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ _SIGNATURES = {
     "pb_approx_sign_backward": (_P, _P, _P, _N, _T),
     "pb_unit_interval_backward": (_P, _P, _P, _N, _T),
     "pb_fourier_backward": (_P, _P, _P, _P, _N, _T),
+    "pb_fda_forward": (_P, _P, ctypes.c_float, _N, _T),
+    "pb_fda_backward": (_P, _P, _P, ctypes.c_float, _P, _N, _T),
+    "pb_position_scale_backward": (_P, _P, _P, _P, _P, _N, _N, _T),
     "pb_rsign_forward": (_P, _P, _P, _N, _N, _N, _T),
     "pb_rsign_backward": (_P, _P, _P, _P, _P, _N, _N, _N, _T),
     "pb_recu_forward": (_P, _P, _P, _P, _N, _N, _T),
@@ -189,7 +194,7 @@ def _padded_floats(values: tuple[float, ...]):
 
 def fourier_backward(grad: Tensor, x: Tensor, coefficients: tuple[float, ...]) -> Tensor | None:
     """grad·Σ_k a_k·x^{2k} where |x| ≤ 1, else 0, by Horner's rule in x² over ``coefficients`` (a_0, a_1, …,
-    at most ``FOURIER_TERMS``): FDA's B' as a power series (``methods.activations._fourier_series_coefficients``).
+    at most ``FOURIER_TERMS``): FDA's B' as a power series (``methods.activation_grads.fourier_series_coefficients``).
     Any size: FDA's weights too (one call instead of ~12 operators)."""
     if not 0 < len(coefficients) <= FOURIER_TERMS or not usable(x, grad, min_elements=0) or grad.shape != x.shape:
         return None
@@ -197,6 +202,40 @@ def fourier_backward(grad: Tensor, x: Tensor, coefficients: tuple[float, ...]) -
     c = _padded_floats(tuple(coefficients))
     ok = _call("pb_fourier_backward", grad.data_ptr(), x.data_ptr(), ctypes.addressof(c), out.data_ptr(), x.numel())
     return out if ok else None
+
+
+def fda_forward(x: Tensor, c: float) -> Tensor | None:
+    """sign(x) + c·sin(x) (FDA's activation with the noise term of a layer too narrow for the hidden noise
+    layers, c = 0.1·λ(t)); sin from glibc's vector math library where there is one (x86-64 Linux): within an
+    ulp of ATen's, so the sum with ±1 is ATen's but for about one element in a thousand (one ulp)."""
+    if not usable(x):
+        return None
+    out = _new(x)
+    return out if _call("pb_fda_forward", x.data_ptr(), out.data_ptr(), c, x.numel()) else None
+
+
+def fda_backward(grad: Tensor, x: Tensor, coefficients: tuple[float, ...], c: float) -> Tensor | None:
+    """grad·Σ_k a_k·x^{2k}·1[|x| ≤ 1] + (grad·c)·cos(x): ``fda_forward``'s backward, with FDA's B' as
+    ``fourier_backward`` computes it (cos as ``fda_forward``'s sin: within an ulp of ATen's)."""
+    if not 0 < len(coefficients) <= FOURIER_TERMS or not usable(x, grad) or grad.shape != x.shape:
+        return None
+    out = _new(x)
+    coef = _padded_floats(tuple(coefficients))
+    ok = _call("pb_fda_backward", grad.data_ptr(), x.data_ptr(), ctypes.addressof(coef), c, out.data_ptr(),
+               x.numel())
+    return out if ok else None
+
+
+def position_scale_backward(grad: Tensor, y: Tensor, f: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(grad·f, Σ grad·y over the leading dimensions) for an output y·f, f one value per position of y's last
+    ``f.dim()`` dimensions, broadcast along the rest (XNOR-Net++'s h ⊗ w); ∂L/∂f shaped as f."""
+    if not usable(grad, y, f) or grad.shape != y.shape or y.shape[y.dim() - f.dim():] != f.shape:
+        return None
+    inner = f.numel()
+    out, grad_f = _new(grad), torch.empty(f.shape, dtype=torch.float32)
+    ok = _call("pb_position_scale_backward", grad.data_ptr(), y.data_ptr(), f.data_ptr(), out.data_ptr(),
+               grad_f.data_ptr(), y.numel() // inner, inner)
+    return (out, grad_f) if ok else None
 
 
 def _channel_layout(x: Tensor, beta: Tensor) -> tuple[int, int, int] | None:

@@ -29,12 +29,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .activation_base import get_activation_class
 from .autograd import channel_scale, eager_alpha, scaled_quantize, straight_through
 from .bounds import Bound
 from .deploy import signed
 from .errors import MethodError
 from .functional import sign
+from .registry import METHODS, get_activation_class
 from .schedule import Parameters
 
 AUTHOR_SURFACE = (
@@ -93,36 +93,6 @@ RETIRED = {
 }
 
 
-# TEMPORARY (until these modules declare traits/formulas/style): their classes' former attributes are read once
-_NOT_YET_DECLARED = ("methods.w1a1", "methods.activations", "methods.base")
-
-
-def _adopt_former_interface(cls) -> None:
-    """Turn a class's former attributes into ``traits``, ``formulas`` and ``style`` (then deleted)."""
-    from dataclasses import replace
-
-    own = cls.__dict__
-    flags = {k: own[k] for k in ("identity_backward", "forward_is_export", "elementwise", "binarizes") if k in own}
-    if "elementwise" not in own and any(k in own for k in ("forward", "quantize", "weight_parameters")):
-        flags["elementwise"] = False
-    if "forward" in own and "quantize" not in own:
-        cls.quantize = lambda self, w, **learned: own["forward"](self, w)
-    if "weight_parameters" in own or "export_learned" in own:
-        flags["learned"] = True
-    if "set_progress" in own and "set_progress_tensors" not in own:
-        flags["traced_schedule"] = False
-    if flags:
-        cls.traits = replace(cls.traits, **flags)
-    names = ("forward_formula", "backward_formula", "hooks_formula")
-    if any(k in own for k in names):
-        cls.formulas = tuple(own.get(k, inherited) for k, inherited in zip(names, cls.formulas))
-    if any(k in own for k in ("label", "color", "marker", "symbols")):
-        cls.style = {k: own[k] for k in ("label", "color", "marker", "symbols") if k in own}
-    for key in RETIRED:
-        if key in own and key != "export_learned":
-            delattr(cls, key)
-
-
 class Method(Parameters):
     """Base class of every binarization method (register subclasses with ``@methods.register_method``); see
     the module docstring and ``AUTHOR_SURFACE``."""
@@ -141,12 +111,10 @@ class Method(Parameters):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.__module__ in _NOT_YET_DECLARED:
-            _adopt_former_interface(cls)
         for key, replacement in RETIRED.items():
-            if key in cls.__dict__ and not (key == "export_learned" and cls.__module__ in _NOT_YET_DECLARED):
+            if key in cls.__dict__:
                 raise MethodError(f"{cls.__qualname__} sets {key!r}: methods.Method declares {replacement} instead")
-        if "export" in cls.__dict__ and cls.__module__ not in _NOT_YET_DECLARED:
+        if "export" in cls.__dict__:
             raise MethodError(f"{cls.__qualname__} overrides export: the deployed weight is α·(2·bits − 1), so give "
                               "export_parts(w) -> (bits, α) and declare methods.Traits(custom_export=True)")
         if "quantize" in cls.__dict__ and cls.traits.elementwise:
@@ -309,3 +277,6 @@ class Method(Parameters):
         and B' are elementwise, θ = α·F(w/α) (not θ = w) and no per-layer learnable tensor."""
         traits = self.traits
         return traits.elementwise and self.binarizes and not traits.identity_forward and not traits.learned
+
+
+METHODS.holds(Method, "methods.Method")  # what register_method accepts

@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 
 from .bounds import Bound, check_value, merged_bounds
-from .errors import MethodError, close_match_hint
+from bench.registry import close_match_hint
+
+from .errors import MethodError
 
 
 class ScheduleTensors(torch.nn.Module):

@@ -122,6 +122,15 @@ class BiRealResNet(nn.Module):
         return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
 
 
+REACT_NOTE = {False: "", True: " and RPReLU after each (ReActNet)"}  # what a ReActNet variant adds
+
+
+def _described(build, name: str, doc: str):
+    """``build`` with its ``__name__`` and the docstring ``register_model`` shows as its description."""
+    build.__name__, build.__doc__ = name, doc
+    return build
+
+
 def _cifar_builder(depth: int, react: bool):
     n = (depth - 2) // 6
     variant = "react" if react else "bireal"
@@ -131,12 +140,10 @@ def _cifar_builder(depth: int, react: bool):
             raise ModelError(f"resnet{depth}-{variant}: img_size must be at least 8, got {img_size}")
         return BiRealResNet((n, n, n), (16, 32, 64), num_classes, in_chans, react, shortcut=shortcut)
 
-    extra = " and RPReLU after each (ReActNet)" if react else ""
-    build.__doc__ = (f"ResNet-{depth} for binary activations: a real-valued shortcut around each of its "
-                     f"{6 * n} binarized convs (Bi-Real Net){extra}, no ReLU; shortcut=\"conv\" (default: avg-pool + "
-                     f"1×1 conv + BN where the shape changes) or \"repeat\" (parameter-free).")
-    build.__name__ = f"resnet{depth}_{variant}"
-    return build
+    return _described(build, f"resnet{depth}_{variant}",
+                      f"ResNet-{depth} for binary activations: a real-valued shortcut around each of its {6 * n} "
+                      f"binarized convs (Bi-Real Net){REACT_NOTE[react]}, no ReLU; shortcut=\"conv\" (default: "
+                      f"avg-pool + 1×1 conv + BN where the shape changes) or \"repeat\" (parameter-free).")
 
 
 def _resnet18_builder(react: bool):
@@ -151,12 +158,10 @@ def _resnet18_builder(react: bool):
         return BiRealResNet((2, 2, 2, 2), (64, 128, 256, 512), num_classes, in_chans, react, imagenet_stem,
                             shortcut)
 
-    extra = " and RPReLU after each (ReActNet)" if react else ""
-    build.__doc__ = (f"ResNet-18 for binary activations (Bi-Real Net 18): a real-valued shortcut around each "
-                     f"of its 16 binarized convs{extra}; CIFAR stem below 112 px; shortcut=\"conv\" (default) or "
-                     f"\"repeat\", as the CIFAR ones.")
-    build.__name__ = f"resnet18_{variant}"
-    return build
+    return _described(build, f"resnet18_{variant}",
+                      f"ResNet-18 for binary activations (Bi-Real Net 18): a real-valued shortcut around each of "
+                      f"its 16 binarized convs{REACT_NOTE[react]}; CIFAR stem below 112 px; shortcut=\"conv\" "
+                      f"(default) or \"repeat\", as the CIFAR ones.")
 
 
 for _react in (False, True):

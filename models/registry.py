@@ -13,26 +13,21 @@ it. Extra keyword arguments are checked against the builder's own keyword parame
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
 from torch import nn
 
+from bench.errors import UserError
+from bench.registry import Registry, close_match_hint
+
 FAMILIES = ("cnn", "vit")
 _POSITIONAL = ("num_classes", "in_chans", "img_size", "pretrained")
 
 
-class ModelError(ValueError):
+class ModelError(UserError, ValueError):
     """A user-facing error about models: unknown name or keyword, bad input size, missing weights."""
-
-
-def close_match_hint(name: str, valid: list[str]) -> str:
-    """'; did you mean X?' for the closest valid name, or ''."""
-    match = difflib.get_close_matches(name, valid, n=1, cutoff=0.5)
-    return f"; did you mean {match[0]!r}?" if match else ""
 
 
 @dataclass(frozen=True)
@@ -57,7 +52,7 @@ class ModelInfo:
         return (self.default_in_chans, self.default_img_size, self.default_img_size)
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
+MODELS: Registry[ModelInfo] = Registry("model", error=ModelError, sort=True)
 
 
 def register_model(
@@ -75,7 +70,8 @@ def register_model(
     ``description`` defaults to the first paragraph of the builder's docstring (on one line). ``has_pretrained`` says whether
     the builder can load pretrained weights; ``create_model(..., pretrained=True)`` of any other model is a
     ``ModelError``. ``same_weights_kwargs``: builder keywords that do not change the parameters (a grid's
-    fine-tune may start from an fp parent built with other values of them). Re-registering a name replaces it.
+    fine-tune may start from an fp parent built with other values of them). A name held by another module's
+    builder is a ``ModelError`` naming both modules; the same module registering it again replaces it.
     """
     if family not in FAMILIES:
         raise ModelError(f"@register_model({name!r}): family must be one of {', '.join(FAMILIES)}, got {family!r}")
@@ -89,7 +85,7 @@ def register_model(
         if set(same_weights_kwargs) - set(extra):
             raise ModelError(f"@register_model({name!r}): same_weights_kwargs must be keywords of the builder")
         doc = " ".join((inspect.getdoc(fn) or name).strip().split("\n\n")[0].split())  # the first paragraph
-        _REGISTRY[name] = ModelInfo(
+        MODELS.add(name, ModelInfo(
             name=name,
             family=family,
             description=description or doc,
@@ -99,7 +95,7 @@ def register_model(
             kwargs=extra,
             builder=fn,
             same_weights_kwargs=tuple(same_weights_kwargs),
-        )
+        ), fn.__module__)
         return fn
 
     return decorator
@@ -107,16 +103,12 @@ def register_model(
 
 def list_models(pattern: str = "*") -> list[str]:
     """Sorted registered names matching an fnmatch pattern (``list_models("resnet*")``)."""
-    return sorted(k for k in _REGISTRY if fnmatch.fnmatchcase(k, pattern))
+    return MODELS.names(pattern)
 
 
 def model_info(name: str) -> ModelInfo:
     """The registry entry of ``name`` (family, description, default input, accepted keywords)."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        valid = list_models()
-        raise ModelError(f"unknown model {name!r}{close_match_hint(name, valid)} (valid: {', '.join(valid)})") from None
+    return MODELS.get(name)
 
 
 def create_model(

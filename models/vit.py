@@ -63,23 +63,20 @@ def cached_timm_weights(name: str) -> dict:
     return {"file": str(path), "source": "", "custom_load": False}
 
 
+def _shape(name: str, num_classes, in_chans, img_size, patch_size, drop_path_rate) -> dict:
+    """The keyword arguments of timm's ``VisionTransformer`` that every ViT here passes through as given, the
+    patch size checked against the image (``_check_patch``)."""
+    return {"img_size": img_size, "patch_size": _check_patch(name, img_size, patch_size), "in_chans": in_chans,
+            "num_classes": num_classes, "drop_path_rate": drop_path_rate}
+
+
 def _timm_builder(name: str):
     def build(num_classes, in_chans, img_size, pretrained, patch_size=None, drop_rate=0.0, drop_path_rate=0.0):
         import timm
 
-        patch_size = _check_patch(name, img_size, patch_size)
         extra = {"pretrained_cfg_overlay": cached_timm_weights(name)} if pretrained else {}
-        return timm.create_model(
-            name,
-            pretrained=pretrained,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            img_size=img_size,
-            patch_size=patch_size,
-            drop_rate=drop_rate,
-            drop_path_rate=drop_path_rate,
-            **extra,
-        )
+        return timm.create_model(name, pretrained=pretrained, drop_rate=drop_rate, **extra,
+                                 **_shape(name, num_classes, in_chans, img_size, patch_size, drop_path_rate))
 
     build.__name__ = name
     build.__doc__ = TIMM_VITS[name]
@@ -99,15 +96,5 @@ def vit_mini(num_classes, in_chans, img_size, pretrained, patch_size=None, embed
     """
     from timm.models.vision_transformer import VisionTransformer
 
-    patch_size = _check_patch("vit-mini", img_size, patch_size)
-    return VisionTransformer(
-        img_size=img_size,
-        patch_size=patch_size,
-        in_chans=in_chans,
-        num_classes=num_classes,
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=mlp_ratio,
-        drop_path_rate=drop_path_rate,
-    )
+    return VisionTransformer(embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                             **_shape("vit-mini", num_classes, in_chans, img_size, patch_size, drop_path_rate))

@@ -257,7 +257,7 @@ def test_a_plugin_declares_bounds_and_gets_the_checks():
         with pytest.raises(UserError, match="parameter gamma must be a number, got 'half'"):
             configs.resolve({"method": name, "method_params": {"gamma": "half"}})
     finally:
-        methods.base._REGISTRY.pop(name, None)
+        methods.registry.METHODS.unregister(name)
 
 
 def test_a_default_outside_its_own_bounds_is_refused():

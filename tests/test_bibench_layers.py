@@ -68,47 +68,34 @@ ref_torch = _TorchOfTheReference()
 
 
 # -- transcriptions (bibench/models/layers/*.py, the Conv2d classes) ------------------------------------------
+# The three lines every file repeats are written once: the clamp straight-through estimator, and the
+# per-output-channel mean |w| (XNOR-Net's scale).
+def _clamp_ste(value, binary_no_grad):
+    """``binary_no_grad.detach() - cliped.detach() + cliped`` with ``cliped = torch.clamp(value, -1.0, 1.0)``."""
+    cliped = ref_torch.clamp(value, -1.0, 1.0)
+    return binary_no_grad.detach() - cliped.detach() + cliped
+
+
+def _scaling_factor(t):
+    """``torch.mean`` of ``abs(t)`` over dims 3, 2, 1 (keepdim), detached."""
+    return torch.mean(torch.mean(torch.mean(abs(t), dim=3, keepdim=True), dim=2, keepdim=True), dim=1,
+                      keepdim=True).detach()
+
+
 def ref_bnn(x, real_weights, sign):
     """bnn.py, ``BNNConv2d.forward``."""
-    binary_input_no_grad = sign(x)
-    cliped_input = ref_torch.clamp(x, -1.0, 1.0)
-    x = binary_input_no_grad.detach() - cliped_input.detach() + cliped_input
-    binary_weights_no_grad = sign(real_weights)
-    cliped_weights = ref_torch.clamp(real_weights, -1.0, 1.0)
-    binary_weights = binary_weights_no_grad.detach() - cliped_weights.detach() + cliped_weights
-    return conv(x, binary_weights)
+    return conv(_clamp_ste(x, sign(x)), _clamp_ste(real_weights, sign(real_weights)))
 
 
 def ref_xnor(x, real_weights, sign):
     """xnor.py, ``XNORConv2d.forward``."""
-    real_input = x
-    scaling_factor_x = torch.mean(torch.mean(torch.mean(abs(real_input), dim=3, keepdim=True), dim=2, keepdim=True),
-                                  dim=1, keepdim=True)
-    scaling_factor_x = scaling_factor_x.detach()
-    binary_input_no_grad = scaling_factor_x * sign(x)
-    cliped_input = ref_torch.clamp(x, -1.0, 1.0)
-    x = binary_input_no_grad.detach() - cliped_input.detach() + cliped_input
-    scaling_factor = torch.mean(torch.mean(torch.mean(abs(real_weights), dim=3, keepdim=True), dim=2, keepdim=True),
-                                dim=1, keepdim=True)
-    scaling_factor = scaling_factor.detach()
-    binary_weights_no_grad = scaling_factor * sign(real_weights)
-    cliped_weights = ref_torch.clamp(real_weights, -1.0, 1.0)
-    binary_weights = binary_weights_no_grad.detach() - cliped_weights.detach() + cliped_weights
-    return conv(x, binary_weights)
+    x = _clamp_ste(x, _scaling_factor(x) * sign(x))
+    return conv(x, _magnitude_aware_weights(real_weights, sign))
 
 
 def ref_dorefa(x, real_weights, sign):
     """dorefa.py, ``DoReFaConv2d.forward``."""
-    binary_input_no_grad = sign(x)
-    cliped_input = ref_torch.clamp(x, -1.0, 1.0)
-    x = binary_input_no_grad.detach() - cliped_input.detach() + cliped_input
-    scaling_factor = torch.mean(torch.mean(torch.mean(abs(real_weights), dim=3, keepdim=True), dim=2, keepdim=True),
-                                dim=1, keepdim=True)
-    scaling_factor = scaling_factor.detach()
-    binary_weights_no_grad = scaling_factor * sign(real_weights)
-    cliped_weights = ref_torch.clamp(real_weights, -1.0, 1.0)
-    binary_weights = binary_weights_no_grad.detach() - cliped_weights.detach() + cliped_weights
-    return conv(x, binary_weights)
+    return conv(_clamp_ste(x, sign(x)), _magnitude_aware_weights(real_weights, sign))
 
 
 def _approx_sign(x, sign):
@@ -124,12 +111,8 @@ def _approx_sign(x, sign):
 
 
 def _magnitude_aware_weights(real_weights, sign):
-    scaling_factor = torch.mean(torch.mean(torch.mean(abs(real_weights), dim=3, keepdim=True), dim=2, keepdim=True),
-                                dim=1, keepdim=True)
-    scaling_factor = scaling_factor.detach()
-    binary_weights_no_grad = scaling_factor * sign(real_weights)
-    cliped_weights = ref_torch.clamp(real_weights, -1.0, 1.0)
-    return binary_weights_no_grad.detach() - cliped_weights.detach() + cliped_weights
+    """The weights of xnor.py, dorefa.py, bireal.py and react.py: scaling_factor · sign(w), clamp STE."""
+    return _clamp_ste(real_weights, _scaling_factor(real_weights) * sign(real_weights))
 
 
 def ref_bireal(x, real_weights, sign):
@@ -146,13 +129,7 @@ def ref_react(x, real_weights, sign, channel_threshold):
 def ref_xnorpp(x, real_weights, sign, o_scale, h_scale, w_scale):
     """xnorplusplus.py, ``XNORPlusPlusConv2d.forward`` (o_scale (1, C_out, 1, 1), h_scale (1, 1, 2000, 1),
     w_scale (1, 1, 1, 2000), ones at init)."""
-    binary_input_no_grad = sign(x)
-    cliped_input = ref_torch.clamp(x, -1.0, 1.0)
-    x = binary_input_no_grad.detach() - cliped_input.detach() + cliped_input
-    binary_weights_no_grad = sign(real_weights)
-    cliped_weights = ref_torch.clamp(real_weights, -1.0, 1.0)
-    binary_weights = binary_weights_no_grad.detach() - cliped_weights.detach() + cliped_weights
-    y = conv(x, binary_weights)
+    y = conv(_clamp_ste(x, sign(x)), _clamp_ste(real_weights, sign(real_weights)))
     h = h_scale[:, :, :y.shape[2], :]
     w = w_scale[:, :, :, :y.shape[3]]
     return y * o_scale * h * w
@@ -260,10 +237,7 @@ def ref_fda(x, w, sign, n, alpha, weight_noise, act_noise):
     bw = bw + alpha * ew
     ea = ref_noise_a(a, *act_noise)
     ba = ba + alpha * ea
-    scaling_factor = torch.mean(torch.mean(torch.mean(abs(w), dim=3, keepdim=True), dim=2, keepdim=True), dim=1,
-                                keepdim=True)
-    scaling_factor = scaling_factor.detach()
-    bw = bw * scaling_factor
+    bw = bw * _scaling_factor(w)
     return conv(ba, bw)
 
 

@@ -107,6 +107,17 @@ def test_fashion_mnist_found_in_debian_package_and_decoded(fmnist_root):
     assert x5.shape[0] == 5 and y5.tolist() == [9, 2, 1, 1, 6]  # the first test labels, as published
 
 
+def test_cifar_file_layout_is_torchvisions(tmp_path):
+    """The CIFAR split files are named without importing torchvision; they are torchvision's own."""
+    import torchvision
+
+    for name, tv in (("cifar10", torchvision.datasets.CIFAR10), ("cifar100", torchvision.datasets.CIFAR100)):
+        for split, listed in (("train", tv.train_list), ("test", tv.test_list)):
+            cls = D.get_dataset_class(name)
+            expected = [tmp_path / tv.base_folder / f for f, _ in listed]
+            assert [tmp_path / cls.folder / f for f in getattr(cls, f"{split}_files")] == expected
+
+
 def test_missing_datasets_say_how_to_get_them(offline):
     root = offline / "empty-root"
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist.*--data-root / PROXBENCH_DATA"):

@@ -267,7 +267,7 @@ def test_grid_progress_counts_images_per_second_and_eta(tmp_path):
 
 
 # --------------------------------------------------------------------------- the executor registry
-def test_executor_registry_names_capabilities_and_close_match_error(monkeypatch):
+def test_executor_registry_names_capabilities_and_close_match_error():
     from bench.dispatch.executors import Executor, create_executor, get_executor, list_executors, register_executor
     from bench.errors import UserError
 
@@ -284,12 +284,13 @@ def test_executor_registry_names_capabilities_and_close_match_error(monkeypatch)
 
     from bench.dispatch.executors import base
 
-    monkeypatch.setattr(base._EXECUTORS, "_classes", dict(base._EXECUTORS._classes))  # unregistered afterwards
+    with base.EXECUTORS.scoped():  # unregistered afterwards
+        @register_executor("test-only")
+        class Nothing(Executor):
+            pass
 
-    @register_executor("test-only")
-    class Nothing(Executor):
-        pass
-
-    assert list_executors()[-1] == "test-only" and get_executor("test-only") is Nothing and Nothing.name == "test-only"
-    with pytest.raises(TypeError, match="needs a subclass of Executor"):
-        register_executor("not-an-executor")(object)
+        assert list_executors()[-1] == "test-only" and get_executor("test-only") is Nothing
+        assert Nothing.name == "test-only"
+        with pytest.raises(TypeError, match="needs a subclass of Executor"):
+            register_executor("not-an-executor")(object)
+    assert "test-only" not in list_executors()

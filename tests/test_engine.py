@@ -15,7 +15,7 @@ from torch import nn
 import methods
 import models
 from bench.infer import build
-from bench.infer.layers import EngineLayer
+from bench.infer.layers import HUGE_OUTPUT, EngineLayer
 from bench.infer.model import compare, load
 from bench.run.export import save_packed
 
@@ -65,6 +65,12 @@ SHAPES = [  # (layer, input): padding, stride 2, K not a multiple of 64, 1×1, l
     (lambda: nn.Conv2d(16, 20, 1, 1, 0, bias=False), (3, 16, 5, 5)),
     (lambda: nn.Conv2d(5, 7, 5, 1, 2, bias=False), (1, 5, 6, 4)),
     (lambda: nn.Linear(100, 7, bias=False), (5, 100)),
+    # maps at least 16 wide: AVX-512 runs lines.c (tiles across two rows, padded borders, strides 1-3)
+    (lambda: nn.Conv2d(70, 33, 3, 2, 1, bias=False), (2, 70, 9, 37)),
+    (lambda: nn.Conv2d(64, 48, 3, 1, 1, bias=False), (2, 64, 5, 21)),
+    (lambda: nn.Conv2d(16, 20, 1, 1, 0, bias=False), (3, 16, 4, 16)),
+    (lambda: nn.Conv2d(5, 7, 5, 1, 2, bias=False), (1, 5, 6, 19)),
+    (lambda: nn.Conv2d(130, 9, 3, 3, 0, bias=False), (1, 130, 7, 50)),
 ]
 
 
@@ -84,12 +90,39 @@ def test_layer_equals_exact_and_torch(isa, index):
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))
 
 
+def test_threads_give_the_same_output():
+    model = deployed_layer(nn.Conv2d(96, 40, 3, 2, 1, bias=False), "reactnet", negative=True, seed=3)
+    x = torch.randn(5, 96, 23, 47, generator=torch.Generator().manual_seed(3))  # 24 wide: lines.c on AVX-512
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 3):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outs.append(EngineLayer("0", model[0], build.selected_isa())(x))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1])
+
+
+def test_large_output_with_huge_page_advice_is_exact():
+    # 8 MiB of output: the engine asks for transparent huge pages before writing it (HUGE_OUTPUT)
+    model = deployed_layer(nn.Conv2d(64, 32, 3, 1, 1, bias=False), "bireal", negative=True, seed=7)
+    x = torch.randn(1, 64, 256, 256, generator=torch.Generator().manual_seed(7))
+    assert 32 * 256 * 256 * 4 >= HUGE_OUTPUT
+    with torch.no_grad():
+        out = EngineLayer("0", model[0], build.selected_isa())(x)
+    assert torch.equal(out, exact_output(model[0], x))
+
+
 @pytest.mark.parametrize("method", ["reactnet", "xnor", "xnor++", "recu", "fda", "dorefa", "bnn-w1a1"])
 def test_methods_layers(method):
     model = deployed_layer(nn.Conv2d(24, 16, 3, 2, 1, bias=False), method, negative=True)
     x = torch.randn(3, 24, 7, 9, generator=torch.Generator().manual_seed(1))
+    wide = torch.randn(2, 24, 5, 35, generator=torch.Generator().manual_seed(2))  # lines.c on AVX-512
     # channels-last input: the packing reads the strides
-    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+    for inp in (x, x.contiguous(memory_format=torch.channels_last), wide,
+                wide.contiguous(memory_format=torch.channels_last), wide[:, :, :, 1:]):
         with torch.no_grad():
             ref, out = model(inp), EngineLayer("0", model[0], build.selected_isa())(inp)
         torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5 * float(ref.abs().max()))

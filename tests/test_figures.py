@@ -120,8 +120,14 @@ def test_an_unregistered_method_gets_a_fixed_style_outside_the_builtin_palette()
     assert param_symbol("unknown", "beta") == "β" and param_symbol("unknown", "width") == "width"
 
 
-def test_plugins_declare_their_style_and_do_not_inherit_a_registered_ancestors(monkeypatch):
-    monkeypatch.setattr(methods.base, "_REGISTRY", dict(methods.base._REGISTRY))
+@pytest.fixture
+def scoped_methods():
+    """The method registry as it was once the test is over (what the test registers is forgotten)."""
+    with methods.registry.METHODS.scoped() as registry:
+        yield registry
+
+
+def test_plugins_declare_their_style_and_do_not_inherit_a_registered_ancestors(scoped_methods):
 
     @methods.register_method("my-ste")
     class MySTE(methods.Method):
@@ -276,11 +282,11 @@ def test_render_writes_the_same_bytes_twice(tmp_path):
 # -- plot-quantizers ---------------------------------------------------------------------------------
 
 
-def test_plot_quantizers_order_scales_prox_and_determinism(tmp_path, monkeypatch):
+def test_plot_quantizers_order_scales_prox_and_determinism(tmp_path):
     # only the built-ins: other test modules register plugin methods (tanh-ste) when they are imported
-    monkeypatch.setattr(methods.base, "_REGISTRY", {k: v for k, v in methods.base._REGISTRY.items() if k in BUILTIN})
-    paths = plots.plot_quantizers(tmp_path / "a")
-    again = plots.plot_quantizers(tmp_path / "b")
+    with methods.registry.METHODS.scoped(keep=lambda name: name in BUILTIN):
+        paths = plots.plot_quantizers(tmp_path / "a")
+        again = plots.plot_quantizers(tmp_path / "b")
     assert [p.name for p in paths] == ["fp.png", "bc.png", "pc.png", "rpc.png", "pq.png", "bnn.png", "bnnp.png",
                                        "bnnpp.png", "overview.png"]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(paths, again))

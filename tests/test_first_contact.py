@@ -46,7 +46,7 @@ print("ok")
 def test_quick_commands_do_not_import_torch():
     argvs = [["--help"], ["--version"], ["methods"], ["methods", "bnn*"], ["models"], ["models", "resnet*"],
              ["runs", "list"], ["runs", "show", "default/5184"], ["runs", "compare", "default/5184", "default/3ddd"],
-             ["grid", "--help"], ["grid", "status", "--help"]]
+             ["datasets"], ["grid", "--help"], ["grid", "status", "--help"]]
     done = subprocess.run([sys.executable, "-c", TORCH_FREE_SCRIPT.format(argvs=argvs)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
@@ -150,14 +150,17 @@ def _fresh(tmp_path: Path, changes: dict[str, float]) -> Path:
 
 
 def test_spread_and_compare(capsys, tmp_path):
-    fresh = _fresh(tmp_path, {"3ddd2be41a": 91.51, "5184a42e45": 87.00})  # fp +0.10, bnn++ −1.54
+    fp, bnnpp = (json.loads((DEFAULT / f"{rid}.json").read_text())["final"]["acc"]
+                 for rid in ("3ddd2be41a", "5184a42e45"))  # the committed fp and bnn++ cells
+    fresh = _fresh(tmp_path, {"3ddd2be41a": round(fp + 0.10, 2), "5184a42e45": round(bnnpp - 1.54, 2)})
     out_file = tmp_path / "spread.json"
     rc, out, err = run_cli(capsys, "spread", "default", "--results", "results", "--results", fresh,
                            "--out", out_file)
     assert rc == 0, err
     spread = json.loads(out_file.read_text())
-    assert spread["methods"]["fp"] | {"runs": None} == {"n": 2, "min": 91.41, "max": 91.51, "range": 0.1,
-                                                        "mean": 91.46, "std": 0.071, "runs": None}
+    assert spread["methods"]["fp"] | {"runs": None} == {"n": 2, "min": fp, "max": round(fp + 0.10, 2),
+                                                        "range": 0.1, "mean": round(fp + 0.05, 2), "std": 0.071,
+                                                        "runs": None}
     assert spread["command"].startswith("python -m bench spread default --results results")
     measured = tmp_path / "measured.json"
     measured.write_text(json.dumps({"methods": {m: {"n": 3, "min": 0, "max": 0.3, "range": 0.3, "std": 0.15}
@@ -166,7 +169,8 @@ def test_spread_and_compare(capsys, tmp_path):
     assert rc == 0, err
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in out.splitlines() if line.startswith("| ") and "reference" not in line}
-    assert rows["fp"] == ["91.41", "91.51", "+0.10", "0.00–0.30 (range 0.30, std 0.15, 3 runs)", "yes"]
+    assert rows["fp"] == [f"{fp:.2f}", f"{fp + 0.10:.2f}", "+0.10", "0.00–0.30 (range 0.30, std 0.15, 3 runs)",
+                          "yes"]
     assert rows["bnn++"][2:] == ["-1.54", "0.00–0.30 (range 0.30, std 0.15, 3 runs)", "NO"]
     assert rows["bc"][2:] == ["+0.00", "not measured", "—"]
     assert "1 of 2 methods within the measured run-to-run spread" in out

@@ -20,7 +20,6 @@ from torch import nn  # noqa: E402
 
 import methods  # noqa: E402
 import models  # noqa: E402
-from models.registry import _REGISTRY  # noqa: E402
 
 ALL = models.list_models()
 REQUIRED = [
@@ -112,8 +111,13 @@ def test_bad_patch_size_is_a_model_error():
     assert [models.default_patch_size(s) for s in (28, 32, 224)] == [7, 4, 16]
 
 
-def test_register_model_decorator(monkeypatch):
-    monkeypatch.setattr(models.registry, "_REGISTRY", dict(_REGISTRY))
+def test_register_model_decorator():
+    with models.registry.MODELS.scoped():
+        _register_a_toy_model()
+    assert "toy" not in models.list_models()  # forgotten after the scope
+
+
+def _register_a_toy_model():
 
     @models.register_model("toy", default_img_size=8, default_in_chans=1, family="cnn")
     def toy(num_classes, in_chans, img_size, pretrained, width=4):

@@ -4,28 +4,23 @@
   ``sitecustomize`` that blocks both imports, as on the cluster's GPU image);
 * ``perf gpu --quick`` on CPU: the same jobs, timing and table code on a tiny MLP (no timing asserted);
 * every weight method's eager training step (``TrainStep``, ResNet-20, batch 2, SGD) dispatches at most
-  ``BUDGET`` aten ops more than fp's (counted with a ``TorchDispatchMode``; on a GPU each is a kernel launch).
+  ``BUDGET`` aten ops more than fp's (``bench.perf.ops``: a ``TorchDispatchMode``; on a GPU each is a kernel launch).
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import methods
-import models
 
-from bench.run.step import TrainStep
+from bench.perf.ops import BUDGET, eager_step_ops
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUDGET = 100
 
 
 def test_perf_gpu_needs_neither_submitit_nor_ffcv(tmp_path):
@@ -48,31 +43,6 @@ def test_quick_report_code_path_on_cpu():
     assert [r["method"] for r in rows] == ["fp", "bnn++"] and rows[0]["ratio"] == 1.0
     assert all(r["none"] > 0 and r["compile"] > 0 and "capture_error" not in r for r in rows)
     assert "captured step / fp" in gpu_quick.format_quick_table(rows)
-
-
-class _Count(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.ops = collections.Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.ops[str(func)] += 1
-        return func(*args, **(kwargs or {}))
-
-
-def eager_step_ops(key: str, fused: bool = False) -> int:
-    """aten ops one eager ``TrainStep`` of ResNet-20 (batch 2, SGD with momentum) dispatches (the third step)."""
-    torch.manual_seed(0)
-    model = methods.binarize(models.create_model("resnet20", num_classes=10), key, fused=fused)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    step = TrainStep(model, opt, sched, nn.CrossEntropyLoss(), torch.device("cpu"))
-    x, y = torch.randn(2, 3, 32, 32), torch.randint(0, 10, (2,))
-    step(x, y, 0.1)
-    step(x, y, 0.2)
-    with _Count() as count:
-        step(x, y, 0.3)
-    return sum(count.ops.values())
 
 
 def test_eager_step_dispatches_few_ops_more_than_fp():

@@ -59,6 +59,7 @@ def test_the_report_names_the_w1a1_network(tmp_path, capsys):
     text = out.read_text()
     assert "W1A1 methods timed on fmnist-cnn-bireal" in text and "worst W1A1 ratio" in text
     assert "worst weight-method ratio" in text  # bc's
+    assert "aten ops over fp" in text and "most aten ops a weight method's eager step adds to fp's" in text
     rows = [{"method": m, "ratio": r, "network": n} for m, r, n in
             [("fp", 1.0, "resnet20"), ("bc", 1.02, "resnet20"), ("bc fused", 1.01, "resnet20"), ("xnor", 1.2, "resnet20")]]
     assert perf_step.budget_lines(rows, "resnet20") == (
@@ -70,3 +71,16 @@ def test_w1a1_methods_alone_are_timed_against_their_own_network_only():
     rows = perf_step.measure_steps("fmnist-cnn", batch=4, repeats=2, warmup=0, method_keys=["bnn-w1a1"])
     assert [(r["method"], r["network"]) for r in rows] == [("fp (fmnist-cnn-bireal)", "fmnist-cnn-bireal"),
                                                            ("bnn-w1a1", "fmnist-cnn-bireal")]
+
+
+def test_the_op_count_column_is_each_step_over_the_fp_step_of_its_network():
+    from bench.perf.ops import eager_step_ops
+
+    rows = [{"method": "fp", "network": "fmnist-cnn"}, {"method": "bc", "network": "fmnist-cnn"},
+            {"method": "fp (fmnist-cnn-bireal)", "network": "fmnist-cnn-bireal"},
+            {"method": "bnn-w1a1", "network": "fmnist-cnn-bireal"}]
+    over = {r["method"]: r["ops_over_fp"] for r in perf_step.add_op_counts(rows)}
+    assert over["fp"] == over["fp (fmnist-cnn-bireal)"] == 0
+    bireal = [eager_step_ops(k, "fmnist-cnn-bireal", in_chans=1, img_size=28) for k in ("fp", "bnn-w1a1")]
+    assert over["bnn-w1a1"] == bireal[1] - bireal[0] > 0  # sign and B' on every binarized input, at least
+    assert over["bc"] > 0

@@ -29,15 +29,21 @@ def env_with(path: Path) -> dict:
     return env
 
 
-def test_readme_add_a_method_snippet_runs_as_printed(tmp_path):
-    code, command = readme_blocks("Add a method")
-    (tmp_path / "my_methods.py").write_text(code)
-    assert command.startswith("PYTHONPATH=. python -m bench")
+def run_readme_snippet(tmp_path: Path, section: str, module: str) -> tuple[str, dict]:
+    """The README section's code written to ``MODULE.py``, its command run as printed in ``tmp_path`` (with
+    this interpreter): (the command, the ad-hoc run record it wrote)."""
+    code, command = readme_blocks(section)
+    (tmp_path / f"{module}.py").write_text(code)
     argv = [sys.executable] + command.split()[2:]  # 'PYTHONPATH=. python' -> this interpreter, same argv
     out = subprocess.run(argv, cwd=tmp_path, env=env_with(tmp_path), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     (record_file,) = (tmp_path / "work" / "results" / "runs" / "adhoc").glob("*.json")  # ad hoc: under work/
-    record = json.loads(record_file.read_text())
+    return command, json.loads(record_file.read_text())
+
+
+def test_readme_add_a_method_snippet_runs_as_printed(tmp_path):
+    command, record = run_readme_snippet(tmp_path, "Add a method", "my_methods")
+    assert command.startswith("PYTHONPATH=. python -m bench")
     assert record["config"]["method"] == "tanh-ste"
     assert record["config"]["method_params"]["beta_end"] == 20
     assert record["status"] == "done" and record["final"]["acc"] > 30  # learns well above chance (10%)
@@ -90,14 +96,8 @@ def test_entry_point_plugin(tmp_path):
 
 def test_readme_add_a_dataset_snippet_runs_as_printed(tmp_path):
     """The "Add a dataset" class registers, is listed, and trains by name through --plugin."""
-    code, command = readme_blocks("Add a dataset")
-    (tmp_path / "my_datasets.py").write_text(code)
+    command, record = run_readme_snippet(tmp_path, "Add a dataset", "my_datasets")
     assert command.startswith("PYTHONPATH=. python -m bench --plugin my_datasets run --dataset stripes")
-    argv = [sys.executable] + command.split()[2:]  # 'PYTHONPATH=. python' -> this interpreter, same argv
-    out = subprocess.run(argv, cwd=tmp_path, env=env_with(tmp_path), capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    (record_file,) = (tmp_path / "work" / "results" / "runs" / "adhoc").glob("*.json")
-    record = json.loads(record_file.read_text())
     assert record["config"]["dataset"] == "stripes" and record["config"]["subset"] == 1024
     assert record["status"] == "done" and record["final"]["acc"] > 75  # learns well above chance (50%)
     listed = subprocess.run([sys.executable, "-m", "bench", "--plugin", "my_datasets", "datasets"], cwd=tmp_path,
@@ -115,22 +115,22 @@ def test_plugin_dataset_is_a_registry_entry(tmp_path, monkeypatch):
     code, _ = readme_blocks("Add a dataset")
     (tmp_path / "my_datasets_inproc.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry._DATASETS, "_classes", dict(registry._DATASETS._classes))  # unregistered afterwards
-    import importlib
+    with registry.DATASETS.scoped():  # unregistered afterwards
+        import importlib
 
-    importlib.import_module("my_datasets_inproc")
-    assert data.list_datasets()[-1] == "stripes" and data.list_datasets()[0] == data.DEFAULT_DATASET
-    info = data.dataset_info("stripes")
-    assert info.shape == (1, 28, 28) and info.num_classes == 2
-    batches = {}
-    for kind in ("memory", "torch"):
-        loader = data.build_loader("stripes", "test", loader=kind, batch_size=64, train=False, subset=128,
-                                   num_workers=0)
-        batches[kind] = torch.cat([x for x, _ in loader])
-    assert torch.equal(batches["memory"], batches["torch"])
-    try:
-        data.dataset_info("stripe")
-    except UserError as exc:
-        assert "did you mean 'stripes'" in str(exc)
-    else:
-        raise AssertionError("unknown dataset accepted")
+        importlib.import_module("my_datasets_inproc")
+        assert data.list_datasets()[-1] == "stripes" and data.list_datasets()[0] == data.DEFAULT_DATASET
+        info = data.dataset_info("stripes")
+        assert info.shape == (1, 28, 28) and info.num_classes == 2
+        batches = {}
+        for kind in ("memory", "torch"):
+            loader = data.build_loader("stripes", "test", loader=kind, batch_size=64, train=False, subset=128,
+                                       num_workers=0)
+            batches[kind] = torch.cat([x for x, _ in loader])
+        assert torch.equal(batches["memory"], batches["torch"])
+        try:
+            data.dataset_info("stripe")
+        except UserError as exc:
+            assert "did you mean 'stripes'" in str(exc)
+        else:
+            raise AssertionError("unknown dataset accepted")

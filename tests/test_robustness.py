@@ -123,11 +123,44 @@ def test_evaluate_gives_per_corruption_accuracies_for_both_models():
 # -- BiBench's index and the leaderboards ----------------------------------------------------------------
 
 
+def _om_robust(clean_fp, corrupt_fp, clean_bi, corrupt_bi):
+    """BiBench (Qin et al., ICML 2023), track "Corruption Robustness", its equation for one architecture:
+    G_i = A_i^norm − A_i^corr per corruption i (A_i^corr: the accuracy on corruption i's CIFAR-10-C file, i.e.
+    the mean over its five severities), OM_robust = sqrt((1/C) Σ_{i=1}^{C} (G_i / G_i^bi)²)."""
+    kinds = sorted(corrupt_fp)
+    g_fp = [clean_fp - sum(corrupt_fp[k]) / len(corrupt_fp[k]) for k in kinds]
+    g_bi = [clean_bi - sum(corrupt_bi[k]) / len(corrupt_bi[k]) for k in kinds]
+    return math.sqrt(sum((a / b) ** 2 for a, b in zip(g_fp, g_bi)) / len(kinds))
+
+
 def test_robustness_index_formula():
     assert robustness_index([10.0], [20.0]) == 0.5  # the binarized model loses twice as much
     assert robustness_index([10.0, 6.0], [20.0, 3.0]) == pytest.approx(math.sqrt((0.25 + 4.0) / 2))
     assert robustness_index([10.0], [0.0]) is None and robustness_index([10.0], [-1.0]) is None
     assert robustness_index([], []) is None
+    # a kind that does not hurt one of the two models has no ratio: left out of C
+    assert robustness_index([10.0, 6.0, -0.5], [20.0, 3.0, 0.4]) == pytest.approx(math.sqrt((0.25 + 4.0) / 2))
+    assert robustness_index([10.0, 6.0, 0.5], [20.0, 3.0, -0.4]) == pytest.approx(math.sqrt((0.25 + 4.0) / 2))
+
+
+def test_index_is_bibench_per_corruption_quadratic_mean_over_severity_means():
+    fp = {"contrast": [88.0, 80.0, 71.0, 60.0, 41.0], "shot_noise": [89.5, 88.0, 85.0, 84.0, 82.5],
+          "pixelate": [90.0, 89.0, 88.5, 86.0, 83.0]}
+    bi = {"contrast": [80.0, 66.0, 55.0, 43.0, 20.0], "shot_noise": [84.0, 83.5, 83.0, 82.0, 81.0],
+          "pixelate": [84.5, 83.0, 81.0, 78.0, 70.0]}
+    f = _record("f", "fp", 91.0, 0.0)
+    b = _record("b", "bc", 86.0, 0.0)
+    f["final"]["corruption"] = {"subset": 10, "severities": [1, 2, 3, 4, 5], "acc": fp, "acc_forward": fp}
+    fw = {k: [a + 1.0 for a in v] for k, v in bi.items()}  # the F(w) model
+    b["final"]["corruption"] = {"subset": 10, "severities": [1, 2, 3, 4, 5], "acc": bi, "acc_forward": fw}
+    out = {r["run_id"]: r["final"] for r in with_index([f, b])}
+    expected = _om_robust(91.0, fp, 86.0, bi)
+    assert out["b"]["robust"] == pytest.approx(expected)
+    # not the ratio of the pooled gaps (one task), which the index was before
+    pooled = (91.0 - sum(map(sum, fp.values())) / 15) / (86.0 - sum(map(sum, bi.values())) / 15)
+    assert abs(expected - pooled) > 0.1
+    assert out["b"]["robust_forward"] == pytest.approx(_om_robust(91.0, fp, 86.0, fw))
+    assert out["f"]["robust"] == 1.0
 
 
 def _record(run_id, method, acc, corrupt, seed=0):

@@ -22,17 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, wait_until
+from conftest import ROOT, TINY_GRID, wait_until
 
 # small, quick, learnable cells: ~1 s of training each; a job's start (python + torch import) dominates
-SMALL = '''
-[defaults]
-model = "fmnist-mlp"
-dataset = "synthetic"
-data_options = {img_size = 8, in_chans = 1, num_classes = 4, train_size = 512, test_size = 256}
-epochs = 2
-batch_size = 64
-'''
+SMALL = TINY_GRID.replace("epochs = 1", "epochs = 2")
 # ~2-4 s per epoch on one thread: long enough to requeue a job in the middle of its run
 SLOW_DATA = "{img_size = 8, in_chans = 1, num_classes = 4, train_size = 12288, test_size = 512}"
 

@@ -329,8 +329,8 @@ def test_plugin_declares_an_activation_quantizer():
         model = methods.binarize(toy(), "test-plugin-w1a1")
         assert model[2].input_quantizer.quantizer.kappa == 4.0 or model[2].input_quantizer.quantizer.kappa == 2.0
     finally:
-        methods.base._REGISTRY.pop("test-plugin-w1a1", None)
-        methods.base._ACT_REGISTRY.pop("test-hardtanh-sign", None)
+        methods.registry.METHODS.unregister("test-plugin-w1a1")
+        methods.registry.ACTIVATIONS.unregister("test-hardtanh-sign")
 
 
 def test_ops_count_for_a_w1a1_layer():

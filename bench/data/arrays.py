@@ -13,7 +13,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bench.data.registry import Dataset, get_dataset
 from bench.data.sources import file_key, files_fingerprint
@@ -52,6 +51,8 @@ class ArrayDataset(Dataset):
 
     def arrays(self, split: str, data_root=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The whole split as tensors, from the process cache (treat them as read-only)."""
+        import torch  # here, not at the top: listing the datasets needs no torch
+
         key = self.cache_key(split, data_root)
         with _ARRAY_LOCK:
             cached = _ARRAY_CACHE.get(key)

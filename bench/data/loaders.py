@@ -15,7 +15,7 @@ labels and pixel values, bit for bit.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 
@@ -76,21 +76,10 @@ class Loader:
                 f"batch {self.batch_size}, train={self.train}, device={self.device})")
 
 
-_LOADERS: Registry[type[Loader]] = Registry("loader", Loader, attribute="kind", base_label="bench.data.Loader")
-
-
-def register_loader(name: str) -> Callable[[type[Loader]], type[Loader]]:
-    """Class decorator: register a ``Loader`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
-    return _LOADERS.register(name)
-
-
-def list_loaders() -> list[str]:
-    """Registered loader names, in registration order."""
-    return _LOADERS.names()
-
-
-def get_loader_class(name: str) -> type[Loader]:
-    return _LOADERS.get(name)
+LOADERS: Registry[type[Loader]] = Registry("loader", Loader, label="bench.data.Loader", attribute="kind")
+# ``@register_loader(name)``, ``list_loaders(pattern)`` (registration order) and ``get_loader_class(name)``:
+# the registry's own, with its rules (``bench.registry``)
+register_loader, list_loaders, get_loader_class = LOADERS.register, LOADERS.names, LOADERS.get
 
 
 def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: int, train: bool,
@@ -118,3 +107,4 @@ def build_loader(name: str, split: str, *, loader: str = "memory", batch_size: i
         raise UserError("device 'cuda' requested but no CUDA device is available")
     return cls(dataset, split, batch_size=batch_size, train=train, device=device, seed=seed, data_root=data_root,
                subset=subset, num_workers=num_workers, channels_last=channels_last, pad=pad, augment=augment)
+

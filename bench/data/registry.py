@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bench.data.sources import download_allowed
 from bench.errors import UserError
@@ -159,21 +159,10 @@ class Dataset:
         raise NotImplementedError
 
 
-_DATASETS: Registry[type[Dataset]] = Registry("dataset", Dataset, base_label="bench.data.Dataset")
-
-
-def register_dataset(name: str) -> Callable[[type[Dataset]], type[Dataset]]:
-    """Class decorator: register a ``Dataset`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
-    return _DATASETS.register(name)
-
-
-def list_datasets() -> list[str]:
-    """Registered dataset names in registration order, the default first."""
-    return _DATASETS.names()
-
-
-def get_dataset_class(name: str) -> type[Dataset]:
-    return _DATASETS.get(name)
+DATASETS: Registry[type[Dataset]] = Registry("dataset", Dataset, label="bench.data.Dataset")
+# ``@register_dataset(name)``, ``list_datasets(pattern)`` (registration order, the default first) and
+# ``get_dataset_class(name)``: the registry's own, with its rules (``bench.registry``)
+register_dataset, list_datasets, get_dataset_class = DATASETS.register, DATASETS.names, DATASETS.get
 
 
 def get_dataset(name: str, options: dict[str, Any] | None = None) -> Dataset:

@@ -16,7 +16,7 @@ import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from methods.base import close_match_hint
+from bench.registry import close_match_hint
 
 from bench.run import config as configs
 from bench.errors import UserError

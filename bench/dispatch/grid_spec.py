@@ -6,7 +6,7 @@ Format::
     description = "..."            # optional
     max_cells = 20000              # optional: the most cells this grid may have (default below)
     leaderboard_by = "dataset,model,mode,scale:method"  # optional: the leaderboard's rows:column (aggregate --by)
-    [defaults]                     # config keys shared by every cell (bench.run.config.DEFAULTS)
+    [defaults]                     # config keys shared by every cell (bench.run.settings)
     epochs = 4
     [axes]                         # lists whose cross product makes the cells
     method = ["fp", "bc", "bnn++"]
@@ -46,9 +46,11 @@ import methods
 
 from bench.run import config as configs
 from bench.errors import UserError
+from bench.registry import close_match_hint
 from bench.run.layout import check_name
-from bench.dispatch.grid_values import (KINDS, NUMBERS, check_param, check_value, is_number, key_text,
-                                        method_classes, show, table_name)
+from bench.dispatch.grid_values import KINDS, check_param, check_value, key_text, method_classes, show, table_name
+from bench.run.settings import NUMBERS, is_number, method_parameters
+from bench.tomlfile import load_toml
 
 TOP_LEVEL = ("description", "defaults", "axes", "exclude", "name", "gpu_hours", "max_cells", "leaderboard_by")
 MAX_CELLS = 10_000  # default size limit (grid key max_cells, then $PROXBENCH_MAX_CELLS, override it)
@@ -72,7 +74,7 @@ class GridSpec:
 def read_grid_file(path: Path) -> GridSpec:
     """Read and check a grid file (see the module doc); every problem is a one-line UserError naming the file."""
     where = str(path)
-    spec = configs.load_toml(path)  # an unreadable file is load_toml's one-line UserError
+    spec = load_toml(path)  # an unreadable file is load_toml's one-line UserError
     check_name(path.stem, where, "(the file name without .toml; rename the file)")
     axes = spec.get("axes", {})
     defaults = spec.get("defaults", {})
@@ -120,7 +122,7 @@ def read_grid_file(path: Path) -> GridSpec:
         for text, overrides in table.items():
             if text not in texts:
                 raise UserError(f"{where}: {table_name(key, text)} overrides a value that is not on the {key} axis"
-                                f"{methods.base.close_match_hint(text, texts)}")
+                                f"{close_match_hint(text, texts)}")
             if not isinstance(overrides, dict):
                 raise UserError(f"{where} [{key}]: {json.dumps(text, ensure_ascii=False)} must be a table of "
                                 f"overrides ({table_name(key, text)}), got {show(overrides)}")
@@ -149,7 +151,7 @@ def _split_override(table: dict, axis: str, text: str, where: str, all_methods: 
                 params.update(value)
             else:
                 config[key] = value
-        elif cls is not None and key in cls.valid_parameters():
+        elif cls is not None and key in method_parameters(cls):
             check_param(key, value, where, classes)
             params[key] = value
         else:

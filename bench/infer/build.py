@@ -1,7 +1,7 @@
-"""Build, cache, verify and load ``engine.c`` (the bit-packed inference kernels) with ctypes.
+"""Build, cache, verify and load ``engine.c`` + ``lines.c`` (the bit-packed inference kernels) with ctypes.
 
 Built at first use with the system C compiler (``$CC``, else ``cc``) into the kernel cache of
-``methods.kernels`` (``$PROXBENCH_KERNEL_CACHE``, else ``~/.cache/proxbench``), named by a hash of the source,
+``methods.kernels`` (``$PROXBENCH_KERNEL_CACHE``, else ``~/.cache/proxbench``), named by a hash of the sources,
 the compiler's version, the flags and the CPU's instruction-set flags; written to a temporary file and renamed
 into place (atomic), with a ``.sha256`` sidecar holding the library's checksum, which is checked before every
 load (a truncated or foreign file is rebuilt, never loaded). The source is compiled without ``-march``: the
@@ -29,6 +29,7 @@ from methods.kernels import cache_dir
 from bench.errors import UserError
 
 SOURCE = Path(__file__).with_name("engine.c")
+SOURCES = (SOURCE, SOURCE.with_name("lines.c"))  # lines.c: the AVX-512 convolution with positions in the lanes
 FLAGS = ("-O3", "-fopenmp", "-ffp-contract=off", "-fPIC", "-shared")
 ISA_ENV = "PROXBENCH_INFER_ISA"
 ISAS = {"portable": 0, "avx2": 1, "avx512": 2}
@@ -39,6 +40,10 @@ _SIGNATURES = {
     "ie_pack": ((_P, _P, _I, _N, _N, _N, _N, _N, _N, _N, _P, _I, _I), None),
     "ie_conv": ((_P, _N, _N, _N, _N, _P, _P, _P, _N, _N, _N, _N, _N, _N, _N, _N, _P, _P, _P, _I, _I), _I),
     "ie_cpu_isa": ((), _I),
+    "ie_lines_size": ((_N, _N, _N, _N, _N, _N), _N),
+    "ie_advise_huge": ((_P, _N), None),
+    "ie_pack_lines": ((_P, _P, _I, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _N, _P, _I), _I),
+    "ie_conv_lines": ((_P, _N, _N, _N, _N, _P, _P, _P, _N, _N, _N, _N, _N, _N, _N, _N, _P, _P, _P, _I), _I),
 }
 _state = {"lib": None}
 
@@ -65,7 +70,7 @@ def build(directory: Path | None = None) -> Path:
     if compiler is None:
         raise EngineError(f"the inference engine needs a C compiler: {os.environ.get('CC') or 'cc'} is not on PATH")
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(b"\0".join([SOURCE.read_bytes(), version.encode(), " ".join(FLAGS).encode(),
+    key = hashlib.sha256(b"\0".join([*(src.read_bytes() for src in SOURCES), version.encode(), " ".join(FLAGS).encode(),
                                      cpu_features().encode()])).hexdigest()[:16]
     directory = Path(directory or cache_dir())
     target = directory / f"proxbench-infer-{key}.so"
@@ -75,9 +80,10 @@ def build(directory: Path | None = None) -> Path:
     fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", partial], capture_output=True, text=True)
+        done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", partial], capture_output=True, text=True)
         if done.returncode != 0:
-            raise EngineError(f"building {SOURCE.name} failed: {' '.join(done.stderr.split())[:300]}")
+            names = " + ".join(src.name for src in SOURCES)
+            raise EngineError(f"building {names} failed: {' '.join(done.stderr.split())[:300]}")
         digest = _sha256(Path(partial))
         sidecar = target.with_name(target.name + ".sha256")
         fd2, partial_sum = tempfile.mkstemp(dir=directory, suffix=".sha256.partial")

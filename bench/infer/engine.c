@@ -16,7 +16,9 @@
  * correction: wrow[co] = popcount of the channel's weight bits.
  *
  * Three kernels compute the same integers: AVX-512 VPOPCNTDQ (16 channels = 2 zmm), AVX2 (nibble-table
- * popcount, 4 ymm) and portable C (__builtin_popcountll); ie_conv's isa argument picks one.
+ * popcount, 4 ymm) and portable C (__builtin_popcountll); ie_conv's isa argument picks one. With AVX-512,
+ * maps at least 16 wide run lines.c's ie_conv_lines instead (output positions in the lanes; same integers,
+ * same float operations).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,20 +32,20 @@
 /* ---- packing: float x, element (n, c, p) at x[n·sn + c·sc + p·sp] -> bits [N][P][Cw] ------------------ */
 /* bit = (x + thr[c] >= 0) (thr NULL: x >= 0): the sign of methods.functional.sign (+1 at ±0, −1 at NaN); the
    addition is the same float32 operation as torch's x + β (no contraction: -ffp-contract=off). */
-static void pack_portable(const float *x, const float *thr, int unipolar, int64_t P, int64_t C, int64_t sc, int64_t sp,
-                          int64_t Cw, uint64_t *dst, int64_t p)
+/* the Cw words of one position (channel c at x[c·sc]) into dst[w·step] (portable; lines.c uses it too) */
+void ie_pack_words(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t Cw, uint64_t *dst,
+                   int64_t step)
 {
     for (int64_t w = 0; w < Cw; w++) {
         uint64_t word = 0;
         int64_t c0 = w * 64, c1 = c0 + 64 < C ? c0 + 64 : C;
         for (int64_t c = c0; c < c1; c++) {
-            float v = x[c * sc + p * sp];
+            float v = x[c * sc];
             if (thr) v = v + thr[c];
             word |= (uint64_t)(unipolar ? v > 0.5f : v >= 0.0f) << (c - c0);
         }
-        dst[w] = word;
+        dst[w * step] = word;
     }
-    (void)P;
 }
 
 __attribute__((target("avx512f")))
@@ -98,10 +100,29 @@ static void pack_rows_avx512(const float *x, const float *thr, int unipolar, int
     }
 }
 
+void ie_plane_words(const float *x, const float *thr, int unipolar, int64_t C, int64_t sc, int64_t HW, int64_t w,
+                    uint64_t *acc);
+
 void ie_pack(const float *x, const float *thr, int unipolar, int64_t N, int64_t P, int64_t C, int64_t sn, int64_t sc, int64_t sp,
              int64_t Cw, uint64_t *out, int isa, int threads)
 {
-    if (isa >= 2 && sp == 1 && P >= 16) {  /* NCHW: blocks of 16 positions */
+    if (isa >= 2 && sp == 1 && P >= 16) {  /* NCHW: per image and word, its planes read front to back (lines.c) */
+        int failed = 0;
+        #pragma omp parallel num_threads(threads)
+        {
+            uint64_t *acc = malloc((size_t)(P + 16) * 8);
+            #pragma omp for schedule(static)
+            for (int64_t t = 0; t < N * Cw; t++) {
+                if (!acc) { failed = 1; continue; }
+                const int64_t n = t / Cw, w = t % Cw;
+                ie_plane_words(x + n * sn, thr, unipolar, C, sc, P, w, acc);
+                for (int64_t p = 0; p < P; p++) out[(n * P + p) * Cw + w] = acc[p];
+            }
+            free(acc);
+        }
+        if (!failed) return;
+    }
+    if (isa >= 2 && sp == 1 && P >= 16) {  /* no scratch: blocks of 16 positions, every channel */
         int64_t blocks = (P + 15) / 16;
         #pragma omp parallel for schedule(static) num_threads(threads)
         for (int64_t t = 0; t < N * blocks; t++) {
@@ -116,7 +137,7 @@ void ie_pack(const float *x, const float *thr, int unipolar, int64_t N, int64_t 
     for (int64_t m = 0; m < N * P; m++) {
         int64_t n = m / P, p = m % P;
         if (vector) pack_avx512(x + n * sn, thr, unipolar, P, C, sc, sp, Cw, out + m * Cw, p);
-        else pack_portable(x + n * sn, thr, unipolar, P, C, sc, sp, Cw, out + m * Cw, p);
+        else ie_pack_words(x + n * sn + p * sp, thr, unipolar, C, sc, Cw, out + m * Cw, 1);
     }
 }
 

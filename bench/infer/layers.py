@@ -17,6 +17,12 @@ packed export loaded) and computes what that layer computes, layer hooks include
   downstream can only differ where the value it takes lies within that distance of 0: such flips are
   counted by ``bench.infer.model.compare``, not hidden.
 
+Two layouts, the same integers and float operations: ``engine.c`` (inputs [N][H][W][Cw], 16 output channels
+in the vector lanes; every kernel, linear layers, maps narrower than 16) and, with AVX-512, ``lines.c`` for
+maps at least 16 wide (zero-padded input lines [N][H+2p][Cw][W+2p], 16 output positions in the lanes: no
+gather, no transpose, each channel's results one streamed 64-byte store); outputs of 8 MiB and more ask for
+transparent huge pages before they are written (page faults were half the cost of a 51 MB output).
+
 The weight: each deployed weight is ±|α_c| per output channel (``bench.run.export.rebuild``), so the bits
 are w > 0 and the scale |w| (a negative learned α, XNOR-Net++'s o or ReCU's a, is the same product with
 every bit flipped; α = 0 gives 0 either way). A weight that is not ±a per output channel is refused.
@@ -31,6 +37,8 @@ from torch import nn
 from . import build
 
 BLOCK = 16  # output channels per weight block (engine.c's CB)
+HUGE_OUTPUT = 8 << 20  # outputs of at least 8 MiB ask for transparent huge pages (lines.c's ie_advise_huge)
+LINES_MIN_WIDTH = 16  # output maps at least this wide run lines.c's kernel (AVX-512): a tile spans at most 2 rows
 PLAIN = {"ste-sign", "approx-sign", "recu-sign", "fda-sign"}
 
 
@@ -102,36 +110,26 @@ class EngineLayer(nn.Module):
         self.register_buffer("bias", None if layer.bias is None else layer.bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lib = build.library()
-        threads = torch.get_num_threads()
         x = x.detach().float()
-        if self.linear:
-            n, h, w = x.shape[0], 1, 1
-            x = x.contiguous()
-            strides = (x.stride(0), 1, 0)
-        else:
-            n, _, h, w = x.shape
-            if x.stride(2) != w * x.stride(3):  # H and W must merge into one position index
-                x = x.contiguous()
-            strides = (x.stride(0), x.stride(1), x.stride(3))
-        if x.shape[1] != self.c or x.dim() != (2 if self.linear else 4):
+        if x.dim() != (2 if self.linear else 4) or x.shape[1] != self.c:
             raise build.EngineError(f"engine layer: input of shape {tuple(x.shape)} does not fit {self.c} channels")
+        n = x.shape[0]
+        h, w = (1, 1) if self.linear else x.shape[2:]
+        oh = (h + 2 * self.pad - self.kh) // self.stride + 1
+        ow = (w + 2 * self.pad - self.kw) // self.stride + 1
         thr = None
         if self.kind["threshold"]:
             thr = self.input_quantizer.beta.detach().float().reshape(-1).contiguous()
-        packed = torch.empty((n, h, w, self.cw), dtype=torch.int64)
-        lib.ie_pack(x.data_ptr(), None if thr is None else thr.data_ptr(), int(self.kind["unipolar"]), n, h * w, self.c, *strides, self.cw,
-                    packed.data_ptr(), self.isa, threads)
         sample = None
         if self.kind["sample_scale"]:
             sample = x.abs().mean(dim=tuple(range(1, x.dim()))).contiguous()
-        oh = (h + 2 * self.pad - self.kh) // self.stride + 1
-        ow = (w + 2 * self.pad - self.kw) // self.stride + 1
         out = torch.empty((n, self.co, oh, ow), dtype=torch.float32)
-        wrow = None if self.wrow is None else self.wrow.data_ptr()
-        rc = lib.ie_conv(packed.data_ptr(), n, h, w, self.cw, self.wt.data_ptr(), self.wpc.data_ptr(), wrow, self.co,
-                         self.kh, self.kw, self.stride, self.pad, oh, ow, self.c, self.scale.data_ptr(),
-                         None if sample is None else sample.data_ptr(), out.data_ptr(), self.isa, threads)
+        if out.numel() * 4 >= HUGE_OUTPUT:  # before the first write: 2 MiB pages, far fewer page faults
+            build.library().ie_advise_huge(out.data_ptr(), out.numel() * 4)
+        if not self.linear and self.isa == 2 and ow >= LINES_MIN_WIDTH:
+            rc = self._lines(x, thr, sample, out)
+        else:
+            rc = self._tiles(x, thr, sample, out)
         if rc != 0:
             raise build.EngineError(f"engine: kernel {build.ISA_NAMES.get(self.isa, self.isa)} refused the layer "
                                     "(a CPU without its instructions, or a receptive field over 4096 words)")
@@ -141,3 +139,42 @@ class EngineLayer(nn.Module):
         if self.kind["output_hook"]:
             out = self.input_quantizer.scale_output(out)
         return out
+
+    def _tiles(self, x, thr, sample, out) -> int:
+        """engine.c: packed [N][H][W][Cw], 16 output channels in the lanes (every kernel, linear layers)."""
+        lib, threads = build.library(), torch.get_num_threads()
+        n, oh, ow = out.shape[0], out.shape[2], out.shape[3]
+        if self.linear:
+            h, w = 1, 1
+            x = x.contiguous()
+            strides = (x.stride(0), 1, 0)
+        else:
+            h, w = x.shape[2:]
+            if x.stride(2) != w * x.stride(3):  # H and W must merge into one position index
+                x = x.contiguous()
+            strides = (x.stride(0), x.stride(1), x.stride(3))
+        packed = torch.empty((n, h, w, self.cw), dtype=torch.int64)
+        lib.ie_pack(x.data_ptr(), None if thr is None else thr.data_ptr(), int(self.kind["unipolar"]), n, h * w,
+                    self.c, *strides, self.cw, packed.data_ptr(), self.isa, threads)
+        wrow = None if self.wrow is None else self.wrow.data_ptr()
+        return lib.ie_conv(packed.data_ptr(), n, h, w, self.cw, self.wt.data_ptr(), self.wpc.data_ptr(), wrow, self.co,
+                           self.kh, self.kw, self.stride, self.pad, oh, ow, self.c, self.scale.data_ptr(),
+                           None if sample is None else sample.data_ptr(), out.data_ptr(), self.isa, threads)
+
+    def _lines(self, x, thr, sample, out) -> int:
+        """lines.c (AVX-512, maps at least 16 wide): padded lines [N][H+2p][Cw][W+2p], 16 positions in the
+        lanes, each channel's results one (streamed) store."""
+        lib, threads = build.library(), torch.get_num_threads()
+        n, h, w = x.shape[0], x.shape[2], x.shape[3]
+        oh, ow = out.shape[2], out.shape[3]
+        size = lib.ie_lines_size(n, h, w, self.cw, self.pad, self.stride)
+        packed = torch.empty(size, dtype=torch.int64)
+        rc = lib.ie_pack_lines(x.data_ptr(), None if thr is None else thr.data_ptr(), int(self.kind["unipolar"]), n,
+                               self.c, h, w, *x.stride(), self.cw, self.pad, self.stride, packed.data_ptr(), threads)
+        if rc != 0:
+            return rc
+        wrow = None if self.wrow is None else self.wrow.data_ptr()
+        return lib.ie_conv_lines(packed.data_ptr(), n, h, w, self.cw, self.wt.data_ptr(), self.wpc.data_ptr(), wrow,
+                                 self.co, self.kh, self.kw, self.stride, self.pad, oh, ow, self.c,
+                                 self.scale.data_ptr(), None if sample is None else sample.data_ptr(), out.data_ptr(),
+                                 threads)

@@ -57,7 +57,7 @@ def _write(path: Path, text: str) -> Path:
 def shipped_layout(grid: str) -> str | None:
     """The ``leaderboard_by`` of the shipped grid file ``bench/grids/<grid>.toml`` (None: the paper's layout)."""
     from bench.dispatch.grid import GRID_DIR
-    from bench.run.config import load_toml
+    from bench.tomlfile import load_toml
 
     path = GRID_DIR / f"{grid}.toml"
     return load_toml(path).get("leaderboard_by") if path.is_file() else None

@@ -68,8 +68,9 @@ _ALL = (
             accuracy=True, noisy=True),
     Measure("acc_corrupt_forward", "Mean top-1 accuracy (%) of the F(w) model over the corrupted test sets",
             accuracy=True, noisy=True),
-    Measure("robust", "BiBench's robustness index of the deployed model, (fp gap) / (gap), gap = clean − mean "
-            "corrupted accuracy (1 = as robust as FP, higher = more robust)", digits=3, noisy=True),
+    Measure("robust", "BiBench's robustness index of the deployed model, the quadratic mean over corruption kinds "
+            "of (fp gap) / (gap), gap = clean − corrupted accuracy (1 = as robust as FP, higher = more robust)",
+            digits=3, noisy=True),
     Measure("robust_forward", "BiBench's robustness index of the F(w) model", digits=3, noisy=True),
     Measure("ops", "OPs per image (M) = BOPs/64 + FLOPs", higher=False),
     Measure("flops", "FLOPs per image (M), full-precision MACs × 2", higher=False),

@@ -5,17 +5,17 @@
 command, so they answer without importing torch (the registries live in modules that do). It is generated from the live registries by
 ``python -m bench.run.catalogue`` (run it after adding or changing a built-in method or model);
 ``tests/test_first_contact.py`` checks that it equals the live registries. It is used only when nothing can
-add to the registries: no ``--plugin`` and no installed ``proxbench.methods`` entry point.
+add to the registries: no ``--plugin`` and no installed plugin entry point (``bench.plugins``).
 """
 
 from __future__ import annotations
 
 import json
-from importlib import metadata
 from pathlib import Path
 
+from bench.plugins import installed_entry_points
+
 PATH = Path(__file__).resolve().with_name("catalogue.json")
-ENTRY_POINT_GROUP = "proxbench.methods"  # methods.base.ENTRY_POINT_GROUP, without importing methods
 
 
 def build() -> dict:
@@ -29,18 +29,13 @@ def build() -> dict:
     import models
 
     # built-ins only: a plugin another piece of code registered in this process is not the catalogue's
-    every = [k for k in methods.list_methods(w1a1=None) if _builtin(methods.get_method_class(k))]
-    shipped = {name for name in models.list_models() if _builtin(models.model_info(name).builder)}
+    every = [k for k in methods.list_methods(w1a1=None) if methods.registry.METHODS.is_builtin(k)]
+    shipped = {name for name in models.list_models() if models.registry.MODELS.is_builtin(name)}
     return {"methods": [row for row in method_rows("*") if row[0] in every],
             "weight_methods": [k for k in methods.list_methods() if k in every],
             "models": [row for row in model_rows("*") if row[0] in shipped],
             "method_defaults": {name: methods.create_method(name).config() for name in every},
             "config_defaults": config.DEFAULTS}
-
-
-def _builtin(obj) -> bool:
-    """Defined in the project's own ``methods`` or ``models`` package (not a plugin)."""
-    return getattr(obj, "__module__", "").split(".")[0] in ("methods", "models")
 
 
 def method_rows(pattern: str = "*") -> list[list[str]]:
@@ -91,8 +86,8 @@ def text(catalogue: dict) -> str:
 
 def usable(plugins=()) -> dict | None:
     """The catalogue, when it describes every registered method and model: None with plugin modules, an
-    installed entry point of ``proxbench.methods``, or no (readable) catalogue file."""
-    if plugins or list(metadata.entry_points(group=ENTRY_POINT_GROUP)):
+    installed plugin entry point (``bench.plugins.GROUPS``), or no (readable) catalogue file."""
+    if plugins or installed_entry_points():
         return None
     try:
         return json.loads(PATH.read_text(encoding="utf-8"))

@@ -22,8 +22,10 @@ from bench.run.export import (PackingError, deployed_entries, fp32_bytes, load_p
 from bench.run.layout import CHECKPOINT_FILE, RUNS_DIR, check_name, checkpoint_path, record_path
 from bench.run.model import load_run_model
 from bench.run.records import read_record
-from bench.run.reproduce import FLAG_KEYS, reproduce_command
+from bench.run.reproduce import reproduce_command
+from bench.run.settings import FLAG_KEYS
 from bench.run.train import execute
+from bench.tomlfile import load_toml, parse_assignment
 
 
 def config_from_args(args) -> dict:
@@ -33,20 +35,20 @@ def config_from_args(args) -> dict:
     if getattr(args, "config_raw", None) is not None:  # a grid file's cell (bench.grid_cell)
         raw.update(args.config_raw)
     elif args.config:
-        raw.update(configs.load_toml(args.config))
+        raw.update(load_toml(args.config))
     for key in FLAG_KEYS:
         value = getattr(args, key, None)
         if value is not None:
             raw[key] = value
     for item in args.set:
-        key, value = configs.parse_assignment(item, "--set")
+        key, value = parse_assignment(item, "--set")
         raw[key] = value
     params = raw.get("method_params", {})
     if not isinstance(params, dict):
         raise UserError(f"run: method_params must be a table, got {configs.show(params)}")
     params = dict(params)
     for item in args.param:
-        key, value = configs.parse_assignment(item, "--param")
+        key, value = parse_assignment(item, "--param")
         params[key] = value
     if params:
         raw["method_params"] = params
@@ -68,8 +70,8 @@ def cli_run(args) -> int:
     check_name(grid, "run --grid")
     if args.log_every < 1:
         raise UserError(f"--log-every must be a positive integer, got {args.log_every}")
-    cfg = configs.resolve(config_from_args(args), "run")
-    record = execute(cfg, grid=grid, workdir=args.workdir, results=results, device=args.device or "cpu",
+    cfg, method = configs.resolve_run(config_from_args(args), "run")
+    record = execute(cfg, method=method, grid=grid, workdir=args.workdir, results=results, device=args.device or "cpu",
                      data_root=args.data_root, fresh=args.fresh, logger=args.logger, log_every=args.log_every)
     final = record["final"]
     print(f"{record['run_id']} {record['status']}: deployed acc {final['acc']}%  F(w) acc {final['acc_forward']}%  "

@@ -1,143 +1,34 @@
-"""Run configurations: defaults, validation, resolution and run ids.
+"""Run configurations: resolution, the method built once, and run ids.
 
-A run is fully described by its resolved config (a flat dict with the keys of ``DEFAULTS``). Its run id is
-a short hash of that dict with sorted keys, so the same cell always gets the same id. Runtime options that
-do not change what is computed (device, data root, worker count) are not part of the config.
+A run is fully described by its resolved config (a flat dict with one value per key of
+``bench.run.settings.SETTINGS``, the single source of every key's default, kind, valid values, ceiling and
+help text). Its run id is a short hash of that dict with sorted keys, so the same cell always gets the same id.
+Runtime options that do not change what is computed (device, data root, worker count) are not part of the
+config.
 
-``resolve`` checks the type and range of every key (``CHECKS`` has one rule per key of ``DEFAULTS``): booleans
-are not numbers, numbers must be finite, seeds lie in [0, 2**32 - 1], subsets must not exceed the dataset's
-split, and every number must be one the computation can represent (``CEILINGS``: the learning rate and the
-weight decays at most 1e3; epochs, batch size and re-estimation batches far above any real run); model, method, dataset, policy and their options are looked up in their registries. Every problem is
-a ``UserError`` of one line naming the key, what it must be and the value given.
+``resolve`` fills the defaults and checks every key against its setting (booleans are not numbers, numbers
+are finite and at most their ceiling, seeds lie in [0, 2**32 - 1], subsets do not exceed the dataset's
+split); model, method, dataset, policy and their options are looked up in their registries. Every problem is
+a ``UserError`` of one line naming the key, what it must be and the value given. The method is built there:
+its parameters are checked by ``methods.create_method`` and recorded as ``method.config()`` (every parameter,
+start and end values); ``resolve_run`` returns that instance with the config, for the model builder to take,
+so a run builds its method once. The config stays a plain dict (the checkpoint stores it as it is).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-import re
-import tomllib
-from pathlib import Path
 
 import methods
 from methods import kernels
-from methods.base import close_match_hint
+from bench.registry import close_match_hint
 
-from bench.data import list_loaders
 from bench.errors import UserError
 from bench.run import robustness
+from bench.run.settings import DEFAULTS, NUMBER, SETTINGS, show
 
-# Hyperparameters of one run, with their units; every key may be set in a grid or on the command line.
-DEFAULTS: dict = {
-    "model": "fmnist-cnn",       # registry key (python -m bench models)
-    "method": "fp",              # registry key (python -m bench methods)
-    "method_params": {},         # method parameter overrides, e.g. {mu_end = 40}
-    "policy": None,              # binarize policy: preset name or {preset, include, exclude, types, ...}
-    "dataset": "fashion-mnist",  # registry key (python -m bench datasets)
-    "data_options": {},          # dataset options (synthetic: img_size, in_chans, num_classes, ...)
-    "loader": "memory",          # memory | torch | ffcv
-    "augment": True,             # training-set augmentation: random crop (zero padding) + horizontal flip
-    "subset": None,              # train on the first N training samples (None: all)
-    "test_subset": None,         # evaluate on the first N test samples (None: all)
-    "mode": "e2e",               # e2e (from scratch) | finetune (from `init`)
-    "init": None,                # finetune source: a checkpoint path, "run:<id>", "parent" (in grids) or "timm"
-    "model_kwargs": {},          # extra model builder arguments (e.g. {patch_size = 4})
-    "epochs": 4,                 # passes over the training split
-    "batch_size": 128,           # images per step
-    "optimizer": "adam",         # sgd | adam | adamw
-    "lr": 1e-3,                  # peak learning rate
-    "momentum": 0.9,             # SGD momentum (ignored by Adam/AdamW)
-    "weight_decay": 0.0,         # decoupled for AdamW, L2 for SGD/Adam; every parameter but the binarized latents
-    "latent_weight_decay": 0.0,  # weight decay of the binarized latents (0: none, whatever weight_decay says)
-    "bn_reestimate": 0,          # batches to re-estimate BN statistics of the deployed model on (final.acc_bn); 0: off
-    "lr_schedule": "cosine",     # cosine | step | constant, per step, after warm-up
-    "warmup_epochs": 0.0,        # linear warm-up from 0, in epochs
-    "step_milestones": [0.5, 0.75],  # step schedule: fractions of training where lr is multiplied by 0.1
-    "label_smoothing": 0.0,      # cross-entropy label smoothing
-    "seed": 0,                   # model init, data order and augmentation
-    "capture": "none",           # none (eager) | compile: the training step through torch.compile (CUDA graphs on CUDA)
-    "fuse": False,               # all binarized weights quantized at once per forward (methods.fuse; same bits)
-    "robustness": True,          # corrupted test sets at the end (bench.run.robustness): true | false | a table
-}
-CHOICES = {
-    "loader": tuple(list_loaders()),  # the loader registry (bench.data)
-    "mode": ("e2e", "finetune"),
-    "optimizer": ("sgd", "adam", "adamw"),
-    "lr_schedule": ("cosine", "step", "constant"),
-    "capture": ("none", "compile"),  # bench.run.step.CAPTURES
-}
-FLOATS = ("lr", "momentum", "weight_decay", "latent_weight_decay", "warmup_epochs", "label_smoothing")  # stored as float
-SEED_MAX = 2**32 - 1  # torch, numpy and the data order's generators all take seeds in [0, 2**32 - 1]
-# Upper bounds of the numeric keys. lr and the weight decays: published recipes stay below 10; at 1e3 an SGD or
-# AdamW step already moves a float32 weight by ~1e3 times its gradient or multiplies it by (1 − lr·wd) < −1e5,
-# so larger values only overflow (to inf/NaN) or flip the weights every step. The counts: far above any real
-# run, and below where the step counter, the schedules' float progress and the data plan lose their meaning.
-CEILINGS = {"lr": 1e3, "weight_decay": 1e3, "latent_weight_decay": 1e3, "warmup_epochs": 1e5, "epochs": 100_000,
-            "batch_size": 1 << 20, "bn_reestimate": 1_000_000}
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:  # a TOML integer too large for a float
-        return False
-
-
-def _name(v) -> bool:
-    return isinstance(v, str) and v != ""
-
-
-def _unit(v) -> bool:
-    return _is_number(v) and 0 <= v <= 1
-
-
-# key -> (is the value acceptable, what it must be). Registry lookups and cross-key rules follow in resolve().
-CHECKS: dict[str, tuple] = {
-    "model": (_name, "a registry name (a string)"),
-    "method": (_name, "a registry name (a string)"),
-    "method_params": (lambda v: isinstance(v, dict), "a table"),
-    "policy": (lambda v: v is None or isinstance(v, (str, dict)), "a preset name or a table"),
-    "dataset": (_name, "a registry name (a string)"),
-    "data_options": (lambda v: isinstance(v, dict), "a table"),
-    "loader": (lambda v: v in CHOICES["loader"], f"one of {', '.join(CHOICES['loader'])}"),
-    "augment": (lambda v: isinstance(v, bool), "true or false"),
-    "subset": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
-    "test_subset": (lambda v: v is None or (_is_int(v) and v > 0), "a positive integer"),
-    "mode": (lambda v: v in CHOICES["mode"], f"one of {', '.join(CHOICES['mode'])}"),
-    "init": (lambda v: v is None or _name(v), "a checkpoint path, 'run:<id>', 'parent' or 'timm'"),
-    "model_kwargs": (lambda v: isinstance(v, dict), "a table"),
-    "epochs": (lambda v: _is_int(v) and v > 0, "a positive integer"),
-    "batch_size": (lambda v: _is_int(v) and v > 0, "a positive integer"),
-    "optimizer": (lambda v: v in CHOICES["optimizer"], f"one of {', '.join(CHOICES['optimizer'])}"),
-    "lr": (lambda v: _is_number(v) and v > 0, "a finite number > 0"),
-    "momentum": (lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
-    "weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
-    "latent_weight_decay": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
-    "bn_reestimate": (lambda v: _is_int(v) and v >= 0, "an integer ≥ 0 (batches)"),
-    "lr_schedule": (lambda v: v in CHOICES["lr_schedule"], f"one of {', '.join(CHOICES['lr_schedule'])}"),
-    "warmup_epochs": (lambda v: _is_number(v) and v >= 0, "a finite number ≥ 0"),
-    "step_milestones": (lambda v: isinstance(v, list) and all(_unit(m) for m in v), "a list of numbers in [0, 1]"),
-    "label_smoothing": (_unit, "a number in [0, 1]"),
-    "seed": (lambda v: _is_int(v) and 0 <= v <= SEED_MAX, f"an integer in [0, {SEED_MAX}]"),
-    "capture": (lambda v: v in CHOICES["capture"], f"one of {', '.join(CHOICES['capture'])}"),
-    "fuse": (lambda v: isinstance(v, bool), "true or false"),
-    "robustness": (lambda v: isinstance(v, (bool, dict)), "true, false or a table {corruptions, severities, subset}"),
-}
-assert set(CHECKS) == set(DEFAULTS)
-
-
-def show(value) -> str:
-    """A config value as the user wrote it (TOML spelling for booleans)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
+__all__ = ["DEFAULTS", "LATER_KEYS", "build_method", "check_keys", "resolve", "resolve_run", "run_id", "show"]
 
 
 def check_keys(keys, where: str) -> None:
@@ -148,8 +39,23 @@ def check_keys(keys, where: str) -> None:
             raise UserError(f"{where}: unknown key {key!r}{close_match_hint(key, valid)} (valid: {', '.join(valid)})")
 
 
+def build_method(cfg: dict, where: str = "config") -> methods.Method:
+    """The method of config ``cfg`` (``methods.create_method``); a bad name or parameter is a one-line UserError."""
+    try:
+        return methods.create_method(cfg["method"], **cfg["method_params"])
+    except methods.MethodError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
 def resolve(raw: dict, where: str = "config") -> dict:
-    """Fill defaults, check every key and value, and normalise the method parameters.
+    """``resolve_run``'s config alone (a model built from it builds its own method)."""
+    return resolve_run(raw, where)[0]
+
+
+def resolve_run(raw: dict, where: str = "config") -> tuple[dict, methods.Method]:
+    """(the resolved config, its method): fill defaults, check every key and value, build the method and
+    record its parameters as ``method.config()``. The model builder takes that method (``build_model(cfg,
+    method=...)``), so a run builds it once.
 
     Raises ``UserError`` with a one-line message naming ``where`` and the key.
     """
@@ -157,16 +63,19 @@ def resolve(raw: dict, where: str = "config") -> dict:
         raise UserError(f"{where}: a config is a table of keys, got {show(raw)}")
     check_keys(raw, where)
     cfg = {**json.loads(json.dumps(DEFAULTS)), **raw}
-    for key, (ok, expected) in CHECKS.items():
-        if not ok(cfg[key]):
-            hint = close_match_hint(str(cfg[key]), list(CHOICES[key])) if key in CHOICES else ""
-            raise UserError(f"{where}: {key} must be {expected}, got {show(cfg[key])}{hint}")
-    for key, ceiling in CEILINGS.items():
-        if cfg[key] > ceiling:
-            raise UserError(f"{where}: {key} must be at most {ceiling:.15g}, got {show(cfg[key])} (larger values "
-                            "overflow float32 training or exceed any real run)")
-    for key in FLOATS:
-        cfg[key] = float(cfg[key])
+    for setting in SETTINGS:
+        value = cfg[setting.name]
+        if not setting.accepts(value):
+            options = setting.options()
+            hint = close_match_hint(str(value), list(options)) if options is not None else ""
+            raise UserError(f"{where}: {setting.name} must be {setting.describe()}, got {show(value)}{hint}")
+    for setting in SETTINGS:
+        if setting.ceiling is not None and cfg[setting.name] > setting.ceiling:
+            raise UserError(f"{where}: {setting.name} must be at most {setting.ceiling:.15g}, got "
+                            f"{show(cfg[setting.name])} (larger values overflow float32 training or exceed any real run)")
+    for setting in SETTINGS:
+        if setting.kind is NUMBER:
+            cfg[setting.name] = float(cfg[setting.name])
     if cfg["warmup_epochs"] > cfg["epochs"]:
         raise UserError(f"{where}: warmup_epochs must be ≤ epochs ({cfg['epochs']}), got {cfg['warmup_epochs']}")
     if cfg["mode"] == "finetune" and not cfg["init"]:
@@ -175,10 +84,7 @@ def resolve(raw: dict, where: str = "config") -> dict:
         raise UserError(f"{where}: init is only used with mode = 'finetune'")
     _check_model(cfg, where)
     _check_dataset(cfg, where)
-    try:
-        method = methods.create_method(cfg["method"], **cfg["method_params"])
-    except methods.MethodError as exc:
-        raise UserError(f"{where}: {exc}") from None
+    method = build_method(cfg, where)
     cfg["method_params"] = method.config()
     try:
         kernels.check_environment()  # PROXBENCH_KERNELS: refused before anything runs, not at the first W1A1 step
@@ -186,7 +92,7 @@ def resolve(raw: dict, where: str = "config") -> dict:
         raise UserError(str(exc)) from None
     cfg["robustness"] = robustness.resolve(cfg["robustness"], where)
     _check_policy(cfg["policy"], where)
-    return cfg
+    return cfg, method
 
 
 def _check_model(cfg: dict, where: str) -> None:
@@ -251,8 +157,7 @@ def _check_policy(policy, where: str) -> None:
 
 # Keys added after the first release, with the value every earlier run implicitly used: left out of the
 # hash while at that value, so the run ids of existing records stay valid.
-LATER_KEYS = {"augment": True, "latent_weight_decay": 0.0, "bn_reestimate": 0, "capture": "none", "fuse": False,
-              "robustness": True}
+LATER_KEYS = {s.name: s.default for s in SETTINGS if s.later}
 
 
 def run_id(cfg: dict) -> str:
@@ -260,43 +165,3 @@ def run_id(cfg: dict) -> str:
     hashed = {k: v for k, v in cfg.items() if not (k in LATER_KEYS and v == LATER_KEYS[k])}
     text = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
-
-
-def load_toml(path: str | Path) -> dict:
-    """Parse a TOML file; a syntax error becomes a UserError naming the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no such file: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"at line (\d+), column (\d+)", str(exc))
-        line = found.group(1) if found else str(max(1, len(text.rstrip().splitlines())))
-        raise UserError(f"{path}: line {line}: malformed TOML: {_toml_reason(exc)}") from None
-
-
-def _toml_reason(exc: tomllib.TOMLDecodeError) -> str:
-    """tomllib's message without its '(at line L, column C)' position."""
-    return re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
-
-
-def parse_assignment(text: str, where: str) -> tuple[str, object]:
-    """'key=value' with a TOML value (bare words are strings): ('key', value).
-
-    A value that starts like a TOML array, table or string but does not parse is an error, not a string."""
-    key, eq, value = (part.strip() for part in text.partition("="))
-    if not eq or not key:
-        raise UserError(f"{where}: expected KEY=VALUE, got {text!r}")
-    if not value:
-        raise UserError(f"{where}: {key}: missing value (expected {key}=VALUE)")
-    try:
-        parsed = tomllib.loads(f"v = {value}")["v"]
-    except tomllib.TOMLDecodeError as exc:
-        if value[0] in "[{\"'" or "\n" in value:
-            raise UserError(f"{where}: {key}: malformed TOML value {value!r}: {_toml_reason(exc)}") from None
-        parsed = value
-    return key, parsed

@@ -48,6 +48,7 @@ from torch.nn import functional as TF
 from torchvision.transforms.v2 import functional as F
 
 from bench.errors import UserError
+from bench.registry import close_match_hint
 
 SEVERITIES = (1, 2, 3, 4, 5)
 SUBSET = 500  # test images per (kind, severity): 10 kinds × 5 severities × 500 = 25 000 images per model
@@ -148,7 +149,6 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def check(kind: str, severity) -> None:
     """A ``UserError`` of one line for an unknown kind or a severity that is not 1–5."""
-    from methods.base import close_match_hint
 
     if kind not in _PARAMS:
         raise UserError(f"unknown corruption {kind!r}{close_match_hint(str(kind), list(CORRUPTIONS))} "

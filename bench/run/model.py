@@ -24,10 +24,12 @@ from bench.run.checkpoints import bad_checkpoint, load_model_state, one_line, re
 from bench.run.layout import checkpoint_path
 
 
-def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | Path = "work",
-                check_inputs: bool = True) -> nn.Module:
-    """Create the model for ``cfg``, load its fine-tune init when asked, and binarize it; ``check_inputs``:
-    then ``check_binary_inputs`` (off to load a finished run back)."""
+def build_model(cfg: dict, info=None, *, method: methods.Method | None = None, load_init: bool = True,
+                workdir: str | Path = "work", check_inputs: bool = True) -> nn.Module:
+    """Create the model for resolved config ``cfg``, load its fine-tune init when asked, and binarize it with
+    ``method``: the one ``bench.run.config.resolve_run`` built, not built a second time (None: built here from
+    ``cfg``; a method belongs to one model); ``check_inputs``: then ``check_binary_inputs`` (off to load a
+    finished run back)."""
     info = info or data.dataset_info(cfg["dataset"], cfg["data_options"])
     pretrained = cfg["init"] == "timm"
     try:
@@ -44,7 +46,7 @@ def build_model(cfg: dict, info=None, *, load_init: bool = True, workdir: str | 
     if load_init and cfg["mode"] == "finetune" and not pretrained:
         state = load_init_state(cfg["init"], workdir)
         models.load_state_dict_resampled(model, state)
-    methods.binarize(model, methods.create_method(cfg["method"], **cfg["method_params"]), policy=cfg["policy"],
+    methods.binarize(model, method if method is not None else configs.build_method(cfg), policy=cfg["policy"],
                      fused=cfg["fuse"])
     if check_inputs:
         check_binary_inputs(model, cfg, info)
@@ -130,7 +132,7 @@ def load_run_model(source: str, workdir: str | Path = "work",
         raise UserError(f"no checkpoint for {source!r} (looked for {path})")
     state = read_checkpoint(path, keys=("config", "model"), hint=None)
     try:
-        cfg = configs.resolve(state["config"], "its config")
+        cfg, method = configs.resolve_run(state["config"], "its config")
     except UserError as exc:
         raise bad_checkpoint(path, str(exc), hint=None) from None
     unfinished = ""
@@ -139,6 +141,6 @@ def load_run_model(source: str, workdir: str | Path = "work",
         if not allow_unfinished:
             raise UserError(f"run {source!r} is unfinished: its checkpoint {path} is at {unfinished}; let it finish "
                             "(run it again to resume) or pass --allow-unfinished to export it as it stands")
-    model = build_model(cfg, load_init=False, check_inputs=False)
+    model = build_model(cfg, method=method, load_init=False, check_inputs=False)
     load_model_state(model, state["model"], path, cfg["model"])
     return model.eval(), cfg, unfinished

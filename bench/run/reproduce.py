@@ -1,6 +1,6 @@
 """The ``python -m bench run ...`` command line that reproduces a run: its config as flags.
 
-``reproduce_command(config)`` writes the config keys whose values differ from the defaults (``bench.run.config.DEFAULTS``):
+``reproduce_command(config)`` writes the config keys whose values differ from the defaults (``bench.run.settings.DEFAULTS``):
 the keys with a flag of their own as ``--key value``, the method parameters that differ from the method's
 defaults as ``--param name=value``, any other key as ``--set key=<TOML value>``. Run, the command resolves
 to the same config, hence the same run id (``tests/test_first_contact.py`` checks it on every committed
@@ -14,11 +14,7 @@ import math
 import shlex
 
 from bench.run import catalogue
-
-# config keys with their own flag of ``python -m bench run`` (the rest go through --set)
-FLAG_KEYS = ("model", "method", "dataset", "loader", "mode", "init", "optimizer", "lr_schedule", "policy",
-             "epochs", "batch_size", "seed", "subset", "test_subset", "lr", "weight_decay", "momentum",
-             "warmup_epochs")
+from bench.run.settings import FLAG_KEYS  # config keys with their own flag of ``python -m bench run``
 
 
 def toml_value(value) -> str:

@@ -98,6 +98,7 @@ class Progress:
 def execute(
     cfg: dict,
     *,
+    method: methods.Method | None = None,
     grid: str = "adhoc",
     workdir: str | Path = "work",
     results: str | Path | None = None,
@@ -118,7 +119,8 @@ def execute(
     when the tensorboard package is missing). Neither is part of the config: the run id does not change.
     ``defer_checks``: read the divergence flag, the epoch's loss and the step log back at the epoch's end
     only (None: on CUDA; True on CPU runs that path for tests). ``compile_backend``: the ``torch.compile``
-    backend of ``capture = "compile"`` (None: inductor; tests use "aot_eager").
+    backend of ``capture = "compile"`` (None: inductor; tests use "aot_eager"). ``method``: the one
+    ``bench.run.config.resolve_run`` built with ``cfg`` (None: built from ``cfg`` with the model).
     """
     rid = configs.run_id(cfg)
     dev = check_device(device)
@@ -149,7 +151,7 @@ def execute(
         raise UserError(f"batch_size {cfg['batch_size']} exceeds the {train_loader.num_samples} training samples")
 
     torch.manual_seed(cfg["seed"])
-    model = build_model(cfg, info, workdir=workdir).to(dev)
+    model = build_model(cfg, info, method=method, workdir=workdir).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     method = methods.get_method(model)

@@ -20,6 +20,7 @@ class CifarDataset(ArrayDataset):
     in_chans, img_size, train_size, test_size = 3, 32, 50000, 10000
     downloadable = True
     torchvision_name = "CIFAR10"
+    folder, train_files, test_files = "", (), ()  # set per dataset by _cifar
 
     def torchvision_class(self):
         import torchvision
@@ -34,9 +35,7 @@ class CifarDataset(ArrayDataset):
             return cls(str(root), train=train, download=False)
         except RuntimeError:
             pass
-        how = (f"dataset '{self.name}' not found under {root / cls.base_folder} (torchvision layout); put the "
-               f"extracted archive from https://www.cs.toronto.edu/~kriz/ there or point --data-root / "
-               "PROXBENCH_DATA at its parent")
+        how = self._not_found(root)
         if not download_allowed():
             raise UserError(how + " (downloads disabled by PROXBENCH_NO_DOWNLOAD)")
         try:
@@ -45,12 +44,21 @@ class CifarDataset(ArrayDataset):
         except Exception as exc:
             raise UserError(how + f"; the download failed ({type(exc).__name__}: {exc})") from None
 
+    def _not_found(self, root: Path) -> str:
+        return (f"dataset '{self.name}' not found under {root / self.folder} (torchvision layout); put the "
+                f"extracted archive from https://www.cs.toronto.edu/~kriz/ there or point --data-root / "
+                "PROXBENCH_DATA at its parent")
+
     def source_files(self, split: str, data_root=None) -> list[Path]:
-        # from torchvision's class attributes: constructing the dataset md5-checks and unpickles the split
+        # torchvision's layout (its class's base_folder, train_list and test_list; a test checks they agree),
+        # written here so that listing the datasets imports no torchvision; constructing the dataset would
+        # md5-check and unpickle the split
         split = self.check_split(split)
-        cls, root = self.torchvision_class(), resolve_data_root(data_root)
-        files = [root / cls.base_folder / f for f, _ in (cls.train_list if split == "train" else cls.test_list)]
+        root = resolve_data_root(data_root)
+        files = [root / self.folder / f for f in (self.train_files if split == "train" else self.test_files)]
         if not all(p.is_file() for p in files):
+            if not download_allowed():  # said without importing torchvision
+                raise UserError(self._not_found(root) + " (downloads disabled by PROXBENCH_NO_DOWNLOAD)")
             self.torchvision_dataset(split, data_root)  # downloads them, or raises the error saying where
         return files
 
@@ -59,17 +67,16 @@ class CifarDataset(ArrayDataset):
         return np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)), np.asarray(ds.targets, dtype=np.int64)
 
 
-@register_dataset("cifar10")
-class Cifar10(CifarDataset):
-    num_classes = 10
-    mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-    description = "CIFAR-10, 32x32 RGB, 10 classes (torchvision layout cifar-10-batches-py)"
-    torchvision_name = "CIFAR10"
+def _cifar(classes: int, mean: tuple[float, ...], std: tuple[float, ...], folder: str,
+           train_files: tuple[str, ...], test_files: tuple[str, ...]) -> type[CifarDataset]:
+    """The dataset class of CIFAR-``classes`` (torchvision's ``CIFAR<classes>``: the split files under
+    ``folder``), registered as ``cifar<classes>``."""
+    attributes = {"num_classes": classes, "mean": mean, "std": std, "torchvision_name": f"CIFAR{classes}",
+                  "folder": folder, "train_files": train_files, "test_files": test_files,
+                  "description": f"CIFAR-{classes}, 32x32 RGB, {classes} classes (torchvision layout {folder})"}
+    return register_dataset(f"cifar{classes}")(type(f"Cifar{classes}", (CifarDataset,), attributes))
 
 
-@register_dataset("cifar100")
-class Cifar100(CifarDataset):
-    num_classes = 100
-    mean, std = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
-    description = "CIFAR-100, 32x32 RGB, 100 classes (torchvision layout cifar-100-python)"
-    torchvision_name = "CIFAR100"
+Cifar10 = _cifar(10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar-10-batches-py",
+                 tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",))
+Cifar100 = _cifar(100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar-100-python", ("train",), ("test",))

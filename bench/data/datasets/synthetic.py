@@ -15,10 +15,8 @@ import json
 from typing import Any
 
 import numpy as np
-import torch
 
 from bench.data.arrays import ArrayDataset
-from bench.data.plan import epoch_seed
 from bench.data.registry import register_dataset
 from bench.errors import UserError
 
@@ -39,6 +37,10 @@ MAX_SPLIT_BYTES = 8 << 30  # 8 GiB of uint8 images per split
 def synthetic_arrays(opts: dict[str, int], split: str) -> tuple[np.ndarray, np.ndarray]:
     """Deterministic learnable data: each class is a fixed random low-frequency template; a sample is
     its class template plus per-pixel noise, stored as uint8 (N, C, H, W). Labels are balanced."""
+    import torch  # here, not at the top: listing the datasets needs no torch
+
+    from bench.data.plan import epoch_seed
+
     c, s, k = opts["in_chans"], opts["img_size"], opts["num_classes"]
     n = opts["train_size"] if split == "train" else opts["test_size"]
     g = torch.Generator().manual_seed(epoch_seed(opts["seed"], 0, "synthetic-templates"))

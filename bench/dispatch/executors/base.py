@@ -134,22 +134,11 @@ class Executor:
         """Cancel the jobs."""
 
 
-_EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor)
-
-
-def register_executor(name: str) -> Callable[[type[Executor]], type[Executor]]:
-    """Class decorator: register an ``Executor`` subclass under ``name`` (a name held by another module's class is an error naming both modules)."""
-    return _EXECUTORS.register(name)
-
-
-def list_executors() -> list[str]:
-    """The registered executors' names, in registration order."""
-    return _EXECUTORS.names()
-
-
-def get_executor(name: str) -> type[Executor]:
-    """The class registered under ``name``; an unknown name is a one-line UserError."""
-    return _EXECUTORS.get(name)
+# read while the CLI's parser is built (``--executor``'s choices), before any plugin may load: no autoload
+EXECUTORS: Registry[type[Executor]] = Registry("executor", Executor, autoload=False)
+# ``@register_executor(name)``, ``list_executors(pattern)`` (registration order) and ``get_executor(name)``
+# (the class): the registry's own, with its rules (``bench.registry``)
+register_executor, list_executors, get_executor = EXECUTORS.register, EXECUTORS.names, EXECUTORS.get
 
 
 def create_executor(name: str, **options) -> Executor:

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.tomlfile import load_toml
 
 PROFILE_DIR = Path(__file__).resolve().parents[3] / "slurm"
 FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -77,9 +78,7 @@ def load_profile(path: str | Path) -> dict:
                 break
     if not path.is_file():
         raise UserError(f"cluster profile not found: {path} (shipped: {', '.join(shipped_profiles())})")
-    from bench.run import config as configs  # imported here: it imports torch, and the CLI lists executors fast
-
-    spec = configs.load_toml(path)
+    spec = load_toml(path)
     for key, value in spec.items():
         if key not in FIELDS:
             raise UserError(f"{path}: unknown profile key {key!r} (valid: {', '.join(FIELDS)})")
