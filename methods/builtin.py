@@ -22,8 +22,8 @@ scheduled parameter moves linearly in t = step/total_steps from ``*_start`` to `
 0-d tensor (``self.tensors.rho``, ``self.tensors.mu``, updated in place by ``set_progress``) so that
 ``torch.compile`` neither breaks nor recompiles at a binarized layer. The hooks use the float attributes
 (``self.rho``) when given a float lr (the eager step) and the tensors when given a 0-d tensor lr (the
-captured step, which traces them into its update graph: ``tensor_hooks``; PQ's freeze is then a select on
-``self.tensors.progress`` instead of a Python branch).
+captured step, which traces them into its update graph: ``Traits(hooks="traced")``; PQ's freeze is then a
+select on ``self.tensors.progress`` instead of a Python branch).
 
 Proximal steps (rPC, PQ) are proximal-gradient steps: their strength is η·ρ, η the learning rate of the
 step (``_ProximalStep``). Latent clipping (``clip``) follows each method's reference: BinaryConnect, BNN,

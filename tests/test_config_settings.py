@@ -91,8 +91,7 @@ def test_the_method_is_built_once_per_run_and_never_shared_by_two_models(tmp_pat
 
     @methods.register_method(name)
     class Counted(methods.Method):
-        schedules = {"beta": (1.0, 2.0)}
-        elementwise = True
+        schedules = {"beta": (1.0, 2.0)}  # elementwise (fusable) by default
 
         def __init__(self, **overrides):
             super().__init__(**overrides)
