@@ -9,7 +9,8 @@ from . import builtin as _builtin  # noqa: F401  (registers the eight built-in m
 from . import activations as _activations  # noqa: F401  (registers the activation quantizers)
 from . import w1a1 as _w1a1  # noqa: F401  (registers the eight BiBench W1A1 methods)
 from .activations import create_activation
-from .base import ActivationQuantizer, Method
+from .activation_base import ActivationQuantizer
+from .method import AUTHOR_SURFACE, Method, Traits
 from .errors import MethodError
 from .registry import (
     compose,
@@ -24,7 +25,6 @@ from .registry import (
 )
 from .bounds import Bound, non_negative, one_of, positive
 from .deploy import plain_key
-from .method import AUTHOR_SURFACE, Traits
 from .binarize import (
     PRESETS,
     Policy,

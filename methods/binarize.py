@@ -26,7 +26,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .base import Method, MethodError, create_method
+from .errors import MethodError
+from .method import Method
+from .registry import create_method
 from .activation_base import attach_input_quantizer
 from .batched import BatchedWeights
 from .deploy import LATENT_WEIGHT_KEY, deployed_weight  # noqa: F401  (LATENT_WEIGHT_KEY: re-exported)

@@ -1,7 +1,7 @@
 """The eight built-in methods, each a (F, B', hooks, schedule) tuple of the PC++ framework.
 
 Reference: Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and Backward
-Proximal Quantizers", NeurIPS 2023. The maps act on x = w/α (see ``methods.base``). The default unit
+Proximal Quantizers", NeurIPS 2023. The maps act on x = w/α (see ``methods.method``). The default unit
 (``default_scale``) was chosen by measurement (``bench/grids/ablation-scale.toml``, results in
 ``results/ablation-scale/``, the paper's μ and ρ unchanged):
 

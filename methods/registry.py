@@ -2,7 +2,7 @@
 
 Both are ``bench.registry.Registry`` instances (the one registry of every extension point, on the ground
 floor below ``methods``): a name taken by another module's class is a ``MethodError`` naming both modules,
-an unknown name a ``MethodError`` with the closest valid one. ``methods.base`` names the classes they hold
+an unknown name a ``MethodError`` with the closest valid one. ``methods.method`` and ``methods.activation_base`` name the classes they hold
 (``Method``, ``ActivationQuantizer``); this module imports nothing of it, so that ``Method`` can look its
 activation quantizer up here.
 

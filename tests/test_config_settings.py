@@ -61,7 +61,7 @@ def test_method_parameters_read_kinds_and_bounds_from_the_class():
     bnn = settings.method_parameters(methods.get_method_class("bnn++"))
     assert set(bnn) == set(methods.get_method_class("bnn++").valid_parameters())
     assert bnn["mu_end"].kind is settings.NUMBER and bnn["mu_end"].bound.describe() == "> 0"
-    assert bnn["scale"].kind is settings.STRING and bnn["scale"].bound.choices == methods.base.SCALES
+    assert bnn["scale"].kind is settings.STRING and bnn["scale"].bound.choices == methods.bounds.SCALES
     fda = settings.method_parameters(methods.get_method_class("fda"))
     assert fda["act_schedule"].kind is settings.STRING  # the activation quantizer's own parameter
 
