@@ -161,3 +161,18 @@ def sample_mean_abs(x: Tensor) -> Tensor:
     """K = mean |x| per sample (over every dimension but the first), detached, shaped to broadcast."""
     with torch.no_grad():
         return x.abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
+
+
+class FourierNoise:
+    """FDA's schedule and backward, shared by its weights (``fda``) and its inputs (``fda-sign``): λ(t) after
+    every progress update (0 with ``noise`` off), and B' the truncated Fourier series with ⌊n⌋ + 1 terms."""
+
+    def set_progress(self, t: float) -> None:
+        super().set_progress(t)
+        self.noise_alpha = noise_strength(self.progress) if self.noise else 0.0
+
+    def fourier_grad(self, x: Tensor) -> Tensor:
+        return fourier_sign_grad(x, math.floor(self.n), self.omega)
+
+    def fourier_grad_mul(self, grad: Tensor, x: Tensor) -> Tensor:
+        return fourier_sign_grad_mul(grad, x, math.floor(self.n), self.omega)

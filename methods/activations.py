@@ -39,11 +39,11 @@ import torch
 from torch import Tensor, nn
 
 from . import kernels
-from .activation_base import ActivationQuantizer, attach_input_quantizer  # noqa: F401  (re-exported)
+from .activation_base import ActivationQuantizer
 from .activation_functions import recu_sign, rsign, scaled_sign
-from .activation_grads import (approx_sign_grad, approx_sign_grad_mul, fourier_series_coefficients, fourier_sign_grad,
-                               fourier_sign_grad_mul, noise_parameters, noise_residual, noise_strength, sample_mean_abs,
-                               ste_clip_grad)
+from .activation_grads import (FourierNoise, approx_sign_grad, approx_sign_grad_mul, fourier_series_coefficients,
+                               fourier_sign_grad, fourier_sign_grad_mul, noise_parameters, noise_residual,
+                               sample_mean_abs, ste_clip_grad)  # noqa: F401  (fourier_sign_grad: re-exported)
 from .autograd import quantize_eagerly
 from .bounds import non_negative, positive
 from .functional import clip_grad_mul, just_above, sign
@@ -236,7 +236,7 @@ class DoReFaAct(ActivationQuantizer):
 
 
 @register_activation("fda-sign")
-class FDASign(_SignAct):
+class FDASign(FourierNoise, _SignAct):
     """FDA (Xu et al., NeurIPS 2021; code ``xuyixing0707/FDA-BNN``; BiBench's ``FDAConv2d``): F(x) = sign(x),
     B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1 and 0 outside: the derivative of the first n + 1
     terms of the square wave's Fourier series (4/π)·Σ sin((2i+1)ωx)/(2i+1). ω = 0.1; n goes from 9 to 18
@@ -256,15 +256,11 @@ class FDASign(_SignAct):
     noise = True
     traced_schedule = False  # ⌊n⌋ and λ(t): the captured step moves them eagerly
 
-    def set_progress(self, t: float) -> None:
-        super().set_progress(t)
-        self.noise_alpha = noise_strength(self.progress) if self.noise else 0.0
-
     def dB(self, x: Tensor) -> Tensor:
-        return fourier_sign_grad(x, math.floor(self.n), self.omega)
+        return self.fourier_grad(x)
 
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
-        return fourier_sign_grad_mul(grad, x, math.floor(self.n), self.omega)
+        return self.fourier_grad_mul(grad, x)
 
     def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
         channels = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels

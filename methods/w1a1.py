@@ -40,7 +40,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .activation_grads import fourier_sign_grad, fourier_sign_grad_mul, noise_parameters, noise_residual, noise_strength
+from .activation_grads import FourierNoise, noise_parameters, noise_residual
 from .bounds import Bound, non_negative, one_of, positive
 from .builtin import BNN
 from .functional import clip_grad_mul, sign
@@ -274,7 +274,7 @@ class ReCU(Method):
 
 
 @register_method("fda")
-class FDA(_ScaledSign):
+class FDA(FourierNoise, _ScaledSign):
     """FDA, Fourier frequency-domain approximation (Xu, Han, Wang, Xu, Xu & Wang, "Learning Frequency Domain
     Approximation for Binary Neural Networks", NeurIPS 2021; code ``xuyixing0707/FDA-BNN``), as BiBench's
     ``FDAConv2d`` (``bibench/models/layers/fda.py``, ``noise_adapt=True``).
@@ -307,15 +307,11 @@ class FDA(_ScaledSign):
         super().validate()
         self.act.noise = self.noise
 
-    def set_progress(self, t: float) -> None:
-        super().set_progress(t)
-        self.noise_alpha = noise_strength(self.progress) if self.noise else 0.0
-
     def dW(self, w: Tensor) -> Tensor:
-        return fourier_sign_grad(w, math.floor(self.n), self.omega)
+        return self.fourier_grad(w)
 
     def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
-        return fourier_sign_grad_mul(grad, w, math.floor(self.n), self.omega)
+        return self.fourier_grad_mul(grad, w)
 
     def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
         return noise_parameters(w[0].numel()) if self.noise else {}
