@@ -33,160 +33,28 @@ sign(0) = +1 everywhere (``methods.functional.sign``).
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import Tensor, nn
 
 from . import kernels
-from .base import ActivationQuantizer, get_activation_class, non_negative, positive, quantize_eagerly, register_activation
+from .activation_base import ActivationQuantizer
+from .activation_functions import recu_sign, rsign, scaled_sign
+from .activation_grads import (FourierNoise, approx_sign_grad, approx_sign_grad_mul, fourier_series_coefficients,
+                               fourier_sign_grad, fourier_sign_grad_mul, noise_parameters, noise_residual,
+                               sample_mean_abs, ste_clip_grad)  # noqa: F401  (fourier_sign_grad: re-exported)
+from .autograd import quantize_eagerly
+from .bounds import non_negative, positive
 from .functional import clip_grad_mul, just_above, sign
+from .registry import get_activation_class, register_activation
 
 def create_activation(name: str, **params) -> ActivationQuantizer:
     return get_activation_class(name)(**params)
 
 
-# -- the elementwise backward factors ---------------------------------------------------------------------
-# Each ``*_grad`` gives the factor B'(x); each ``*_grad_mul`` gives grad·B'(x), the backward itself, fused into
-# a few in-place vectorised passes (no bool masks, no ``torch.where``: on CPU both are an order of magnitude
-# slower than a float pass). grad·1[|x| ≤ 1] is ``methods.functional.clip_grad_mul`` (one pass).
-def ste_clip_grad(x: Tensor) -> Tensor:
-    """1[|x| ≤ 1]."""
-    return clip_grad_mul(torch.ones_like(x), x)
-
-
-def approx_sign_grad(x: Tensor) -> Tensor:
-    """ApproxSign' (Bi-Real Net): 2 − 2|x| for |x| < 1, else 0 (2 at 0, 0 at ±1)."""
-    return x.abs().mul_(-2.0).add_(2.0).clamp_min_(0.0)
-
-
-def approx_sign_grad_mul(grad: Tensor, x: Tensor) -> Tensor:
-    """grad·max(0, 2 − 2|x|): one pass (``methods.kernels``), else five in-place eager passes."""
-    fused = kernels.approx_sign_backward(grad, x)
-    return fused if fused is not None else approx_sign_grad(x).mul_(grad)
-
-
-# The closed form of FDA's sum needs sin θ ≠ 0 for 0 < |θ| ≤ ω (|x| ≤ 1) and a well-conditioned quotient:
-# used for ω ≤ π/2, the direct sum of cosines beyond.
-_FDA_CLOSED_FORM_MAX_OMEGA = math.pi / 2
-# |x| is floored at this (B' is even and flat at 0: B'(δ)/B'(0) − 1 ≈ (2/3)(n+1)²(ωδ)², far below any float's
-# resolution), so the quotient never meets 0/0 nor a subnormal sin(ωx).
-_FDA_FLOOR = 1e-20
-# The power series in x² is used (float32 and below) while the top frequency (2n+1)ω is at most this: its
-# alternating terms then stay small next to the sum (no digits lost to cancellation).
-_FDA_SERIES_MAX_FREQUENCY = 4.0
-# ... and is truncated where the omitted tail on |x| ≤ 1 is below this fraction of B'(0), far below float32's
-# resolution (6e-8).
-_FDA_SERIES_TOLERANCE = 1e-9
-
-
-@functools.lru_cache(maxsize=None)
-def _fourier_series_coefficients(n: int, omega: float) -> tuple[float, ...] | None:
-    """a_0, …, a_K with (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) = Σ_k a_k·x^{2k} + tail, |tail| on |x| ≤ 1 below
-    ``_FDA_SERIES_TOLERANCE``·B'(0): a_k = (4ω/π)·(−1)^k·Σ_i ((2i+1)ω)^{2k}/(2k)! (the cosines' Taylor series;
-    alternating with decreasing terms, so the tail is at most the first omitted term). None when the top
-    frequency exceeds ``_FDA_SERIES_MAX_FREQUENCY``."""
-    freqs = [(2 * i + 1) * omega for i in range(n + 1)]
-    if freqs[-1] > _FDA_SERIES_MAX_FREQUENCY:
-        return None
-    scale = 4.0 * omega / math.pi
-    coefficients = []
-    for k in range(64):
-        coefficients.append(scale * (-1) ** k * sum(f ** (2 * k) for f in freqs) / math.factorial(2 * k))
-        omitted = sum(f ** (2 * k + 2) for f in freqs) / math.factorial(2 * k + 2)
-        if k >= 1 and omitted <= _FDA_SERIES_TOLERANCE * (n + 1):
-            break
-    return tuple(coefficients)
-
-
-@functools.lru_cache(maxsize=None)
-def _coefficient_tensors(coefficients: tuple[float, ...], dtype: torch.dtype, device: torch.device):
-    return tuple(torch.tensor(c, dtype=dtype, device=device) for c in coefficients)
-
-
-def _fourier_series_grad(x: Tensor, n: int, omega: float) -> Tensor:
-    """(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for every x (no mask), as a new tensor of x's dtype; equal to the
-    direct sum of the n + 1 cosines up to float rounding, evaluated the cheapest way that keeps it so:
-
-    * float32 (half precision is evaluated in float32) while (2n+1)ω ≤ 4 (ω = 0.1 and n ≤ 18: 3.7): the power
-      series in u = x², Σ_k a_k·u^k (``_fourier_series_coefficients``, truncated 1e-9·B'(0) short of the sum,
-      ~10 terms), by Horner's rule, one fused pass (``addcmul``) per term; beyond |x| = 1 the values are
-      meaningless but the caller masks them;
-    * otherwise (float64, or higher frequencies) the closed form: with N = n + 1 terms and θ = ωx,
-      Σ_{i=0}^{N−1} cos((2i+1)θ) = sin(2Nθ)/(2 sin θ) (the telescoping 2 sin θ cos((2i+1)θ) = sin((2i+2)θ) −
-      sin(2iθ)), whose limit at θ → 0 is N; so the factor is (2ω/π)·sin(2Nθ)/sin θ, evaluated at |x| floored
-      at 1e-20 (B' is even, and equal to its limit there to every float's precision): two sines instead of N
-      cosines (for ω > π/2, where sin θ can vanish, the direct sum)."""
-    n = int(n)
-    xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-    coefficients = _fourier_series_coefficients(n, float(omega)) if xf.dtype == torch.float32 else None
-    if coefficients is not None:
-        c = _coefficient_tensors(coefficients, xf.dtype, xf.device)
-        u = torch.mul(xf, xf)
-        p = torch.addcmul(c[-2], u, c[-1])
-        for ck in reversed(c[:-2]):
-            torch.addcmul(ck, p, u, out=p)
-        return p.to(x.dtype)
-    if omega > _FDA_CLOSED_FORM_MAX_OMEGA:
-        total = torch.zeros_like(xf)
-        for i in range(n + 1):
-            total += torch.cos((2 * i + 1) * omega * xf)
-        return total.mul_(4.0 * omega / math.pi).to(x.dtype)
-    a = xf.abs().clamp_min_(_FDA_FLOOR)
-    num = torch.mul(a, 2.0 * (n + 1) * omega).sin_()
-    num.div_(a.mul_(omega).sin_()).mul_(2.0 * omega / math.pi)
-    return num.to(x.dtype)
-
-
-def fourier_sign_grad(x: Tensor, n: int, omega: float) -> Tensor:
-    """(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) on |x| ≤ 1, 0 outside (FDA)."""
-    factor = _fourier_series_grad(x, n, omega)
-    return clip_grad_mul(factor, x, out=factor)
-
-
-def fourier_sign_grad_mul(grad: Tensor, x: Tensor, n: int, omega: float) -> Tensor:
-    """grad·(4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx)·1[|x| ≤ 1] (FDA's backward): the power series in one pass
-    (``methods.kernels``) where it applies, else ``_fourier_series_grad`` eagerly."""
-    coefficients = _fourier_series_coefficients(int(n), float(omega))  # cached per (n, ω)
-    fused = kernels.fourier_backward(grad, x, coefficients) if coefficients is not None else None
-    if fused is not None:
-        return fused
-    factor = _fourier_series_grad(x, n, omega).mul_(grad)
-    return clip_grad_mul(factor, x, out=factor)
-
-
-# -- FDA's noise adaptation (``fda`` weights and ``fda-sign`` activations) ---------------------------------
-
-def noise_strength(t: float) -> float:
-    """FDA's noise weight λ(t) = 0.05·(1 + cos(πt)): 0.1 at the start, 0 at the end."""
-    return 0.05 * (1.0 + math.cos(math.pi * t))
-
-
-def noise_parameters(features: int) -> dict[str, Tensor]:
-    """FDA's noise-adaptation weights for ``features`` inputs: W₁ (features/64 × features) and W₂
-    (features × features/64), each drawn as ``nn.Linear``'s default (U(±1/√fan_in)); none when
-    features < 64 (the code's zero-width layers, which add nothing)."""
-    hidden = features // 64
-    if hidden == 0:
-        return {}
-    fc1, fc2 = torch.empty(hidden, features), torch.empty(features, hidden)
-    torch.nn.init.kaiming_uniform_(fc1, a=math.sqrt(5))
-    torch.nn.init.kaiming_uniform_(fc2, a=math.sqrt(5))
-    return {"noise_fc1": fc1, "noise_fc2": fc2}
-
-
-def noise_residual(x: Tensor, noise_fc1: Tensor | None = None, noise_fc2: Tensor | None = None) -> Tensor:
-    """e(x) = W₂·relu(W₁·x) + 0.1·sin(x) along the last dimension of x (FDA's ``NoiseAdaption``)."""
-    residual = torch.sin(x).mul_(0.1)
-    if noise_fc1 is None:
-        return residual
-    hidden = torch.nn.functional.linear(x, noise_fc1.to(x.dtype)).relu_()
-    return torch.nn.functional.linear(hidden, noise_fc2.to(x.dtype)).add_(residual)
-
-
 class _SignAct(ActivationQuantizer):
-    forward_formula = "sign(x)"
+    formulas = ("sign(x)", "B'(x)", "—")
 
     def F(self, x: Tensor) -> Tensor:
         return sign(x)
@@ -196,7 +64,7 @@ class _SignAct(ActivationQuantizer):
 class SteSign(_SignAct):
     """F(x) = sign(x), B'(x) = 1[|x| ≤ 1]: BNN's clipped straight-through estimator (Hubara et al. 2016)."""
 
-    backward_formula = "1[|x| ≤ 1]"
+    formulas = ("sign(x)", "1[|x| ≤ 1]", "—")
 
     def B(self, x: Tensor) -> Tensor:
         return torch.clamp(x, -1.0, 1.0)
@@ -215,8 +83,7 @@ class XnorSign(_SignAct):
     estimator; K stays outside it). Unscaled (``xnor`` with ``form = "xnor-net"``: XNOR-Net's code
     ``allenai/XNOR-Net``, ``BinActive``): F(x) = sign(x), B'(x) = 1[|x| < 1] (zero where |x| ≥ 1)."""
 
-    forward_formula = "K·sign(x) (form xnor-net: sign(x))"
-    backward_formula = "1[|x| ≤ 1] (form xnor-net: 1[|x| < 1])"
+    formulas = ("K·sign(x) (form xnor-net: sign(x))", "1[|x| ≤ 1] (form xnor-net: 1[|x| < 1])", "—")
     scaled = True
 
     def dB(self, x: Tensor) -> Tensor:
@@ -227,7 +94,7 @@ class XnorSign(_SignAct):
 
     def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
         if self.scaled and x.dim() > 1:
-            return _scaled_sign(x, self)
+            return scaled_sign(x, self)
         return quantize_eagerly(x, self)
 
     def deploy(self, x: Tensor, **learned: Tensor) -> Tensor:
@@ -236,18 +103,12 @@ class XnorSign(_SignAct):
             return out.mul_(sample_mean_abs(x)) if self.scaled and x.dim() > 1 else out
 
 
-def sample_mean_abs(x: Tensor) -> Tensor:
-    """K = mean |x| per sample (over every dimension but the first), detached, shaped to broadcast."""
-    with torch.no_grad():
-        return x.abs().mean(dim=tuple(range(1, x.dim())), keepdim=True)
-
-
 @register_activation("approx-sign")
 class ApproxSign(_SignAct):
     """F(x) = sign(x), B'(x) = 2 − 2|x| for |x| < 1 else 0; B(x) = the piecewise quadratic
     2x + x² (x < 0), 2x − x² (x ≥ 0) clipped to ±1 (Liu et al., Bi-Real Net, ECCV 2018)."""
 
-    backward_formula = "max(0, 2 − 2|x|)"
+    formulas = ("sign(x)", "max(0, 2 − 2|x|)", "—")
 
     def B(self, x: Tensor) -> Tensor:
         c = torch.clamp(x, -1.0, 1.0)
@@ -302,8 +163,7 @@ class RSign(ApproxSign):
     initialised to 0), backward ApproxSign'(x + β); the gradient reaching β is Σ grad·ApproxSign'(x + β).
     Deployed: sign(x + β)."""
 
-    forward_formula = "sign(x + β)"
-    backward_formula = "max(0, 2 − 2|x + β|)"
+    formulas = ("sign(x + β)", "max(0, 2 − 2|x + β|)", "—")
 
     def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
         if isinstance(layer, nn.Linear):
@@ -312,7 +172,7 @@ class RSign(ApproxSign):
         return {"beta": torch.zeros((1, channels) + (1,) * (layer.weight.dim() - 2))}
 
     def apply(self, x: Tensor, training: bool = True, beta: Tensor | None = None) -> Tensor:
-        return _rsign(x, beta)
+        return rsign(x, beta)
 
     def deploy(self, x: Tensor, beta: Tensor | None = None) -> Tensor:
         with torch.no_grad():
@@ -326,11 +186,11 @@ class ReCUSign(ApproxSign):
     dimensions (with its own gradient through the normalisation, as the official code); sign(x̂) = sign(x),
     so the deployed form is sign(x)."""
 
-    backward_formula = "ApproxSign'(x/σ(x))"
+    formulas = ("sign(x)", "ApproxSign'(x/σ(x))", "—")
 
     def apply(self, x: Tensor, training: bool = True, **learned: Tensor) -> Tensor:
         if training and x.dim() > 1:
-            return _recu_sign(x)
+            return recu_sign(x)
         return quantize_eagerly(x, self)
 
 
@@ -343,8 +203,7 @@ class DoReFaAct(ActivationQuantizer):
     rounding, the clip's own derivative)."""
 
     unipolar = False
-    forward_formula = "sign(x) (form tensorpack: round(clip(x, 0, 1)))"
-    backward_formula = "1[|x| ≤ 1] (form tensorpack: 1[0 ≤ x ≤ 1])"
+    formulas = ("sign(x) (form tensorpack: round(clip(x, 0, 1)))", "1[|x| ≤ 1] (form tensorpack: 1[0 ≤ x ≤ 1])", "—")
 
     @property
     def levels(self) -> str:
@@ -377,7 +236,7 @@ class DoReFaAct(ActivationQuantizer):
 
 
 @register_activation("fda-sign")
-class FDASign(_SignAct):
+class FDASign(FourierNoise, _SignAct):
     """FDA (Xu et al., NeurIPS 2021; code ``xuyixing0707/FDA-BNN``; BiBench's ``FDAConv2d``): F(x) = sign(x),
     B'(x) = (4ω/π)·Σ_{i=0}^{n} cos((2i+1)ωx) for |x| ≤ 1 and 0 outside: the derivative of the first n + 1
     terms of the square wave's Fourier series (4/π)·Σ sin((2i+1)ωx)/(2i+1). ω = 0.1; n goes from 9 to 18
@@ -393,19 +252,15 @@ class FDASign(_SignAct):
     schedules = {"n": (9.0, 18.0)}
     constants = {"omega": 0.1}
     bounds = {"n": non_negative(), "omega": positive()}
-    forward_formula = "sign(x) + λ·e(x)"
-    backward_formula = "(4ω/π)Σ_{i≤n} cos((2i+1)ωx)·1[|x| ≤ 1] + λ·e'(x)"
+    formulas = ("sign(x) + λ·e(x)", "(4ω/π)Σ_{i≤n} cos((2i+1)ωx)·1[|x| ≤ 1] + λ·e'(x)", "—")
     noise = True
-
-    def set_progress(self, t: float) -> None:
-        super().set_progress(t)
-        self.noise_alpha = noise_strength(self.progress) if self.noise else 0.0
+    traced_schedule = False  # ⌊n⌋ and λ(t): the captured step moves them eagerly
 
     def dB(self, x: Tensor) -> Tensor:
-        return fourier_sign_grad(x, math.floor(self.n), self.omega)
+        return self.fourier_grad(x)
 
     def grad_dB(self, grad: Tensor, x: Tensor) -> Tensor:
-        return fourier_sign_grad_mul(grad, x, math.floor(self.n), self.omega)
+        return self.fourier_grad_mul(grad, x)
 
     def layer_parameters(self, layer: nn.Module) -> dict[str, Tensor]:
         channels = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
@@ -413,7 +268,7 @@ class FDASign(_SignAct):
 
     def apply(self, x: Tensor, training: bool = True, **noise: Tensor) -> Tensor:
         if self.noise and x.dim() >= 2 and not noise and kernels.usable(x):
-            coefficients = _fourier_series_coefficients(math.floor(self.n), float(self.omega))
+            coefficients = fourier_series_coefficients(math.floor(self.n), float(self.omega))
             if coefficients is not None:  # sign(x) + (0.1·λ)·sin(x) and its backward, one pass each
                 return _fda_noisy_sign(x, self, coefficients)
         out = quantize_eagerly(x, self)
@@ -486,148 +341,3 @@ def _scale_positions(y: Tensor, f: Tensor) -> Tensor:
     return _PositionScaleFunction.apply(y, f)
 
 
-class _ScaledSignFunction(torch.autograd.Function):
-    """K·sign(x) in the forward (K = mean |x| per sample, detached); grad·B'(x) in the backward, K outside the
-    estimator (BiBench's XNOR: ``(K·sign x).detach() − clamp(x).detach() + clamp(x)``)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, method: "XnorSign") -> Tensor:
-        ctx.method = method
-        ctx.save_for_backward(x)
-        return sign(x).mul_(sample_mean_abs(x))
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return ctx.method.grad_dB(grad, ctx.saved_tensors[0]), None
-
-
-@torch.compiler.disable
-def _scaled_sign(x: Tensor, method: "XnorSign") -> Tensor:
-    return _ScaledSignFunction.apply(x, method)
-
-
-class _RSignFunction(torch.autograd.Function):
-    """sign(x + β) in the forward; grad·ApproxSign'(x + β) to x and Σ grad·ApproxSign'(x + β) to β (summed
-    over the dimensions β is broadcast along). The kernels compute sign(x − b) and ∂/∂b, called with b = −β
-    (∂L/∂β = −∂L/∂b). With ``methods.kernels``: x and b are saved and x − b is recomputed inside the one-pass
-    backward; eager: the sum x + β is saved."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, beta: Tensor) -> Tensor:
-        b = beta.to(x.dtype).neg()
-        ctx.beta_shape, ctx.beta_dtype = beta.shape, beta.dtype
-        fused = kernels.rsign_forward(x, b)
-        ctx.fused = fused is not None
-        if ctx.fused:
-            ctx.save_for_backward(x, b)
-            return fused
-        d = x - b
-        ctx.save_for_backward(d)
-        return sign(d)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        fused = kernels.rsign_backward(grad, *ctx.saved_tensors) if ctx.fused else None
-        if fused is not None:
-            h, grad_beta = fused
-        else:
-            d = ctx.saved_tensors[0] - ctx.saved_tensors[1] if ctx.fused else ctx.saved_tensors[0]
-            h = approx_sign_grad_mul(grad, d)
-            grad_beta = h.sum_to_size(ctx.beta_shape).neg() if ctx.needs_input_grad[1] else None
-        return h, grad_beta.neg().to(ctx.beta_dtype) if ctx.needs_input_grad[1] else None
-
-
-@torch.compiler.disable
-def _rsign(x: Tensor, beta: Tensor) -> Tensor:
-    return _RSignFunction.apply(x, beta)
-
-
-class _ReCUSignFunction(torch.autograd.Function):
-    """sign(x) in the forward (= sign(x̂), x̂ = x/s, s = sqrt(Var(x) + 1e-5) per sample, Var unbiased over all
-    but the first dimension); the backward is that of ApproxSign at x̂ followed by the normalisation's own:
-    with h = grad·ApproxSign'(x̂) and M the elements per sample,
-    ∂L/∂x = h/s − (Σ h·x)/(s³(M − 1))·(x − mean x), what autograd gives for x / sqrt(x.var() + 1e-5).
-    In one pass per sample (``methods.kernels.recu_forward/backward``) or eagerly as h/s = grad·max(0, 2/s − 2|x|/s²)
-    and Σ h·x/s³ = Σ (h/s)·x/s²; either way the saved tensors are x and the per-sample mean and s."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        fused = kernels.recu_forward(x)
-        if fused is not None:
-            out, mean, s = fused
-        else:
-            dims = tuple(range(1, x.dim()))
-            mean = x.mean(dim=dims, keepdim=True)
-            s = torch.linalg.vector_norm(x - mean, dim=dims, keepdim=True).square_().div_(x[0].numel() - 1)
-            s = s.add_(1e-5).sqrt_()
-            out = sign(x)
-        ctx.save_for_backward(x, mean, s)  # x − mean is recomputed in the backward: x is the only full-size one
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, mean, s = ctx.saved_tensors
-        fused = kernels.recu_backward(grad, x, mean, s)
-        if fused is not None:
-            return fused
-        dims = tuple(range(1, x.dim()))
-        inv = s.reciprocal()
-        inv_sq = inv.square()
-        h_over_s = x.abs().mul_(inv_sq * -2.0).add_(inv.mul_(2.0)).clamp_min_(0.0).mul_(grad)
-        scratch = torch.mul(h_over_s, x)
-        c = scratch.sum(dim=dims, keepdim=True).mul_(inv_sq.div_(x[0].numel() - 1))
-        return h_over_s.addcmul_(torch.sub(x, mean, out=scratch), c, value=-1.0)
-
-
-@torch.compiler.disable
-def _recu_sign(x: Tensor) -> Tensor:
-    return _ReCUSignFunction.apply(x)
-
-
-class InputQuantizer(nn.Module):
-    """Attached to a binarized layer as ``<layer>.input_quantizer``; a forward pre-hook on the layer replaces
-    its input by ``quantizer.apply(x)`` (training forward and F(w) model) or ``quantizer.deploy(x)``
-    (``deployed = True``). Owns the quantizer's learnable per-layer tensors as ``nn.Parameter``s."""
-
-    def __init__(self, quantizer: ActivationQuantizer, layer: nn.Module):
-        super().__init__()
-        self.quantizer = quantizer
-        self.deployed = False
-        self._names = []
-        for name, value in quantizer.layer_parameters(layer).items():
-            self.register_parameter(name, nn.Parameter(value.to(layer.weight.device, torch.float32)))
-            self._names.append(name)
-
-    def learned(self) -> dict[str, Tensor]:
-        return {name: getattr(self, name) for name in self._names}
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.deployed:
-            return self.quantizer.deploy(x, **self.learned())
-        return self.quantizer.apply(x, training=self.training, **self.learned())
-
-    def extra_repr(self) -> str:
-        return f"{self.quantizer.name}, deployed={self.deployed}"
-
-
-    def scale_output(self, y: Tensor) -> Tensor:
-        """The quantizer's factor on the layer's output (XNOR-Net++'s h ⊗ w), training and deployed alike."""
-        return self.quantizer.output(y, **self.learned())
-
-
-def _pre_hook(layer: nn.Module, args):
-    return (layer.input_quantizer(args[0]), *args[1:])
-
-
-def _output_hook(layer: nn.Module, args, output):
-    return layer.input_quantizer.scale_output(output)
-
-
-def attach_input_quantizer(layer: nn.Module, quantizer: ActivationQuantizer) -> InputQuantizer:
-    """Add ``layer.input_quantizer`` and the forward pre-hook that applies it."""
-    module = InputQuantizer(quantizer, layer)
-    layer.add_module("input_quantizer", module)
-    layer._proxbench_input_hook = layer.register_forward_pre_hook(_pre_hook)
-    if quantizer.scales_output:
-        layer._proxbench_output_hook = layer.register_forward_hook(_output_hook)
-    return module

@@ -23,18 +23,18 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 import torch
-from tabulate import tabulate
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .base import Method, MethodError, create_method
+from .errors import MethodError
+from .method import Method
+from .registry import create_method
+from .activation_base import attach_input_quantizer
 from .batched import BatchedWeights
+from .deploy import LATENT_WEIGHT_KEY, deployed_weight  # noqa: F401  (LATENT_WEIGHT_KEY: re-exported)
 from .fused import FusedWeights
 
 LAYER_TYPES = {"conv": nn.Conv2d, "conv2d": nn.Conv2d, "linear": nn.Linear, "conv1d": nn.Conv1d}
-# Where a binarized layer keeps its latent weight, relative to the layer: its state-dict key is
-# ``<layer>.`` + this (``torch.nn.utils.parametrize``'s naming of the weight's original tensor).
-LATENT_WEIGHT_KEY = "parametrizations.weight.original"
 
 
 @dataclass
@@ -145,9 +145,9 @@ def resolve_policy(policy, model: nn.Module) -> Policy:
 
 
 class BinarizedWeight(nn.Module):
-    """The parametrization: ``weight = method.forward(latent)``, or ``method.export(latent)`` when deployed.
+    """The parametrization: ``weight = method.forward(latent)``, or its deployed form (``methods.deploy``).
 
-    The method's ``tensors`` (its scheduled parameters as 0-d tensors, ``methods.base.ScheduleTensors``) are a
+    The method's ``tensors`` (its scheduled parameters as 0-d tensors, ``methods.schedule.ScheduleTensors``) are a
     submodule (``schedule``) of every layer's parametrization, the same module each time, so that moving the
     model moves them (and the graph ``torch.compile`` builds reads them on the model's device); they are
     not in ``state_dict()``.
@@ -156,7 +156,7 @@ class BinarizedWeight(nn.Module):
     the θ that ``methods.fused.FusedWeights`` computes for every layer at once (the same bits).
 
     A method with per-layer learnable tensors (``Method.weight_parameters``: XNOR-Net++'s Γ, ReCU's α) has
-    them registered here as ``nn.Parameter``s and gets them in ``quantize``/``export_learned``."""
+    them registered here as ``nn.Parameter``s and gets them in ``quantize``/``export_parts``."""
 
     def __init__(self, method: Method, weight: torch.Tensor | None = None):
         super().__init__()
@@ -168,7 +168,7 @@ class BinarizedWeight(nn.Module):
             # the method's live μ/ρ (one module shared by every layer): it follows ``model.to(device)``
             self.schedule = method.tensors
         self._names: list[str] = []
-        if weight is not None:
+        if weight is not None and method.traits.learned:
             with torch.no_grad():
                 for name, value in method.weight_parameters(weight.detach()).items():
                     self.register_parameter(name, nn.Parameter(value.to(weight.device, torch.float32)))
@@ -181,7 +181,7 @@ class BinarizedWeight(nn.Module):
         if self._names:
             learned = self.learned()
             if self.deployed:
-                return self.method.export_learned(latent, **learned)
+                return deployed_weight(self.method, latent, learned)
             return self.method.quantize(latent, **learned)
         if self.deployed:
             return self.method.export(latent)
@@ -235,7 +235,7 @@ def fuse(model: nn.Module) -> FusedWeights | None:
 
     Returns the ``FusedWeights`` (the same one when called again), or None where the per-layer path stays:
     a model with no binarized layer; rPC and PQ (θ = w: no kernel to fuse); a method that is not
-    ``Method.fusable`` (F or B' not elementwise, a custom ``forward``/``quantize``, per-layer learnable
+    ``Method.fusable`` (its ``traits``: F or B' not elementwise or its own ``quantize``, per-layer learnable
     tensors: most W1A1 methods), with a warning saying so. ``unfuse`` undoes it."""
     method = get_method(model)
     layers = [module for _, module in binarized_layers(model)]
@@ -264,8 +264,6 @@ def unfuse(model: nn.Module) -> None:
 
 
 def _attach_inputs(model: nn.Module, method: Method, names: list[str], deployed: bool = False) -> None:
-    from .activations import attach_input_quantizer
-
     modules = dict(model.named_modules())
     for name in names:
         attach_input_quantizer(modules[name], method.act).deployed = deployed
@@ -373,60 +371,3 @@ def _group_lrs(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> 
     like = next((lr for lr in lrs if isinstance(lr, torch.Tensor)), None)
     zero = 0.0 if like is None else torch.zeros_like(like)
     return [zero if lr is None else lr for lr in lrs]
-
-
-@contextlib.contextmanager
-def deployed(model: nn.Module):
-    """Within the block every binarized weight evaluates to ``export(w)`` (the deployed binary model)."""
-    params = [p for _, m in binarized_layers(model) for p in m.parametrizations.weight if isinstance(p, BinarizedWeight)]
-    params += [m.input_quantizer for _, m in input_binarized_layers(model)]
-    for p in params:
-        p.deployed = True
-    try:
-        yield model
-    finally:
-        for p in params:
-            p.deployed = False
-
-
-@dataclass
-class LayerInfo:
-    name: str
-    kind: str
-    binarized: bool
-    params: int
-    bits: int  # storage bits of the weight in the deployed model (1 per binarized weight, 32 otherwise)
-    input_binarized: bool = False  # the layer's input is binarized (W1A1)
-
-
-@dataclass
-class Summary:
-    """Per-layer table of a (binarized) model; ``str(summary)`` is a tabulate table."""
-
-    layers: list[LayerInfo]
-    total_params: int
-    binarized_params: int
-
-    def __str__(self) -> str:
-        rows = [(l.name, l.kind, "yes" if l.binarized else "no", l.params, l.bits,
-                 "1-bit" if l.input_binarized else "fp") for l in self.layers]
-        table = tabulate(rows, headers=["layer", "type", "binarized", "weights", "bits/weight", "input"],
-                         tablefmt="github")
-        return f"{table}\n\nparameters: {self.total_params:,}  binarized: {self.binarized_params:,}"
-
-
-def summary(model: nn.Module) -> Summary:
-    """Every conv/linear layer: binarized or not, weight count, bits per deployed weight, and whether its input
-    is binarized (``input``: 1-bit or fp)."""
-    binarized = {name for name, _ in binarized_layers(model)}
-    inputs = {name for name, _ in input_binarized_layers(model)}
-    layers = []
-    for name, module in model.named_modules():
-        if not isinstance(module, tuple(set(LAYER_TYPES.values()))):
-            continue
-        is_bin = name in binarized
-        w = module.parametrizations.weight.original if is_bin else module.weight
-        kind = type(module).__mro__[1].__name__ if is_bin else type(module).__name__  # parametrize subclasses it
-        layers.append(LayerInfo(name, kind, is_bin, w.numel(), 1 if is_bin else 32, name in inputs))
-    total = sum(p.numel() for p in model.parameters())
-    return Summary(layers, total, sum(l.params for l in layers if l.binarized))

@@ -1,7 +1,7 @@
 """The eight built-in methods, each a (F, B', hooks, schedule) tuple of the PC++ framework.
 
 Reference: Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and Backward
-Proximal Quantizers", NeurIPS 2023. The maps act on x = w/α (see ``methods.base``). The default unit
+Proximal Quantizers", NeurIPS 2023. The maps act on x = w/α (see ``methods.method``). The default unit
 (``default_scale``) was chosen by measurement (``bench/grids/ablation-scale.toml``, results in
 ``results/ablation-scale/``, the paper's μ and ρ unchanged):
 
@@ -22,15 +22,15 @@ scheduled parameter moves linearly in t = step/total_steps from ``*_start`` to `
 0-d tensor (``self.tensors.rho``, ``self.tensors.mu``, updated in place by ``set_progress``) so that
 ``torch.compile`` neither breaks nor recompiles at a binarized layer. The hooks use the float attributes
 (``self.rho``) when given a float lr (the eager step) and the tensors when given a 0-d tensor lr (the
-captured step, which traces them into its update graph: ``tensor_hooks``; PQ's freeze is then a select on
-``self.tensors.progress`` instead of a Python branch).
+captured step, which traces them into its update graph: ``Traits(hooks="traced")``; PQ's freeze is then a
+select on ``self.tensors.progress`` instead of a Python branch).
 
 Proximal steps (rPC, PQ) are proximal-gradient steps: their strength is η·ρ, η the learning rate of the
 step (``_ProximalStep``). Latent clipping (``clip``) follows each method's reference: BinaryConnect, BNN,
 BNN+ (larq) and ProxQuant clip to [−1, 1]. The paper's exact text for reverse ProxConnect is not available to
 us; its hook is our reading (rPC evaluates the gradient at the latent and updates from its prox, mirroring PC
 which evaluates it at the quantized point and updates the latent), a one-line change in
-``ReverseProxConnect.before_step``.
+``ReverseProxConnect.before_step_all``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Bound, Method, non_negative, one_of, positive, register_method
+from .bounds import Bound, non_negative, one_of, positive
+from .method import Method, Traits
+from .registry import register_method
 from .batched import (alphas_all, linear_quantize_all, sign_all, sign_swish_all, sign_swish_grad_all,
                       soft_sign_prox_all)
 from .functional import clamp_quantizer, clip_grad_mul, linear_quantizer, sign, sign_swish, sign_swish_grad, soft_sign_prox
@@ -52,7 +54,6 @@ class _LinearQuantizerMixin:
     constants = {"lq": "linear"}
     schedules = {"rho": (0.01, 10.0)}
     bounds = {"rho": non_negative(), "lq": one_of(*LQ_FORMS)}  # ρ = 0: LQ is the identity
-    symbols = {"rho": "ρ"}
 
     def linear_quantize(self, x: Tensor, rho: float | Tensor | None = None) -> Tensor:
         """LQ_ρ(x) with the current ρ (the tensor ``self.tensors.rho``, for F) or a given strength (the hooks)."""
@@ -72,7 +73,6 @@ class _ProximalStep(_LinearQuantizerMixin):
 
     constants = {**_LinearQuantizerMixin.constants, "prox": "lq"}
     bounds = {"prox": one_of("lq", "l1")}
-    tensor_hooks = True
 
     def prox_value(self, w: Tensor, lr: float | Tensor) -> Tensor:
         """α·prox_{η·ρ}(w/α) with η = ``lr``: a float lr uses the float ρ (the eager step), a 0-d tensor lr
@@ -113,9 +113,7 @@ class _SignForward(Method):
     """Methods that compute with the binary weights themselves: F(x) = sign(x), so α·F(w/α) is exactly
     ``export(w)`` (``forward_is_export``) and only B' tells them apart."""
 
-    forward_is_export = True
-    elementwise = True
-    forward_formula = "sign(x)"
+    traits = Traits(forward_is_export=True)
 
     def F(self, x: Tensor) -> Tensor:
         return sign(x)
@@ -128,19 +126,11 @@ class _SignForward(Method):
 class FullPrecision(Method):
     """Full-precision baseline: F(x) = x, B'(x) = 1, export is w itself (nothing is binarized)."""
 
-    label, color, marker = "FP", "#000000", "s"
-    identity_backward = True
-    binarizes = False
-    forward_formula, backward_formula = "x", "1"
-
-    def forward(self, w: Tensor) -> Tensor:
-        return w
+    traits = Traits(binarizes=False, identity_backward=True, identity_forward=True)
+    formulas = ("x", "1", "—")
 
     def F(self, x: Tensor) -> Tensor:
         return x
-
-    def export(self, w: Tensor) -> Tensor:
-        return w.detach().clone()
 
 
 CLIP = {"clip": non_negative()}  # latent clipping bound; 0 turns it off
@@ -153,12 +143,10 @@ class BinaryConnect(_SignForward):
     (the paper's [−H, H] with H = 1). sign(0) = +1.
     """
 
-    label, color, marker = "BC", "#1f77b4", "o"
     constants = {"clip": 1.0}
     bounds = CLIP
-    identity_backward = True
-    backward_formula = "1"
-    hooks_formula = "clip w to [−1, 1]"
+    traits = Traits(forward_is_export=True, identity_backward=True)
+    formulas = ("sign(x)", "1", "clip w to [−1, 1]")
 
 
 @register_method("pc")
@@ -170,11 +158,9 @@ class ProxConnect(_LinearQuantizerMixin, Method):
     not a step on it, so ρ is not scaled by the learning rate.
     """
 
-    label, color, marker = "PC", "#ff7f0e", "^"
-    elementwise = True
     default_scale = "tensor"
-    identity_backward = True
-    forward_formula, backward_formula = "LQ_ρ(x)", "1"
+    traits = Traits(identity_backward=True)
+    formulas = ("LQ_ρ(x)", "1", "—")
 
     def F(self, x: Tensor) -> Tensor:
         return self.linear_quantize(x)
@@ -195,20 +181,11 @@ class ReverseProxConnect(_ProximalStep, Method):
     rate of the step, see ``_ProximalStep``); ``prox = "lq"`` by default. No clipping (no reference clips).
     """
 
-    label, color, marker = "rPC", "#2ca02c", "v"
-    elementwise = True
-    identity_backward = True
-    forward_formula, backward_formula = "x", "1"
-    hooks_formula = "before_step: w ← α·prox_{ηρ}(w/α)"
+    traits = Traits(identity_backward=True, identity_forward=True, hooks="traced")  # α·(w/α) = w exactly
+    formulas = ("x", "1", "before_step: w ← α·prox_{ηρ}(w/α)")
 
     def F(self, x: Tensor) -> Tensor:
         return x
-
-    def forward(self, w: Tensor) -> Tensor:
-        return w  # α·(w/α) = w exactly; skip the arithmetic
-
-    def before_step(self, w: Tensor, lr: float | Tensor) -> None:
-        self.prox_step(w, lr)
 
     def before_step_all(self, ws: list[Tensor], lr: float | Tensor) -> None:
         self.prox_all(ws, lr)
@@ -227,32 +204,13 @@ class ProxQuant(_ProximalStep, Method):
     every step keeps them where they are, since one step never moves a weight by α).
     """
 
-    label, color, marker = "PQ", "#d62728", "D"
-    elementwise = True
     constants = {**_ProximalStep.constants, "clip": 1.0, "freeze_at": 1.0}
     bounds = {**CLIP, "freeze_at": Bound(low=0.0, high=1.0, low_inclusive=False)}
-    identity_backward = True
-    forward_formula, backward_formula = "x", "1"
-    hooks_formula = "after_step: w ← α·prox_{ηρ}(w/α), clip to [−1, 1]"
+    traits = Traits(identity_backward=True, identity_forward=True, hooks="traced")
+    formulas = ("x", "1", "after_step: w ← α·prox_{ηρ}(w/α), clip to [−1, 1]")
 
     def F(self, x: Tensor) -> Tensor:
         return x
-
-    def forward(self, w: Tensor) -> Tensor:
-        return w
-
-    def after_step(self, w: Tensor, lr: float | Tensor) -> None:
-        if isinstance(lr, Tensor):  # captured: the freeze is a select on the progress tensor, not a branch
-            with torch.no_grad():
-                value = self.prox_value(w, lr)
-                if self.freeze_at < 1.0:  # a constant: 1 = never (the progress of an after_step is < 1)
-                    value = torch.where(self.tensors.progress >= self.freeze_at, self.export(w), value)
-                w.copy_(value)
-        elif self.progress >= self.freeze_at:
-            with torch.no_grad():
-                w.copy_(self.export(w))
-        else:
-            self.prox_step(w, lr)
 
     def after_step_all(self, ws: list[Tensor], lr: float | Tensor) -> None:
         """``after_step`` on every latent with multi-tensor ops. Captured with ``freeze_at`` < 1: the prox, then
@@ -287,11 +245,9 @@ class BNN(_SignForward):
     to [−1, 1] after every update. At |x| = 1 the factor is 1.
     """
 
-    label, color, marker = "BNN", "#9467bd", "P"
     constants = {"clip": 1.0}
     bounds = CLIP
-    backward_formula = "1[|x| ≤ 1]"
-    hooks_formula = "clip w to [−1, 1]"
+    formulas = ("sign(x)", "1[|x| ≤ 1]", "clip w to [−1, 1]")
 
     def B(self, x: Tensor) -> Tensor:
         return torch.clamp(x, -1.0, 1.0)
@@ -311,12 +267,9 @@ class BNNPlus(_SignForward):
     SS'_μ(0) = μ; the forward is already binary, so μ needs no schedule.
     """
 
-    label, color, marker = "BNN+", "#8c564b", "X"
-    symbols = {"mu": "μ"}
     constants = {"mu": 5.0, "clip": 1.0}
     bounds = {"mu": positive(), **CLIP}
-    backward_formula = "SS'_μ(x)"
-    hooks_formula = "clip w to [−1, 1]"
+    formulas = ("sign(x)", "SS'_μ(x)", "clip w to [−1, 1]")
 
     def B(self, x: Tensor) -> Tensor:
         return sign_swish(x, self.mu)
@@ -337,13 +290,10 @@ class BNNPlusPlus(Method):
     (near) binary and export α·sign(w) changes little. SS_μ(0) = 0, SS'_μ(0) = μ.
     """
 
-    label, color, marker = "BNN++", "#e377c2", "*"
-    elementwise = True
-    symbols = {"mu": "μ"}
     default_scale = "tensor"
     schedules = {"mu": (5.0, 30.0)}
     bounds = {"mu": positive()}  # SS_0 ≡ 0; a negative μ flips the sign of F
-    forward_formula, backward_formula = "SS_μ(x)", "SS'_μ(x)"
+    formulas = ("SS_μ(x)", "SS'_μ(x)", "—")
 
     def F(self, x: Tensor) -> Tensor:
         return sign_swish(x, self.tensors.mu)

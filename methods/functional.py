@@ -4,7 +4,7 @@ All functions act on tensors elementwise, never produce NaN or overflow for fini
 the conventions of Lu, Yu, Li & Partovi Nia, "Understanding Neural Network Binarization with Forward and
 Backward Proximal Quantizers", NeurIPS 2023 (the PC++ paper):
 
-Parameters (ρ, μ) are Python floats or 0-d tensors (a method's ``tensors``, see ``methods.base``): with a
+Parameters (ρ, μ) are Python floats or 0-d tensors (a method's ``tensors``, see ``methods.schedule``): with a
 float64 0-d tensor every function returns bit for bit what it returns for the equal float.
 
 * ``sign(x) = +1 for x >= 0, -1 for x < 0`` (never 0, so a binarized weight is always ±α);

@@ -3,8 +3,8 @@
 The per-layer path (``Method.forward`` on each layer's latent) launches α, F and B' for every layer: a
 handful of small kernels per layer (18 binarized layers in a ResNet-20), which on a GPU costs launch latency
 rather than arithmetic. The fused path computes the same map for every layer at once, for methods whose F and B'
-act elementwise on x = w/α (``Method.elementwise``; ``Method.fusable`` adds: no custom ``forward`` or
-``quantize``, no per-layer learnable tensors):
+act elementwise on x = w/α (declared: ``Traits.elementwise``; ``Method.fusable`` adds: θ = α·F(w/α), not θ = w,
+and no per-layer learnable tensors, ``Traits.learned``):
 
     θ_i = α_i·F(w_i/α_i)          in the forward,
     grad_{w_i} = grad_{θ_i}·B'(w_i/α_i)   in the backward, α_i detached (mean |w_i| per tensor, per output
@@ -12,9 +12,9 @@ act elementwise on x = w/α (``Method.elementwise``; ``Method.fusable`` adds: no
 
 Per group of latents with one device and dtype: the latents are concatenated into one flat tensor w (one
 ``cat``), α_i is computed per layer (``torch._foreach_abs``, then per layer the same ``sum`` and ``div_`` as
-``methods.base.channel_scale``, then ``torch._foreach_clamp_min_``) and spread over the flat tensor (one
+``methods.autograd.channel_scale``, then ``torch._foreach_clamp_min_``) and spread over the flat tensor (one
 ``cat`` and one ``repeat_interleave``), and the per-layer path's autograd.Function
-(``methods.base.scaled_quantize``) computes x = w/α, θ = α·F(x) on the flat tensor and grad·B'(x) in its
+(``methods.autograd.scaled_quantize``) computes x = w/α, θ = α·F(x) on the flat tensor and grad·B'(x) in its
 backward. Each layer's weight is a view of the flat θ
 (one ``split``), with its latent's strides: a latent enters the flat tensor in memory order (a channels_last
 conv weight as (out, kh, kw, in), ``memory_order``), so θ is channels_last where w is. The reductions of α
@@ -44,7 +44,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Method, scaled_quantize
+from .autograd import scaled_quantize
+from .method import Method
 
 BLOCK = 64  # elements: a multiple of ATen's CPU vector block (2 vectors of 16 floats with AVX-512)
 GRAIN = 32768  # ATen's CPU grain size (at::internal::GRAIN_SIZE): below it an elementwise op is serial

@@ -194,7 +194,7 @@ def _padded_floats(values: tuple[float, ...]):
 
 def fourier_backward(grad: Tensor, x: Tensor, coefficients: tuple[float, ...]) -> Tensor | None:
     """grad·Σ_k a_k·x^{2k} where |x| ≤ 1, else 0, by Horner's rule in x² over ``coefficients`` (a_0, a_1, …,
-    at most ``FOURIER_TERMS``): FDA's B' as a power series (``methods.activations._fourier_series_coefficients``).
+    at most ``FOURIER_TERMS``): FDA's B' as a power series (``methods.activation_grads.fourier_series_coefficients``).
     Any size: FDA's weights too (one call instead of ~12 operators)."""
     if not 0 < len(coefficients) <= FOURIER_TERMS or not usable(x, grad, min_elements=0) or grad.shape != x.shape:
         return None

@@ -2,7 +2,7 @@
 
 Both are ``bench.registry.Registry`` instances (the one registry of every extension point, on the ground
 floor below ``methods``): a name taken by another module's class is a ``MethodError`` naming both modules,
-an unknown name a ``MethodError`` with the closest valid one. ``methods.base`` names the classes they hold
+an unknown name a ``MethodError`` with the closest valid one. ``methods.method`` and ``methods.activation_base`` name the classes they hold
 (``Method``, ``ActivationQuantizer``); this module imports nothing of it, so that ``Method`` can look its
 activation quantizer up here.
 
@@ -72,7 +72,7 @@ def compose(weight: str, activation: str) -> type:
     base = get_method_class(weight)
     if base.activation is not None:
         raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it already has {base.activation!r}")
-    if not base.binarizes:
+    if not base.traits.binarizes:
         raise MethodError(f"cannot compose {weight!r} with an activation quantizer: it binarizes nothing")
     get_activation_class(activation)
     name = f"{weight}+{activation}{COMPOSE_SUFFIX}"

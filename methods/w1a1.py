@@ -40,74 +40,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from . import kernels
-from .activations import (clip_grad_mul, fourier_sign_grad, fourier_sign_grad_mul, noise_parameters, noise_residual,
-                          noise_strength)
-from .base import Bound, Method, non_negative, one_of, positive, register_method
+from .activation_grads import FourierNoise, noise_parameters, noise_residual
+from .bounds import Bound, non_negative, one_of, positive
 from .builtin import BNN
-from .functional import sign
-
-
-class _SignGrad(torch.autograd.Function):
-    """sign(w) in the forward; grad · method.dW(w) in the backward (w the raw latent)."""
-
-    @staticmethod
-    def forward(ctx, w: Tensor, method: "_ScaledSign") -> Tensor:
-        ctx.method = method
-        if not method.identity_backward:
-            ctx.save_for_backward(w)
-        return sign(w)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        if ctx.method.identity_backward:
-            return grad, None
-        (w,) = ctx.saved_tensors
-        return ctx.method.grad_dW(grad, w), None
-
-
-@torch.compiler.disable
-def _sign_grad(w: Tensor, method) -> Tensor:
-    return _SignGrad.apply(w, method)
-
-
-class _ScaledSignGrad(torch.autograd.Function):
-    """α·sign(w) in the forward, α = ``method.alpha(w)`` (detached). Backward: grad·dW(w) when the scale sits
-    outside the reference's estimator (``(α·sign w).detach() − clamp(w).detach() + clamp(w)``: BiBench's
-    XNOR, DoReFa, Bi-Real and ReActNet layers, whose latent gradient has no α), or (grad·α)·dW(w) when the
-    reference multiplies the estimator's output by α (``alpha_in_gradient``: FDA), the autograd of
-    ``α * _SignGrad(w)``; one node either way."""
-
-    @staticmethod
-    def forward(ctx, w: Tensor, method: "_ScaledSign") -> Tensor:
-        alpha = method.alpha(w)
-        ctx.method = method
-        if method.identity_backward:
-            ctx.save_for_backward(alpha if isinstance(alpha, Tensor) else None)
-        else:
-            ctx.save_for_backward(alpha if isinstance(alpha, Tensor) else None, w)
-        ctx.alpha = None if isinstance(alpha, Tensor) else alpha
-        return sign(w).mul_(alpha)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        saved = ctx.saved_tensors
-        if ctx.method.alpha_in_gradient:
-            grad = grad * (saved[0] if saved[0] is not None else ctx.alpha)
-        if ctx.method.identity_backward:
-            return grad, None
-        return ctx.method.grad_dW(grad, saved[1]), None
-
-
-@torch.compiler.disable
-def _scaled_sign_grad(w: Tensor, method) -> Tensor:
-    return _ScaledSignGrad.apply(w, method)
-
-
-def channel_mean_abs(w: Tensor) -> Tensor:
-    """mean |w| per output channel (dim 0), shaped to broadcast against w."""
-    dims = tuple(range(1, w.dim()))
-    return w.detach().abs().mean(dim=dims, keepdim=True) if dims else w.detach().abs()
+from .functional import clip_grad_mul, sign
+from .method import Method, Traits
+from .registry import register_method
+from .w1a1_functions import channel_mean_abs, recu_weight, scaled_sign_grad, sign_grad
 
 
 class _ScaledSign(Method):
@@ -115,9 +54,8 @@ class _ScaledSign(Method):
     raw latent (times α only for ``alpha_in_gradient``). The forward is exactly ``export(w)``."""
 
     default_scale = "channel"
-    forward_is_export = True
-    forward_formula = "α·sign(w)"
-    backward_formula = "1[|w| ≤ 1]"
+    traits = Traits(elementwise=False, forward_is_export=True)
+    formulas = ("α·sign(w)", "1[|w| ≤ 1]", "—")
     # Does the reference multiply the output of its straight-through estimator by α (so the latent's gradient
     # carries α)? BiBench's clamp-STE layers do not: (α·sign w).detach() − clamp(w).detach() + clamp(w).
     alpha_in_gradient: ClassVar[bool] = False
@@ -133,12 +71,8 @@ class _ScaledSign(Method):
         """grad · dW(w), fused (one pass for 1[|w| ≤ 1])."""
         return clip_grad_mul(grad, w, inclusive=True)
 
-    def forward(self, w: Tensor) -> Tensor:
-        return _scaled_sign_grad(w, self)
-
-    def backward_factor(self, w: Tensor) -> Tensor:
-        with torch.no_grad():
-            return self.dW(w)
+    def quantize(self, w: Tensor, **learned: Tensor) -> Tensor:
+        return scaled_sign_grad(w, self)
 
 
 @register_method("bnn-w1a1")
@@ -148,8 +82,6 @@ class BNNW1A1(BNN):
     straight-through estimator). Activations: sign(x), backward 1[|x| ≤ 1] (1 at |x| = 1, 0 beyond).
     BiBench's layer does not clip the latents (``clip = 0``); ``clip = 1`` gives BNN's own code
     (``itayhubara/BinaryNet.pytorch``), which clamps them to [−1, 1] after every step."""
-
-    label, color, marker = "BNN-W1A1", "#17becf", "o"
 
     constants = {**BNN.constants, "clip": 0.0}
     activation = "ste-sign"
@@ -179,8 +111,6 @@ class XNOR(_FormChoice, _ScaledSign):
     ``form = "xnor-net"``: the activations of XNOR-Net's code (``allenai/XNOR-Net``, ``BinActive``): sign(x)
     without K, backward 1[|x| < 1] (zero at |x| ≥ 1)."""
 
-    label, color, marker = "XNOR", "#bcbd22", "s"
-
     constants = {"form": "bibench"}
     bounds = {"form": one_of("bibench", "xnor-net")}
     activation = "xnor-sign"
@@ -198,8 +128,6 @@ class DoReFa(_FormChoice, _ScaledSign):
     ``form = "tensorpack"``: DoReFa's own code (tensorpack ``examples/DoReFa-Net``): θ = E|w|·sign(w), E the
     mean over the whole tensor (``scale = "tensor"``), backward 1 (straight through); activations
     round(clip(x, 0, 1)) ∈ {0, 1} with backward 1[0 ≤ x ≤ 1]."""
-
-    label, color, marker = "DoReFa", "#7f7f7f", "^"
 
     constants = {"form": "bibench"}
     bounds = {"form": one_of("bibench", "tensorpack")}
@@ -230,8 +158,6 @@ class BiReal(_ScaledSign):
     for |x| < 1, else 0. The real-valued shortcut around each binary convolution is the model's:
     ``fmnist-cnn-bireal``, ``resnet20-bireal``."""
 
-    label, color, marker = "Bi-Real", "#393b79", "v"
-
     activation = "approx-sign"
 
 
@@ -246,23 +172,20 @@ class XNORPlusPlus(_ScaledSign):
     Weights: sign(w), backward 1[|w| ≤ 1]; ∂L/∂o = Σ grad·sign(w). Activations: sign(x), backward
     1[|x| ≤ 1]."""
 
-    label, color, marker = "XNOR++", "#8c6d31", "D"
-
     activation = "xnor++-sign"
-    forward_formula = "o·sign(w) (h, w on the output)"
+    traits = Traits(elementwise=False, forward_is_export=True, learned=True)
+    formulas = ("o·sign(w) (h, w on the output)", "1[|w| ≤ 1]", "—")
 
     def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
         return {"gamma": torch.ones((w.shape[0],) + (1,) * (w.dim() - 1))}
 
-    def quantize(self, w: Tensor, gamma: Tensor) -> Tensor:
-        return gamma.to(w.dtype) * _sign_grad(w, self)
+    def quantize(self, w: Tensor, gamma: Tensor | None = None) -> Tensor:
+        if gamma is None:  # a layer without its Γ: α·sign(w)
+            return super().quantize(w)
+        return gamma.to(w.dtype) * sign_grad(w, self)
 
-    def export_learned(self, w: Tensor, gamma: Tensor) -> Tensor:
-        with torch.no_grad():
-            return gamma.detach().to(w.dtype) * sign(w)
-
-    def export_parts(self, w: Tensor, gamma: Tensor):
-        return w >= 0, gamma.detach()
+    def export_parts(self, w: Tensor, gamma: Tensor | None = None):
+        return (w >= 0, gamma.detach()) if gamma is not None else super().export_parts(w)
 
 
 @register_method("reactnet")
@@ -272,8 +195,6 @@ class ReActNet(_ScaledSign):
     gradient). Activations: RSign, sign(x + β) with β a learnable threshold per input channel initialised to 0
     (``<layer>.input_quantizer.beta``, BiBench's ``channel_threshold``), backward ApproxSign'(x + β). RPReLU
     and the shortcuts are the model's: ``fmnist-cnn-react``, ``resnet20-react``, ``resnet18-react``."""
-
-    label, color, marker = "ReActNet", "#843c39", "P"
 
     activation = "rsign"
 
@@ -295,15 +216,14 @@ class ReCU(Method):
     (bits from sign(w − mean w), not sign(w)).
     """
 
-    label, color, marker = "ReCU", "#637939", "X"
-
     default_scale = "none"
     schedules = {"tau": (0.85, 0.99)}
     bounds = {"tau": Bound(low=0.5, high=1.0, low_inclusive=False, high_inclusive=False)}
-    forward_is_export = True
     activation = "recu-sign"
-    forward_formula = "a·sign(clamp(ŵ, ±Q_τ))"
-    backward_formula = "STE · clamp' · standardise'"
+    # learned a; deployed bits sign(w − mean w); τ(t) exponential, moved eagerly by the captured step
+    traits = Traits(elementwise=False, forward_is_export=True, learned=True, custom_export=True,
+                    traced_schedule=False)
+    formulas = ("a·sign(clamp(ŵ, ±Q_τ))", "STE · clamp' · standardise'", "—")
 
     def set_progress(self, t: float) -> None:
         super().set_progress(t)
@@ -340,95 +260,21 @@ class ReCU(Method):
     def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
         return grad
 
-    def quantize(self, w: Tensor, scale_a: Tensor) -> Tensor:
+    def quantize(self, w: Tensor, scale_a: Tensor | None = None) -> Tensor:
+        """a·sign(w̃); without a layer's learned scale a = mean |w| per channel."""
+        a = channel_mean_abs(w) if scale_a is None else scale_a.to(w.dtype)
         if w.dim() < 2:
-            return scale_a.to(w.dtype) * _sign_grad(self.rectified(w), self)
-        return _recu_weight(w, scale_a, self)
+            return a * sign_grad(self.rectified(w), self)
+        return recu_weight(w, channel_mean_abs(w) if scale_a is None else scale_a, self)
 
-    def export_learned(self, w: Tensor, scale_a: Tensor) -> Tensor:
+    def export_parts(self, w: Tensor, scale_a: Tensor | None = None):
+        """bits sign(w − mean w) (= sign(ŵ)), α = a (mean |w| per channel without a learned one)."""
         with torch.no_grad():
-            return scale_a.detach().to(w.dtype) * sign(self.standardise(w))
-
-    def export_parts(self, w: Tensor, scale_a: Tensor):
-        with torch.no_grad():
-            return self.standardise(w) >= 0, scale_a.detach()
-
-    def forward(self, w: Tensor) -> Tensor:  # without a layer's learned scale: a = mean |w| per channel
-        if w.dim() < 2:
-            return channel_mean_abs(w) * _sign_grad(self.rectified(w), self)
-        return _recu_weight(w, channel_mean_abs(w), self)
-
-    def export(self, w: Tensor) -> Tensor:
-        with torch.no_grad():
-            return channel_mean_abs(w) * sign(self.standardise(w))
-
-
-class _ReCUWeight(torch.autograd.Function):
-    """ReCU's θ = a·sign(clamp(ŵ, −Q_τ, Q_τ)) and its backward in one node: what autograd gives for
-    ``a * _sign_grad(rectified(w))``, written out. With ŵ = w0/r, w0 = w − mean w, r = R/(2√2),
-    R = sqrt(Var(w0) + 1e-5) (Var unbiased over the M elements of a channel; w0 has mean 0, up to rounding),
-    and g = grad·a·1[|ŵ| ≤ Q_τ] (straight through sign, then the clamp; Q_τ is detached):
-    ∂L/∂w0 = g/r − (Σ g·w0)/(r²·R·4√2)·2w0/(M − 1) = g/r − (Σ g·w0)·w0/(8(M − 1)r³),
-    ∂L/∂w = ∂L/∂w0 − mean(∂L/∂w0), ∂L/∂a = Σ grad·sign(w̃).
-    Q_τ ≥ 0 (τ ∈ (0.5, 1)), so sign(clamp(ŵ, −Q_τ, Q_τ)) = sign(ŵ) (Q_τ = 0 only when every ŵ is 0)."""
-
-    @staticmethod
-    def forward(ctx, w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
-        a_w = a.to(w.dtype)
-        fused = kernels.recu_weight_forward(w, a_w, method.tau)
-        ctx.fused = fused is not None
-        if ctx.fused:  # one call (``methods.kernels``); saved: w, a and the per-channel mean and r
-            out, mean, r, ctx.q = fused
-            ctx.save_for_backward(a, w, a_w, mean, r)
-            return out
-        dims = tuple(range(1, w.dim()))
-        m = w.numel() // w.shape[0]
-        w0 = w - w.mean(dim=dims, keepdim=True)
-        r = torch.linalg.vector_norm(w0, dim=dims, keepdim=True).square_().div_(m - 1).add_(1e-5).sqrt_()
-        r.mul_(1.0 / (2.0 * math.sqrt(2.0)))
-        w1_abs, bits = _ReCUWeight.standardised(w0, r)
-        q = w1_abs.mean().mul_(-math.log(2.0 - 2.0 * method.tau))  # Q_τ, as ``clamp_threshold`` (no host sync)
-        ctx.save_for_backward(a, w0, a_w, r, w1_abs, q, bits)
-        return bits * a_w
-
-    @staticmethod
-    def standardised(w0: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-        """(|ŵ|, sign(ŵ)) for ŵ = w0/r."""
-        w1_abs = w0 / r
-        bits = sign(w1_abs)
-        return w1_abs.abs_(), bits
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        if ctx.fused:
-            a, w, a_w, mean, r = ctx.saved_tensors
-            fused = kernels.recu_weight_backward(grad.contiguous(), w, a_w, mean, r, ctx.q, ctx.needs_input_grad[1])
-            if fused is not None:
-                return fused[0], None if fused[1] is None else fused[1].to(a.dtype), None
-            w0 = w - mean  # the kernels were switched off since the forward: the same backward eagerly
-            w1_abs, bits = _ReCUWeight.standardised(w0, r)
-            q = torch.tensor(ctx.q, dtype=w.dtype)
-        else:
-            a, w0, a_w, r, w1_abs, q, bits = ctx.saved_tensors
-        dims = tuple(range(1, w0.dim()))
-        m = w0.numel() // w0.shape[0]
-        grad_a = None
-        if ctx.needs_input_grad[1]:
-            grad_a = (grad * bits).sum_to_size(a.shape).to(a.dtype)
-        g_over_r = torch.le(w1_abs, q, out=torch.empty_like(w1_abs)).mul_(grad).mul_(a_w / r)
-        # Σ (g/r)·w0 times the factor of w0, −1/(8(M − 1)r²), per channel
-        k = torch.mul(g_over_r, w0).sum(dim=dims, keepdim=True).mul_(r.square().mul_(-8.0 * (m - 1)).reciprocal_())
-        grad_w0 = g_over_r.addcmul_(w0, k)
-        return grad_w0.sub_(grad_w0.mean(dim=dims, keepdim=True)), grad_a, None
-
-
-@torch.compiler.disable
-def _recu_weight(w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
-    return _ReCUWeight.apply(w, a, method)
+            return self.standardise(w) >= 0, channel_mean_abs(w) if scale_a is None else scale_a.detach()
 
 
 @register_method("fda")
-class FDA(_ScaledSign):
+class FDA(FourierNoise, _ScaledSign):
     """FDA, Fourier frequency-domain approximation (Xu, Han, Wang, Xu, Xu & Wang, "Learning Frequency Domain
     Approximation for Binary Neural Networks", NeurIPS 2021; code ``xuyixing0707/FDA-BNN``), as BiBench's
     ``FDAConv2d`` (``bibench/models/layers/fda.py``, ``noise_adapt=True``).
@@ -448,47 +294,35 @@ class FDA(_ScaledSign):
     binary one; the deployed model is α·sign(w) at every point. ``noise = false``: θ = α·sign(w).
     """
 
-    label, color, marker = "FDA", "#7b4173", "*"
-
     schedules = {"n": (9.0, 18.0)}
     constants = {"omega": 0.1, "noise": True}
     bounds = {"n": non_negative(), "omega": positive()}
     activation = "fda-sign"
     alpha_in_gradient = True
-    forward_is_export = False  # the F(w) model carries the noise residual while λ > 0
-    forward_formula = "α·(sign(w) + λ·e(w))"
-    backward_formula = "α·((4ω/π)Σ_{i≤n} cos((2i+1)ωw)·1[|w| ≤ 1] + λ·e'(w))"
+    # the F(w) model carries the noise residual while λ > 0; ⌊n⌋ and λ(t) are moved eagerly by the captured step
+    traits = Traits(elementwise=False, learned=True, traced_schedule=False)
+    formulas = ("α·(sign(w) + λ·e(w))", "α·((4ω/π)Σ_{i≤n} cos((2i+1)ωw)·1[|w| ≤ 1] + λ·e'(w))", "—")
 
     def validate(self) -> None:
         super().validate()
         self.act.noise = self.noise
 
-    def set_progress(self, t: float) -> None:
-        super().set_progress(t)
-        self.noise_alpha = noise_strength(self.progress) if self.noise else 0.0
-
     def dW(self, w: Tensor) -> Tensor:
-        return fourier_sign_grad(w, math.floor(self.n), self.omega)
+        return self.fourier_grad(w)
 
     def grad_dW(self, grad: Tensor, w: Tensor) -> Tensor:
-        return fourier_sign_grad_mul(grad, w, math.floor(self.n), self.omega)
+        return self.fourier_grad_mul(grad, w)
 
     def weight_parameters(self, w: Tensor) -> dict[str, Tensor]:
         return noise_parameters(w[0].numel()) if self.noise else {}
 
-    def forward(self, w: Tensor) -> Tensor:  # a layer without noise weights (fan-in < 64): e = 0.1·sin(w)
-        return self.quantize(w)
-
-    def quantize(self, w: Tensor, **noise: Tensor) -> Tensor:
+    def quantize(self, w: Tensor, **noise: Tensor) -> Tensor:  # no noise weights (fan-in < 64): e = 0.1·sin(w)
         if not self.noise:
-            return _scaled_sign_grad(w, self)
-        binary = _sign_grad(w, self)
+            return scaled_sign_grad(w, self)
+        binary = sign_grad(w, self)
         flat = w.reshape(w.shape[0], -1)
         residual = noise_residual(flat, **noise).reshape(w.shape)
         return (binary + self.noise_alpha * residual) * channel_mean_abs(w)
-
-    def export_learned(self, w: Tensor, **noise: Tensor) -> Tensor:
-        return self.export(w)
 
     def export_parts(self, w: Tensor, **noise: Tensor):
         return w >= 0, self.alpha(w)

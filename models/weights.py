@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from methods.binarize import LATENT_WEIGHT_KEY
+from methods.deploy import plain_key as _plain
 
 from .registry import ModelError
 
@@ -71,10 +71,6 @@ def unwrap_checkpoint(checkpoint) -> dict[str, torch.Tensor]:
             checkpoint = checkpoint[key]
             break
     return {(k[7:] if k.startswith("module.") else k): v for k, v in checkpoint.items()}
-
-
-def _plain(key: str) -> str:
-    return key.replace(f".{LATENT_WEIGHT_KEY}", ".weight")
 
 
 def load_state_dict_resampled(model: nn.Module, state_dict, *, strict: bool = True) -> list[str]:

@@ -1,22 +1,17 @@
-"""A third-party method module, as a user would write it outside the project (used with --plugin)."""
-
 import torch
-
 import methods
 
 
 @methods.register_method("tanh-ste")
 class TanhSTE(methods.Method):
-    """F(x) = tanh(βx), B = F so B'(x) = β·(1 − tanh²(βx)); β from 1 to 10."""
+    """F(x) = tanh(βx), B'(x) = β·(1 − tanh²(βx)); β > 0 from 1 to 10 over training."""
 
     schedules = {"beta": (1.0, 10.0)}
-    forward_formula, backward_formula = "tanh(βx)", "β(1 − tanh²(βx))"
+    bounds = {"beta": methods.positive()}
+    formulas = ("tanh(βx)", "β(1 − tanh²(βx))", "—")
 
     def F(self, x):
-        return torch.tanh(self.beta * x)
-
-    def B(self, x):
-        return torch.tanh(self.beta * x)
+        return torch.tanh(self.tensors.beta * x)
 
     def dB(self, x):
-        return self.beta * (1 - torch.tanh(self.beta * x) ** 2)
+        return self.tensors.beta * (1 - torch.tanh(self.tensors.beta * x) ** 2)

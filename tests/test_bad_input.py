@@ -230,7 +230,7 @@ def test_create_method_checks_types_and_declared_bounds():
 
 
 def test_a_plugin_declares_bounds_and_gets_the_checks():
-    from methods.base import Bound, positive
+    from methods.bounds import Bound, positive
 
     name = f"bounded-{uuid.uuid4().hex[:6]}"
 
@@ -261,7 +261,7 @@ def test_a_plugin_declares_bounds_and_gets_the_checks():
 
 
 def test_a_default_outside_its_own_bounds_is_refused():
-    from methods.base import positive
+    from methods.bounds import positive
 
     class Broken(methods.Method):
         name = "broken"

@@ -252,13 +252,13 @@ def test_schedule_tensor_form_matches_the_float_form():
 
 
 def test_method_without_tensor_hooks_keeps_the_split_capture():
-    """A method whose lr hook takes no tensor (a plugin without ``tensor_hooks``) or whose schedule has no
+    """A method whose lr hook takes no tensor (a plugin with ``Traits(hooks="eager")``) or whose schedule has no
     tensor form (ReCU) runs its hooks and ``set_progress`` eagerly around a compiled ``optimizer.step()``."""
     assert methods.create_method("rpc").hooks_traceable and methods.create_method("bnn++").schedule_traceable
     assert not methods.create_method("recu").schedule_traceable
 
     class FloatHooks(methods.get_method_class("rpc")):
-        tensor_hooks = False
+        traits = methods.Traits(identity_backward=True, identity_forward=True, hooks="eager")
 
     assert not FloatHooks().hooks_traceable
     model = methods.binarize(models.create_model("fmnist-cnn", num_classes=10, in_chans=1, img_size=28),

@@ -1,5 +1,6 @@
 """``torch.compile`` of a binarized model: no graph break at a binarized layer, no recompile when the schedule
-moves (μ/ρ live in 0-d tensors written in place, ``methods.base.ScheduleTensors``). CPU only, dynamo's
+moves (μ/ρ live in 0-d tensors written in place, ``methods.schedule.ScheduleTensors``), the README's plugin
+included. CPU only, dynamo's
 "eager" backend (tracing is what is tested, not code generation)."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from torch import nn
 
 import methods
 import models
+import plugin_methods  # noqa: F401  (the README's "Add a method" plugin, tanh-ste)
 
 pytestmark = pytest.mark.usefixtures("fresh_dynamo")  # dynamo caches and counters reset around each test
 
@@ -58,7 +60,7 @@ class _CountingBackend:
         return gm.forward
 
 
-@pytest.mark.parametrize("key", ["bnn++", "pc"])  # the methods whose F reads a scheduled parameter
+@pytest.mark.parametrize("key", ["bnn++", "pc", "tanh-ste"])  # the methods whose F reads a scheduled parameter
 def test_set_progress_does_not_recompile(key):
     model = _model(key)
     x, _ = _batch()
@@ -133,10 +135,12 @@ def test_traced_quantizer_is_the_eager_one_bit_for_bit(key, scale):
             w[0, 0], w[1, 0] = 0.0, 1.0  # sign(0) = +1, |x| = 1 at the edge of the clipped STE
             grad = torch.randn(shape, generator=g)
             w1, w2 = w.clone().requires_grad_(), w.clone().requires_grad_()
-            # Method.forward itself (fp, rPC, PQ override it with the identity, compiled or not)
-            eager, traced = methods.Method.forward(method, w1), methods.base.straight_through(w2, method)
+            # the eager autograd.Function itself (fp, rPC, PQ declare θ = w, compiled or not)
+            alpha = methods.autograd.eager_alpha(w1, method)
+            eager = methods.autograd.scaled_quantize(w1, alpha, method)
+            traced = methods.autograd.straight_through(w2, method)
             eager.backward(grad)
             traced.backward(grad)
             assert torch.equal(eager, traced) and torch.equal(w1.grad, w2.grad), (t, shape)
             with torch.no_grad():
-                assert torch.equal(methods.base.straight_through(w, method), eager)
+                assert torch.equal(methods.autograd.straight_through(w, method), eager)

@@ -61,7 +61,7 @@ def test_method_parameters_read_kinds_and_bounds_from_the_class():
     bnn = settings.method_parameters(methods.get_method_class("bnn++"))
     assert set(bnn) == set(methods.get_method_class("bnn++").valid_parameters())
     assert bnn["mu_end"].kind is settings.NUMBER and bnn["mu_end"].bound.describe() == "> 0"
-    assert bnn["scale"].kind is settings.STRING and bnn["scale"].bound.choices == methods.base.SCALES
+    assert bnn["scale"].kind is settings.STRING and bnn["scale"].bound.choices == methods.bounds.SCALES
     fda = settings.method_parameters(methods.get_method_class("fda"))
     assert fda["act_schedule"].kind is settings.STRING  # the activation quantizer's own parameter
 
@@ -91,8 +91,7 @@ def test_the_method_is_built_once_per_run_and_never_shared_by_two_models(tmp_pat
 
     @methods.register_method(name)
     class Counted(methods.Method):
-        schedules = {"beta": (1.0, 2.0)}
-        elementwise = True
+        schedules = {"beta": (1.0, 2.0)}  # elementwise (fusable) by default
 
         def __init__(self, **overrides):
             super().__init__(**overrides)

@@ -30,7 +30,8 @@ def cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProc
 
 
 def plugin_grid(tmp_path: Path) -> Path:
-    """A user's folder: their method module (not importable from the job's default sys.path) and a grid."""
+    """A user's folder: their method module (the README's "Add a method" code, tests/plugin_methods.py; not
+    importable from the job's default sys.path) and a grid."""
     shutil.copy(TESTS / "plugin_methods.py", tmp_path / "my_methods.py")
     grid = tmp_path / "plug.toml"
     grid.write_text(TINY_GRID + '[axes]\nmethod = ["tanh-ste"]\n')

@@ -211,18 +211,30 @@ def test_cli_export_real_checkpoint(tmp_path, capsys):
         assert torch.equal(fresh(x), model(x))
 
 
-def test_method_whose_export_is_not_binary_is_refused(tmp_path):
-    class Ternary(methods.Method):  # deliberately not registered (the registry-driven tests would pick it up)
-        name = "ternary-test"
+def test_method_whose_export_is_not_binary_is_refused_and_a_declared_form_is_packed(tmp_path):
+    """The deployed weight is always α·(2·bits − 1): a class that overrides ``export`` (a ternary one, say) is refused
+    when defined; one that declares another deployed form (``custom_export``: bits of w ≥ 0.1) is packed from its
+    ``export_parts``, and the file loads back to exactly the weights the deployed model computes with."""
+    with pytest.raises(methods.MethodError, match="overrides export"):
+        type("Ternary", (methods.Method,), {"export": lambda self, w: torch.round(w.clamp(-1, 1))})
+
+    class Centred(methods.Method):  # deliberately not registered (the registry-driven tests would pick it up)
+        name = "centred-test"
+        traits = methods.Traits(custom_export=True)
 
         def F(self, x):  # noqa: N802
-            return torch.round(x.clamp(-1, 1))
+            return methods.sign(x)
 
-        def export(self, w):
-            return torch.round(w.clamp(-1, 1))
+        def export_parts(self, w):
+            return w >= 0.1, self.alpha(w)
 
+    torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 2))
-    methods.binarize(model, Ternary())
-    with pytest.raises(packing.PackingError, match="does not export"):
-        packing.save_packed(model, tmp_path / "t.pxb")
-    assert not (tmp_path / "t.pxb").exists()
+    methods.binarize(model, Centred(scale="channel"))
+    packing.save_packed(model, tmp_path / "c.pxb")
+    state, _ = packing.load_packed(tmp_path / "c.pxb")
+    latent = model[1].parametrizations.weight.original.detach()
+    with methods.deployed(model), torch.no_grad():
+        assert torch.equal(state["1.weight"], model[1].weight)
+        assert torch.equal(model[1].weight, latent.abs().mean(1, keepdim=True) * torch.where(latent >= 0.1, 1.0, -1.0))
+        assert not torch.equal(model[1].weight, latent.abs().mean(1, keepdim=True) * methods.sign(latent))

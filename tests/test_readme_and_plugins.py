@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
-from conftest import ROOT
+from conftest import ROOT, TESTS
 
 
 def readme_blocks(section: str) -> tuple[str, str]:
@@ -49,6 +49,21 @@ def test_readme_add_a_method_snippet_runs_as_printed(tmp_path):
     assert record["status"] == "done" and record["final"]["acc"] > 30  # learns well above chance (10%)
 
 
+def test_the_readme_plugin_is_the_one_every_executor_runs():
+    """tests/plugin_methods.py is the README's "Add a method" code, character for character: the grid tests run it
+    under every executor (tests/test_dispatch.py: local and debug; tests/test_slurm_dispatch.py: slurm)."""
+    code, _ = readme_blocks("Add a method")
+    assert code == (TESTS / "plugin_methods.py").read_text()
+    import methods
+    import plugin_methods  # noqa: F401  (registers the README's tanh-ste)
+
+    method = methods.create_method("tanh-ste")
+    assert method.fusable and not method.uses_lr  # fusable by default: no flag to remember
+    assert "import methods\n" in code and "from methods" not in code  # imports only from methods
+    method.set_progress(0.5)
+    assert method.tensors.beta.item() == 5.5  # F and B' read the schedule as a tensor, not a float
+
+
 def test_plugin_listed_by_cli(tmp_path):
     code, _ = readme_blocks("Add a method")
     (tmp_path / "my_methods.py").write_text(code)
@@ -68,7 +83,7 @@ def test_entry_point_plugin(tmp_path):
     """A distribution that declares a proxbench.methods entry point is loaded without --plugin."""
     (tmp_path / "ep_methods.py").write_text(
         "import methods\n\n@methods.register_method('ep-sign')\nclass EpSign(methods.Method):\n"
-        "    identity_backward = True\n    def F(self, x):\n        return methods.sign(x)\n")
+        "    traits = methods.Traits(identity_backward=True)\n    def F(self, x):\n        return methods.sign(x)\n")
     dist = tmp_path / "ep_methods-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-methods\nVersion: 0.1\n")

@@ -136,8 +136,9 @@ def plot_method(key: str, out: Path, variants: list[Variant] | None = None, sour
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
         fig, ((ax_f, ax_b),) = _figure(10, 3.8, 1, 2)
         _draw(ax_f, ax_b, variants, labels=True)
-        ax_f.set_title(f"F(x) = {cls.forward_formula}")
-        ax_b.set_title(f"B'(x) = {cls.backward_formula}")
+        forward, backward, hooks = cls.formulas
+        ax_f.set_title(f"F(x) = {forward}")
+        ax_b.set_title(f"B'(x) = {backward}")
         low, high = ax_b.get_ylim()
         ax_b.set_ylim(min(low, -0.1), max(high, 1.1))
         for ax, name in ((ax_f, "F(x)"), (ax_b, "B'(x)")):
@@ -145,7 +146,7 @@ def plot_method(key: str, out: Path, variants: list[Variant] | None = None, sour
             ax.set_xlabel("x = w/α (normalised latent weight)")
             ax.set_ylabel(name)
             ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
-        hooks = f"; hooks: {cls.hooks_formula}" if cls.hooks_formula != "—" else ""
+        hooks = f"; hooks: {hooks}" if hooks != "—" else ""
         name = method_style(key).label + (f" ({key})" if method_style(key).label != key else "")
         fig.suptitle(f"{name}: forward and backward quantizers{source}{hooks}",
                      fontsize=10)

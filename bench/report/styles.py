@@ -1,10 +1,11 @@
-"""How methods and leaderboard columns are named, ordered and drawn, read from the method classes.
+"""How methods and leaderboard columns are named, ordered and drawn.
 
-The single source is the class a method is registered as (``methods.base.Method``): its ``label`` (display
-name), ``color`` and ``marker`` (matplotlib), and ``symbols`` (a symbol per parameter for axis labels). A
-method whose class declares none of these (or that is not registered here, a plugin not loaded) is shown by
-its registry key, drawn in a colour and marker derived from the key, and a parameter named after a Greek
-letter ("beta") is shown as the letter.
+The single source is ``STYLES`` below, keyed by registry key: each method's display name (``label``), its
+matplotlib ``color`` and ``marker``. A method not in it (a plugin) may suggest its own through its class's
+optional ``style`` field (``methods.Method.style``: a dict with any of ``label``, ``color``, ``marker`` and
+``symbols``, a symbol per parameter for axis labels); a suggestion is not inherited by a subclass registered
+under another key. What neither gives is derived: the registry key as the label, a colour and marker picked
+from the key, and a parameter named after a Greek letter ("beta") shown as the letter.
 
 Order: the built-in methods in the order ``methods.builtin`` defines them (fp, bc, pc, rpc, pq, bnn, bnn+,
 bnn++: the paper's order), then every other method alphabetically.
@@ -25,6 +26,20 @@ FALLBACK_MARKERS = ("h", "p", "<", ">", "d", "8", "H")
 GREEK_NAMES = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda",
                "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega")
 GREEK = {name: chr(0x3B1 + i + (1 if i >= 17 else 0)) for i, name in enumerate(GREEK_NAMES)}  # skips final ς
+
+
+STYLES: dict[str, dict[str, str]] = {
+    key: {"label": label, "color": color, "marker": marker} for key, label, color, marker in (
+        ("fp", "FP", "#000000", "s"), ("bc", "BC", "#1f77b4", "o"), ("pc", "PC", "#ff7f0e", "^"),
+        ("rpc", "rPC", "#2ca02c", "v"), ("pq", "PQ", "#d62728", "D"), ("bnn", "BNN", "#9467bd", "P"),
+        ("bnn+", "BNN+", "#8c564b", "X"), ("bnn++", "BNN++", "#e377c2", "*"),
+        # the BiBench W1A1 methods
+        ("bnn-w1a1", "BNN-W1A1", "#17becf", "o"), ("xnor", "XNOR", "#bcbd22", "s"),
+        ("dorefa", "DoReFa", "#7f7f7f", "^"), ("bireal", "Bi-Real", "#393b79", "v"),
+        ("xnor++", "XNOR++", "#8c6d31", "D"), ("reactnet", "ReActNet", "#843c39", "P"),
+        ("recu", "ReCU", "#637939", "X"), ("fda", "FDA", "#7b4173", "*"),
+    )
+}
 
 
 def method_class(method: str):
@@ -53,23 +68,26 @@ def method_sort_key(method: str):
     return (order.index(method), "") if method in order else (len(order), method)
 
 
-def method_attribute(method: str, name: str):
-    """The presentation attribute ``name`` (``label``, ``color``, ``marker``) that the class registered as
-    ``method`` declares, itself or through a base class that is not registered under another key (a mixin);
-    None when the method is not registered here (a plugin not loaded) or nothing declares it."""
+def suggested_style(method: str) -> dict:
+    """The ``style`` the class registered as ``method`` suggests, itself or through a base class that is not
+    registered under another key (a mixin); {} when the method is not registered here or suggests nothing."""
     cls = method_class(method)
-    if cls is None:
-        return None
-    for klass in cls.__mro__:
+    for klass in (cls.__mro__ if cls is not None else ()):
         if klass is not cls and klass.__dict__.get("name"):
-            return None  # a registered ancestor's label, colour or marker would tell two methods apart by nothing
-        if klass.__dict__.get(name) is not None:
-            return klass.__dict__[name]
-    return None
+            return {}  # a registered ancestor's label, colour or marker would tell two methods apart by nothing
+        if klass.__dict__.get("style"):
+            return klass.__dict__["style"]
+    return {}
+
+
+def method_attribute(method: str, name: str):
+    """The presentation attribute ``name`` (``label``, ``color``, ``marker``) of ``method``: ``STYLES``, else
+    its class's suggestion (``suggested_style``), else None."""
+    return STYLES.get(method, {}).get(name) or suggested_style(method).get(name)
 
 
 def method_label(method: str) -> str:
-    """The display name of ``method``: its class's ``label`` (FP, BC, PC, rPC, PQ, BNN, BNN+, BNN++), else the key."""
+    """The display name of ``method``: its ``label`` (FP, BC, PC, rPC, PQ, BNN, BNN+, BNN++), else the key."""
     return method_attribute(method, "label") or method
 
 
@@ -92,8 +110,8 @@ class Style:
 
 
 def method_style(method: str) -> Style:
-    """The style of ``method`` in every figure: its class's ``label``, ``color`` and ``marker``; where the class
-    declares none (or the method is not registered here), a colour and a marker picked by the SHA-256 of the
+    """The style of ``method`` in every figure: its ``label``, ``color`` and ``marker``; where none is given (or
+    the method is not registered here), a colour and a marker picked by the SHA-256 of the
     key from ``FALLBACK_COLORS`` / ``FALLBACK_MARKERS``, the same on every machine and in every run."""
     digest = hashlib.sha256(method.encode("utf-8")).digest()
     return Style(method_label(method),
@@ -102,11 +120,6 @@ def method_style(method: str) -> Style:
 
 
 def param_symbol(method: str, param: str) -> str:
-    """The symbol of parameter ``param`` of ``method``: from the ``symbols`` of its class (merged along its base
-    classes), else the Greek letter a parameter named after one stands for ("beta" -> β), else the name."""
-    cls = method_class(method)
-    for klass in (cls.__mro__ if cls is not None else ()):
-        symbol = (klass.__dict__.get("symbols") or {}).get(param)
-        if symbol:
-            return symbol
-    return GREEK.get(param, param)
+    """The symbol of parameter ``param`` of ``method``: from the ``symbols`` its class suggests (``style``), else
+    the Greek letter a parameter named after one stands for ("beta" -> β), else the name."""
+    return (suggested_style(method).get("symbols") or {}).get(param) or GREEK.get(param, param)

@@ -12,6 +12,7 @@ The deployed model computes with ``export(w) = α·sign(w)`` for every binarized
   and class tokens, full-precision conv/linear weights) as float32 if it is a floating-point tensor, as
   int64 otherwise (``num_batches_tracked`` is **kept**, 8 bytes per BatchNorm layer).
 
+What is stored is ``methods.deployed_model.deployed_entries``; this module only serializes it.
 W1A1 methods: the bits and α are what the method's ``export_parts`` says the deployed layer uses (XNOR-Net++'s
 learnable Γ and ReCU's learnable scale are the α, so those parameters are not stored twice; ReCU's bits are
 sign(w − mean w)); the activation quantizers' learnable tensors (ReActNet's thresholds,
@@ -56,7 +57,8 @@ import torch
 from torch import nn
 
 import methods
-from methods.binarize import LATENT_WEIGHT_KEY
+from methods.deploy import rebuild  # noqa: F401  (re-exported for the readers)
+from methods.deployed_model import deployed_entries
 
 from bench.atomic import atomic_write
 
@@ -70,98 +72,7 @@ class PackingError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------------------
-# what gets stored
-
-
-def _binarized(model: nn.Module) -> dict[str, str]:
-    """state-dict key of each binarized latent -> the plain key of the deployed weight."""
-    out = {}
-    for name, _module in methods.binarized_layers(model):
-        prefix = f"{name}." if name else ""
-        out[f"{prefix}{LATENT_WEIGHT_KEY}"] = f"{prefix}weight"
-    return out
-
-
-def _learned(model: nn.Module) -> dict[str, tuple[dict, set]]:
-    """latent key -> (the layer's learnable weight tensors {name: tensor}, their state-dict keys)."""
-    out = {}
-    for name, module in methods.binarized_layers(model):
-        prefix = f"{name}." if name else ""
-        learned = {}
-        for p in module.parametrizations.weight:
-            if hasattr(p, "learned"):
-                learned.update(p.learned())
-        keys = {f"{prefix}parametrizations.weight.0.{k}" for k in learned}
-        out[f"{prefix}{LATENT_WEIGHT_KEY}"] = (learned, keys)
-    return out
-
-
-def _plain_order(state: dict, latents: dict[str, str]) -> dict:
-    """The state dict in the order of the unparametrized model: a binarized weight goes back in front of its
-    layer's other direct entries (parametrize moves it behind the bias)."""
-    by_prefix = {plain[: -len("weight")]: latent for latent, plain in latents.items()}
-    keys, placed = [], set()
-    for key in state:
-        prefix, _, leaf = key.rpartition(".")
-        latent = key if key in latents else by_prefix.get(f"{prefix}." if prefix else "")
-        if latent is not None and latent not in placed and (key == latent or "." not in leaf):
-            keys.append(latent)
-            placed.add(latent)
-        if key not in placed:
-            keys.append(key)
-    return {k: state[k] for k in keys}
-
-
-def deployed_entries(model: nn.Module):
-    """Yield (plain key, kind, tensor, alpha) for every state-dict entry of the deployed model.
-
-    kind "bin": ``tensor`` is the bits (bool, CPU; True = +α) and ``alpha`` the α tensor (or None for α = 1);
-    kind "f32"/"i64": ``tensor`` is the value itself and ``alpha`` is None. Learnable weight tensors of a
-    method (``Method.weight_parameters``) are folded into α and not yielded.
-    """
-    method = methods.get_method(model)
-    latents = _binarized(model)
-    learned_of = _learned(model)
-    folded = set().union(*(keys for _, keys in learned_of.values())) if learned_of else set()
-    for key, value in _plain_order(model.state_dict(), latents).items():
-        if key in folded:
-            continue
-        value = value.detach().cpu()
-        if key in latents:
-            w = value.float()
-            learned = {k: v.detach().cpu().float() for k, v in learned_of[key][0].items()}
-            bits, alpha = method.export_parts(w, **learned)
-            if isinstance(alpha, torch.Tensor):
-                alpha = alpha.detach().cpu().float()
-                if alpha.numel() == 1:
-                    alpha = alpha.reshape(())
-            else:
-                if float(alpha) != 1.0:
-                    alpha = torch.tensor(float(alpha))
-                else:
-                    alpha = None
-            # Method.export is α·sign(w) by definition; a subclass that overrides export (or alpha), or has
-            # learnable weight tensors, is checked.
-            if learned or _custom_export(method):
-                expect = method.export_learned(w, **learned) if learned else method.export(w)
-                if not torch.equal(rebuild(bits, alpha), expect.float()):
-                    raise PackingError(f"{key}: method {method.name!r} does not export α·sign(w), so it cannot be "
-                                       "stored as 1 bit per weight")
-            yield latents[key], "bin", bits, alpha
-        elif value.is_floating_point() or value.is_complex():
-            yield key, "f32", value, None
-        else:
-            yield key, "i64", value, None
-
-
-def _custom_export(method) -> bool:
-    return type(method).export is not methods.Method.export
-
-
-def rebuild(bits: torch.Tensor, alpha: torch.Tensor | None) -> torch.Tensor:
-    """α·(2·bit − 1) in float32 (exactly ±α)."""
-    signs = torch.where(bits, 1.0, -1.0).to(torch.float32)
-    return signs if alpha is None else alpha * signs
+# what gets stored: the deployed entries of ``methods.deploy`` (bits and α per binarized layer, plain keys)
 
 
 def payload_bytes(model: nn.Module) -> int:

@@ -15,7 +15,7 @@ from torch import nn
 
 import methods
 import models
-from methods.binarize import LATENT_WEIGHT_KEY
+from methods.deploy import plain_key
 
 from bench import data
 from bench.errors import UserError
@@ -119,7 +119,7 @@ def load_init_state(init: str, workdir: str | Path) -> dict:
 
 def strip_parametrizations(state: dict) -> dict:
     """Map 'layer.parametrizations.weight.original' keys back to 'layer.weight' (a binarized parent)."""
-    return {k.replace(f".{LATENT_WEIGHT_KEY}", ".weight"): v for k, v in state.items()}
+    return {plain_key(k): v for k, v in state.items()}
 
 
 def load_run_model(source: str, workdir: str | Path = "work",

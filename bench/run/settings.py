@@ -191,7 +191,7 @@ assert set(FLAG_KEYS) <= set(BY_NAME)
 @dataclass(frozen=True)
 class Parameter:
     """One parameter of a method class (an override key such as ``mu_end`` included): its ``kind`` and its
-    declared ``bound`` (``methods.base.Bound``, or None)."""
+    declared ``bound`` (``methods.bounds.Bound``, or None)."""
 
     name: str
     kind: Kind

@@ -12,7 +12,7 @@ and ``TrainStep.update`` the rest, so a caller can look at the loss in between.
 loss (its backward is the compiled backward graph AOTAutograd derives from it). (2) The update: the
 ``before_step`` hooks, ``optimizer.step()``, the ``after_step`` hooks, latent clipping and the schedule update,
 all of ``methods.optimizer_step`` in its tensor form. The binarized layers trace without a graph break and
-read μ/ρ from the method's 0-d tensors (``methods.base.ScheduleTensors``); the update graph writes those in
+read μ/ρ from the method's 0-d tensors (``methods.schedule.ScheduleTensors``); the update graph writes those in
 place from a 0-d progress tensor (``Method.set_progress_tensors``: start + (end − start)·t or
 start·(end/start)^t), so the graphs are compiled once. The lr changes every step, so it lives in a 0-d
 tensor per optimizer group (on the model's device; Adam/AdamW with ``capturable=True`` on CUDA), which the
@@ -22,7 +22,7 @@ the progress of the next step (``fill_`` of the host float into the tensor the u
 LambdaLR scheduler's ``fill_`` of each group's lr (its base lr is kept a Python float, ``initial_lr``). The
 method's Python floats (records, step log, ``params()``) follow from the host progress
 (``Method.set_progress_floats``), never read back from the device. A method whose hooks take no tensor lr
-(``Method.hooks_traceable`` false: a plugin without ``tensor_hooks``) or whose schedule has no tensor form
+(``Method.hooks_traceable`` false: a plugin with ``Traits(hooks="eager")``) or whose schedule has no tensor form
 (``Method.schedule_traceable`` false: ReCU's exponential τ) keeps the former split: its hooks and
 ``set_progress`` run eagerly around a compiled ``optimizer.step()``, with the lr as the host float the
 scheduler computed (``host_lrs``); there SGD's first step creates its momentum buffers, so its step graph
