@@ -29,8 +29,8 @@ class ActivationQuantizer(Parameters):
     Writes ``F`` and ``dB`` (or the fused ``grad_dB``), declares ``schedules``/``constants``/``bounds`` and
     ``formulas``; ``levels`` is the value of a binary input ("sign": ±1, an XNOR-popcount MAC; "unipolar":
     {0, 1}, an AND-popcount MAC); ``scales_output`` says that ``output`` multiplies the layer's output
-    (XNOR-Net++'s h ⊗ w); ``identity_backward``: B' ≡ 1; ``traced_schedule``: False for a schedule that is not
-    linear or geometric (FDA's ⌊n⌋ and λ), which the captured step then moves eagerly."""
+    (XNOR-Net++'s h ⊗ w); ``identity_backward``: B' ≡ 1; ``traced_schedule``: False for a schedule beyond the
+    declared shapes (``methods.schedule``), which the captured step then moves eagerly."""
 
     default_scale: ClassVar[str] = "none"
     formulas: ClassVar[tuple[str, str, str]] = ("F(x)", "B'(x)", "—")
@@ -93,6 +93,7 @@ class InputQuantizer(nn.Module):
         super().__init__()
         self.quantizer = quantizer
         self.deployed = False
+        self.schedule = quantizer.tensors  # its schedule tensors (non-persistent): follow model.to(device)
         self._names = []
         for name, value in quantizer.layer_parameters(layer).items():
             self.register_parameter(name, nn.Parameter(value.to(layer.weight.device, torch.float32)))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import kernels
+from . import kernels, traceable
 from .activation_grads import approx_sign_grad_mul, sample_mean_abs
 from .functional import sign
 
@@ -29,8 +29,9 @@ class _ScaledSignFunction(torch.autograd.Function):
         return ctx.method.grad_dB(grad, ctx.saved_tensors[0]), None
 
 
-@torch.compiler.disable
 def scaled_sign(x: Tensor, method: "XnorSign") -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.scaled_sign(x, method)
     return _ScaledSignFunction.apply(x, method)
 
 
@@ -65,8 +66,9 @@ class _RSignFunction(torch.autograd.Function):
         return h, grad_beta.neg().to(ctx.beta_dtype) if ctx.needs_input_grad[1] else None
 
 
-@torch.compiler.disable
 def rsign(x: Tensor, beta: Tensor) -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.rsign(x, beta)
     return _RSignFunction.apply(x, beta)
 
 
@@ -107,6 +109,7 @@ class _ReCUSignFunction(torch.autograd.Function):
         return h_over_s.addcmul_(torch.sub(x, mean, out=scratch), c, value=-1.0)
 
 
-@torch.compiler.disable
 def recu_sign(x: Tensor) -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.recu_sign(x)
     return _ReCUSignFunction.apply(x)

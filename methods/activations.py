@@ -38,7 +38,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from . import kernels
+from . import kernels, traceable
 from .activation_base import ActivationQuantizer
 from .activation_functions import recu_sign, rsign, scaled_sign
 from .activation_grads import (FourierNoise, approx_sign_grad, approx_sign_grad_mul, fourier_series_coefficients,
@@ -254,7 +254,6 @@ class FDASign(FourierNoise, _SignAct):
     bounds = {"n": non_negative(), "omega": positive()}
     formulas = ("sign(x) + λ·e(x)", "(4ω/π)Σ_{i≤n} cos((2i+1)ωx)·1[|x| ≤ 1] + λ·e'(x)", "—")
     noise = True
-    traced_schedule = False  # ⌊n⌋ and λ(t): the captured step moves them eagerly
 
     def dB(self, x: Tensor) -> Tensor:
         return self.fourier_grad(x)
@@ -267,6 +266,8 @@ class FDASign(FourierNoise, _SignAct):
         return noise_parameters(channels) if self.noise else {}
 
     def apply(self, x: Tensor, training: bool = True, **noise: Tensor) -> Tensor:
+        if torch.compiler.is_compiling():  # one graph: ⌊n⌋ and λ read from the schedule tensors
+            return traceable.fda_sign(x, self, **noise)
         if self.noise and x.dim() >= 2 and not noise and kernels.usable(x):
             coefficients = fourier_series_coefficients(math.floor(self.n), float(self.omega))
             if coefficients is not None:  # sign(x) + (0.1·λ)·sin(x) and its backward, one pass each
@@ -310,8 +311,9 @@ class _FDANoisySignFunction(torch.autograd.Function):
         return fused, None, None
 
 
-@torch.compiler.disable
 def _fda_noisy_sign(x: Tensor, method: "FDASign", coefficients: tuple[float, ...]) -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.fda_noisy_sign(x, method)
     return _FDANoisySignFunction.apply(x, method, coefficients)
 
 
@@ -336,8 +338,9 @@ class _PositionScaleFunction(torch.autograd.Function):
         return grad * f, grad_f
 
 
-@torch.compiler.disable
 def _scale_positions(y: Tensor, f: Tensor) -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.scale_positions(y, f)
     return _PositionScaleFunction.apply(y, f)
 
 

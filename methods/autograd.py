@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import traceable
+
 
 def channel_scale(w: Tensor, scale: str) -> Tensor | float:
     """α: the detached mean of |w| per output channel (dim 0), per tensor, or 1 (``scale="none"``)."""
@@ -71,11 +73,12 @@ def eager_alpha(w: Tensor, method) -> Tensor | None:
     return None if method.scale == "none" else channel_scale(w.detach(), method.scale)
 
 
-@torch.compiler.disable
 def quantize_eagerly(w: Tensor, method) -> Tensor:
-    """θ = α·F(w/α) with gradient grad·B'(w/α) through the autograd.Function above, always eagerly (a graph
-    break under ``torch.compile``): the activation quantizers (``methods.activations``) still read their
-    parameters as Python floats. ``Method.forward`` is the same map without the graph break."""
+    """θ = α·F(w/α) with gradient grad·B'(w/α) through the autograd.Function above (the activation
+    quantizers' path, ``methods.activations``); under ``torch.compile`` the same map in plain ops
+    (``methods.traceable.quantize``, B' read from the method's schedule tensors)."""
+    if torch.compiler.is_compiling():  # the traceable form (methods.traceable)
+        return traceable.quantize(w, eager_alpha(w, method), method)
     return scaled_quantize(w, eager_alpha(w, method), method)
 
 

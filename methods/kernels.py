@@ -130,9 +130,11 @@ def _load(path: Path):
 
 def usable(*tensors: Tensor, min_elements: int = MIN_ELEMENTS) -> bool:
     """Would the kernels run for these tensors (the first decides the size)?"""
+    if torch.compiler.is_compiling():  # first: no guard on ``_state`` (it changes at the first eager call)
+        return False
     if not _state["checked_env"]:
         check_environment()
-    if not _state["enabled"] or _state["failed"] or torch.compiler.is_compiling():
+    if not _state["enabled"] or _state["failed"]:
         return False
     if tensors[0].numel() < min_elements:
         return False

@@ -17,8 +17,8 @@ own table wins). Code: ``F`` and ``dB`` (B') on x = w/α, reading scheduled para
 (0-d tensors: a new μ is a new value, not a recompile under ``torch.compile``); optionally their fused or
 batched forms ``grad_dB`` (grad·B'(x)), ``F_all``/``grad_dB_all`` (lists of tensors, the same bits); the step
 hooks ``before_step_all``/``after_step_all`` (``traits.hooks``); per-layer learnable tensors
-``weight_parameters``/``quantize``/``export_parts`` (``traits.learned``); ``set_progress`` (a schedule that
-is not linear or geometric) and ``validate`` (a check beyond ``bounds``).
+``weight_parameters``/``quantize``/``export_parts`` (``traits.learned``); ``set_progress`` (a schedule beyond the
+declared shapes, ``methods.schedule``) and ``validate`` (a check beyond ``bounds``).
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ class Traits:
     step runs them eagerly); "traced" (they also take a 0-d tensor lr and then read ``self.tensors`` only, so
     ``torch.compile`` traces them). ``learned``: per-layer learnable tensors (``weight_parameters``).
     ``custom_export``: the deployed weight is not α·sign(w) (``export_parts`` says how; the packer checks it).
-    ``traced_schedule``: ``set_progress`` is the linear/geometric schedule (False: ReCU's exponential τ, which
-    the captured step then moves eagerly).
+    ``traced_schedule``: ``set_progress`` is the declared schedule (linear, geometric, exponential) or has its
+    tensor form in what F/B' read (FDA's λ(t) from ``tensors.progress``); False: a plugin's own
+    ``set_progress``, which the captured step then moves eagerly.
     """
 
     elementwise: bool = True

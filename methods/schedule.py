@@ -1,7 +1,10 @@
 """The schedule of a method's parameters: each scheduled parameter p moves from ``p_start`` to ``p_end`` over
 training progress t = step / total_steps ∈ [0, 1], linearly, p(t) = start + (end − start)·t, or
 geometrically, p(t) = start·(end/start)^t (``schedule = "geometric"``, both ends > 0); at t = 0 it is the
-start value (Lu et al., NeurIPS 2023: ρ of PC 0.01 → 10, μ of BNN++ 5 → 30).
+start value (Lu et al., NeurIPS 2023: ρ of PC 0.01 → 10, μ of BNN++ 5 → 30). A class may declare a
+parameter's own shape as a third entry, ``schedules = {"tau": (0.85, 0.99, "exponential")}``: p(t) =
+A·e^t + B, A = (end − start)/(e − 1), B = start − A (ReCU's τ, Xu et al., ICCV 2021), whatever ``schedule``
+says; every shape has a tensor form, so the captured step moves the whole schedule in its graph.
 
 Each value lives twice: as a Python float attribute (``self.mu``: configs, records, ``params()``, the eager
 step hooks, ``repr``) and as a 0-d tensor (``self.tensors.mu``, ``ScheduleTensors``) written in place, which
@@ -48,7 +51,11 @@ class ScheduleTensors(torch.nn.Module):
 
 
 def scheduled_value(start, end, t, shape: str):
-    """p(t): start + (end − start)·t (linear) or start·(end/start)^t (geometric); t a float or a 0-d tensor."""
+    """p(t): start + (end − start)·t (linear), start·(end/start)^t (geometric) or A·e^t + B (exponential,
+    A = (end − start)/(e − 1), B = start − A: p(0) = start, p(1) = end); t a float or a 0-d tensor."""
+    if shape == "exponential":
+        a = (end - start) / (math.e - 1.0)
+        return a * (torch.exp(t) if isinstance(t, Tensor) else math.exp(t)) + (start - a)
     return start * (end / start) ** t if shape == "geometric" else start + (end - start) * t
 
 
@@ -105,7 +112,8 @@ class Parameters:
         values = {key: self._checked(key, value, bounds) for key, value in overrides.items()}
         self.scale = values.pop("scale", self.default_scale)
         self.schedule = values.pop("schedule", "linear")
-        self._ranges: dict[str, list[float]] = {k: list(v) for k, v in self.schedules.items()}
+        self._ranges: dict[str, list[float]] = {k: list(v[:2]) for k, v in self.schedules.items()}
+        self._shapes: dict[str, str] = {k: v[2] for k, v in self.schedules.items() if len(v) > 2}
         self.tensors = ScheduleTensors([*self._ranges, "progress"])
         self._constants: dict[str, float | str] = dict(self.constants)
         for key, value in values.items():
@@ -120,7 +128,7 @@ class Parameters:
             if key in bounds:
                 self._checked(f"{key}_start", start, bounds)
                 self._checked(f"{key}_end", end, bounds)
-            if self.schedule == "geometric" and (start <= 0 or end <= 0):
+            if self.schedule_shape(key) == "geometric" and (start <= 0 or end <= 0):
                 raise MethodError(f"{self.name}: a geometric schedule needs {key} > 0, got {start} -> {end}")
         for key, value in self._constants.items():
             if key in bounds:
@@ -133,6 +141,10 @@ class Parameters:
         if tensors is not None and name in tensors._buffers and not self.__dict__.get("_floats_only"):
             tensors._buffers[name].fill_(value)  # a scheduled parameter or progress: its mirror
 
+    def schedule_shape(self, key: str) -> str:
+        """The schedule shape of parameter ``key``: its declared one, else ``schedule``."""
+        return self._shapes.get(key, self.schedule)
+
     def set_progress(self, t: float) -> None:
         """Move every scheduled parameter to training progress t ∈ [0, 1] (linear or geometric): the float
         attributes and, in place, their tensors in ``self.tensors`` (no new tensor, so no recompile)."""
@@ -141,7 +153,7 @@ class Parameters:
             raise MethodError(f"progress must be in [0, 1], got {t}")
         self.progress = t
         for key, (start, end) in self._ranges.items():
-            setattr(self, key, scheduled_value(start, end, t, self.schedule))
+            setattr(self, key, scheduled_value(start, end, t, self.schedule_shape(key)))
         if getattr(self, "act", None) is not None:
             self.act.set_progress(t)
 
@@ -151,14 +163,14 @@ class Parameters:
         activation quantizer's tensors. The float attributes are left alone (``set_progress_floats``).
         start/end are constants and nothing is read back from a tensor, so ``torch.compile`` traces it without
         a graph break, and a new t is a new value of the same input, not a recompile. Linear: the float64
-        arithmetic of the float form; geometric: a tensor pow, which may differ from Python's ``**`` in the
-        last bit. A class whose ``set_progress`` is not ``scheduled_value`` (ReCU's exponential τ) declares
-        ``traits.traced_schedule = False``: the captured step then runs ``set_progress`` eagerly."""
+        arithmetic of the float form; geometric and exponential: a tensor pow or exp, which may differ from
+        Python's in the last bit. A class whose own ``set_progress`` moves something else (no tensor form)
+        declares ``traits.traced_schedule = False``: the captured step then runs ``set_progress`` eagerly."""
         tensors = self.tensors
         with torch.no_grad():
             tensors.progress.copy_(t)
             for key, (start, end) in self._ranges.items():
-                getattr(tensors, key).copy_(scheduled_value(start, end, t, self.schedule))
+                getattr(tensors, key).copy_(scheduled_value(start, end, t, self.schedule_shape(key)))
         if self.act is not None:
             self.act.set_progress_tensors(t)
 

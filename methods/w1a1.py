@@ -46,6 +46,7 @@ from .builtin import BNN
 from .functional import clip_grad_mul, sign
 from .method import Method, Traits
 from .registry import register_method
+from . import traceable
 from .w1a1_functions import channel_mean_abs, recu_weight, scaled_sign_grad, sign_grad
 
 
@@ -217,19 +218,12 @@ class ReCU(Method):
     """
 
     default_scale = "none"
-    schedules = {"tau": (0.85, 0.99)}
+    schedules = {"tau": (0.85, 0.99, "exponential")}  # τ(t) = A·e^t + B (``methods.schedule``)
     bounds = {"tau": Bound(low=0.5, high=1.0, low_inclusive=False, high_inclusive=False)}
     activation = "recu-sign"
-    # learned a; deployed bits sign(w − mean w); τ(t) exponential, moved eagerly by the captured step
-    traits = Traits(elementwise=False, forward_is_export=True, learned=True, custom_export=True,
-                    traced_schedule=False)
+    # learned a; deployed bits sign(w − mean w)
+    traits = Traits(elementwise=False, forward_is_export=True, learned=True, custom_export=True)
     formulas = ("a·sign(clamp(ŵ, ±Q_τ))", "STE · clamp' · standardise'", "—")
-
-    def set_progress(self, t: float) -> None:
-        super().set_progress(t)
-        start, end = self._ranges["tau"]
-        a = (end - start) / (math.e - 1.0)
-        self.tau = a * math.exp(float(t)) + (start - a)
 
     def F(self, x: Tensor) -> Tensor:
         return sign(x)
@@ -299,8 +293,8 @@ class FDA(FourierNoise, _ScaledSign):
     bounds = {"n": non_negative(), "omega": positive()}
     activation = "fda-sign"
     alpha_in_gradient = True
-    # the F(w) model carries the noise residual while λ > 0; ⌊n⌋ and λ(t) are moved eagerly by the captured step
-    traits = Traits(elementwise=False, learned=True, traced_schedule=False)
+    # the F(w) model carries the noise residual while λ > 0; ⌊n⌋ and λ(t) are read from ``tensors`` when traced
+    traits = Traits(elementwise=False, learned=True)
     formulas = ("α·(sign(w) + λ·e(w))", "α·((4ω/π)Σ_{i≤n} cos((2i+1)ωw)·1[|w| ≤ 1] + λ·e'(w))", "—")
 
     def validate(self) -> None:
@@ -322,7 +316,8 @@ class FDA(FourierNoise, _ScaledSign):
         binary = sign_grad(w, self)
         flat = w.reshape(w.shape[0], -1)
         residual = noise_residual(flat, **noise).reshape(w.shape)
-        return (binary + self.noise_alpha * residual) * channel_mean_abs(w)
+        lam = traceable.noise_strength(self) if torch.compiler.is_compiling() else self.noise_alpha  # λ(t)
+        return (binary + lam * residual) * channel_mean_abs(w)
 
     def export_parts(self, w: Tensor, **noise: Tensor):
         return w >= 0, self.alpha(w)

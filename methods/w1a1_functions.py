@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from . import kernels
+from . import kernels, traceable
 from .functional import sign
 
 
@@ -35,8 +35,9 @@ class _SignGrad(torch.autograd.Function):
         return ctx.method.grad_dW(grad, w), None
 
 
-@torch.compiler.disable
 def sign_grad(w: Tensor, method) -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.sign_grad(w, method)
     return _SignGrad.apply(w, method)
 
 
@@ -68,8 +69,9 @@ class _ScaledSignGrad(torch.autograd.Function):
         return ctx.method.grad_dW(grad, saved[1]), None
 
 
-@torch.compiler.disable
 def scaled_sign_grad(w: Tensor, method) -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.scaled_sign_grad(w, method)
     return _ScaledSignGrad.apply(w, method)
 
 
@@ -138,6 +140,7 @@ class _ReCUWeight(torch.autograd.Function):
         return grad_w0.sub_(grad_w0.mean(dim=dims, keepdim=True)), grad_a, None
 
 
-@torch.compiler.disable
 def recu_weight(w: Tensor, a: Tensor, method: "ReCU") -> Tensor:
+    if torch.compiler.is_compiling():  # one graph (methods.traceable)
+        return traceable.recu_weight(w, a, method)
     return _ReCUWeight.apply(w, a, method)

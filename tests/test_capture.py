@@ -12,6 +12,7 @@ the loop: divergence, loss and step log read at the epoch's end) are forced on C
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -253,9 +254,18 @@ def test_schedule_tensor_form_matches_the_float_form():
 
 def test_method_without_tensor_hooks_keeps_the_split_capture():
     """A method whose lr hook takes no tensor (a plugin with ``Traits(hooks="eager")``) or whose schedule has no
-    tensor form (ReCU) runs its hooks and ``set_progress`` eagerly around a compiled ``optimizer.step()``."""
+    tensor form (a ``set_progress`` of its own, ``Traits(traced_schedule=False)``) runs its hooks and
+    ``set_progress`` eagerly around a compiled ``optimizer.step()``."""
     assert methods.create_method("rpc").hooks_traceable and methods.create_method("bnn++").schedule_traceable
-    assert not methods.create_method("recu").schedule_traceable
+    assert methods.create_method("recu").schedule_traceable and methods.create_method("fda").schedule_traceable
+
+    class FloatSchedule(methods.get_method_class("bnn++")):
+        traits = dataclasses.replace(methods.get_method_class("bnn++").traits, traced_schedule=False)
+
+        def set_progress(self, t):
+            super().set_progress(t)
+
+    assert not FloatSchedule().schedule_traceable
 
     class FloatHooks(methods.get_method_class("rpc")):
         traits = methods.Traits(identity_backward=True, identity_forward=True, hooks="eager")

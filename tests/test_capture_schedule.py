@@ -1,12 +1,16 @@
-"""The captured step over a whole schedule, for every weight method: no graph break, no recompile.
+"""The captured step over a whole schedule, for every weight method and every W1A1 method: no graph break,
+no recompile.
 
 ``capture = "compile"`` (CPU, the "aot_eager" backend: what is tested is dynamo's tracing) for 120 steps of
 the small MLP (8×8 inputs) at batch 4, with the lr (cosine), μ/ρ and the progress moving every step, PQ's freeze reached
 half way. After the first two steps (the forward graph; the first update runs eagerly, then the update graph)
 ``torch._dynamo.config.error_on_recompile`` turns any recompile into an error, and dynamo's graph-break
-counter must stay empty. ``python tests/test_capture_schedule.py`` runs the same check as a script and
-prints one line per method (used to check another torch, e.g. 2.11, in a side environment; ``--w1a1``: the
-W1A1 methods instead).
+counter must stay empty. The W1A1 methods run the same 120 steps (each step is cheap next to the compile):
+their schedules (FDA's ⌊n⌋ from 9 to 18 and λ, ReCU's τ) move through every value they take in training,
+and their activation quantizers and learned per-layer tensors (RSign's β, XNOR-Net++'s h ⊗ w, FDA's noise
+layers on the 256-input hidden layer) are in the forward graph (``methods.traceable``).
+``python tests/test_capture_schedule.py`` runs the same check as a script and prints one line per method
+(used to check another torch, e.g. 2.11, in a side environment; ``--w1a1``: the W1A1 methods only).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from bench.run.step import TrainStep, tensor_lr
 
 STEPS = 120
 CASES = [(key, {}) for key in methods.list_methods()] + [("pq", {"freeze_at": 0.5}), ("pq", {"prox": "l1"})]
+W1A1_CASES = [(key, {}) for key in methods.list_methods(w1a1=True)]
 
 
 def run_schedule(key: str, params: dict, optimizer: str = "sgd", steps: int = STEPS) -> dict:
@@ -60,7 +65,8 @@ def run_schedule(key: str, params: dict, optimizer: str = "sgd", steps: int = ST
 
 
 @pytest.mark.usefixtures("fresh_dynamo")
-@pytest.mark.parametrize("key,params", CASES, ids=[k + "".join(f"-{v}" for v in p.values()) for k, p in CASES])
+@pytest.mark.parametrize("key,params", CASES + W1A1_CASES,
+                         ids=[k + "".join(f"-{v}" for v in p.values()) for k, p in CASES + W1A1_CASES])
 def test_whole_schedule_compiles_once_without_a_break(key, params):
     result = run_schedule(key, params)
     assert result["error"] is None, result
@@ -96,7 +102,7 @@ def test_a_part_that_cannot_be_captured_says_so_and_runs_eagerly():
 if __name__ == "__main__":
     print(f"torch {torch.__version__}: {STEPS} captured steps per method (fmnist-mlp 8x8, aot_eager)")
     failed = 0
-    cases = [(key, {}) for key in methods.list_methods(w1a1=True)] if "--w1a1" in sys.argv else CASES
+    cases = W1A1_CASES if "--w1a1" in sys.argv else CASES + W1A1_CASES
     keys = [a for a in sys.argv[1:] if not a.startswith("--")]
     cases = [c for c in cases if not keys or c[0] in keys]  # python tests/test_capture_schedule.py rpc pq
     for key, params in cases:

@@ -45,14 +45,14 @@ def method_rows(pattern: str = "*") -> list[list[str]]:
     rows = []
     for key in methods.list_methods(pattern, w1a1=None):
         cls = methods.get_method_class(key)
-        params = [f"{name}: {start:g} → {end:g}" for name, (start, end) in cls.schedules.items()]
+        params = [f"{name}: {start:g} → {end:g}" for name, (start, end, *_) in cls.schedules.items()]
         params += [f"{name} = {value}" for name, value in cls.constants.items()]
         forward, backward, hooks = cls.formulas
         act = cls.activation_class()
         if act is not None:  # W1A1: the input quantizer's pair after the weights'
             forward += f"; input: {act.formulas[0]}"
             backward += f"; input: {act.formulas[1]}"
-            params += [f"act {name}: {start:g} → {end:g}" for name, (start, end) in act.schedules.items()]
+            params += [f"act {name}: {start:g} → {end:g}" for name, (start, end, *_) in act.schedules.items()]
         rows.append([key, forward, backward, hooks, "; ".join(params) or "—", cls.default_scale])
     return rows
 

@@ -23,7 +23,7 @@ LambdaLR scheduler's ``fill_`` of each group's lr (its base lr is kept a Python 
 method's Python floats (records, step log, ``params()``) follow from the host progress
 (``Method.set_progress_floats``), never read back from the device. A method whose hooks take no tensor lr
 (``Method.hooks_traceable`` false: a plugin with ``Traits(hooks="eager")``) or whose schedule has no tensor form
-(``Method.schedule_traceable`` false: ReCU's exponential τ) keeps the former split: its hooks and
+(``Method.schedule_traceable`` false: a plugin's own ``set_progress``) keeps the former split: its hooks and
 ``set_progress`` run eagerly around a compiled ``optimizer.step()``, with the lr as the host float the
 scheduler computed (``host_lrs``); there SGD's first step creates its momentum buffers, so its step graph
 is compiled a second time at step 2 and never after. In the one-graph update the first update runs the
@@ -125,7 +125,8 @@ class TrainStep:
                 like = method.tensors.progress if method is not None else torch.zeros((), dtype=torch.float64)
                 self.progress = torch.zeros_like(like, device=device)  # the next step's progress, for the graph
                 if device.type == "cuda":  # written in place by the graph: a fixed address for CUDA graphs
-                    for t in [self.progress, *(method.tensors.buffers() if method is not None else ())]:
+                    owners = [] if method is None else [method] if method.act is None else [method, method.act]
+                    for t in [self.progress, *(b for m in owners for b in m.tensors.buffers())]:
                         torch._dynamo.mark_static_address(t)
                 self._graph_optimizer = _GraphOptimizer(optimizer)
                 self._update = torch.compile(self._captured_update, fullgraph=True, **options)
