@@ -173,3 +173,27 @@ def test_compiled_w1a1_model_matches_eager(key):
     assert len(eager) == len(compiled)
     for a, b in zip(eager, compiled):
         assert (a - b).abs().max().item() <= 1e-10
+
+
+def test_a_declared_exponential_schedule_has_its_tensor_form():
+    """``schedules = {"beta": (start, end, "exponential")}``: β(t) = A·e^t + B, A = (end − start)/(e − 1),
+    start at t = 0 and end at t = 1, whatever ``schedule`` says; ``set_progress_tensors`` writes the same
+    value (so a plugin gets ReCU's τ shape in the captured step's graph without a ``set_progress`` of its own)."""
+
+    class ExpBeta(methods.Method):
+        schedules = {"beta": (1.0, 3.0, "exponential")}
+        formulas = ("sign(x)", "1", "—")
+
+        def F(self, x):
+            return torch.sign(x)
+
+    for schedule in ("linear", "geometric"):
+        m = ExpBeta(schedule=schedule)
+        assert m.schedule_traceable and m.beta == 1.0
+        for t, want in ((0.5, 1.0 + 2.0 / (torch.e - 1.0) * (torch.e ** 0.5 - 1.0)), (1.0, 3.0)):
+            m.set_progress(t)
+            assert abs(m.beta - want) <= 1e-12
+            m.set_progress_tensors(torch.tensor(0.0, dtype=torch.float64))
+            assert m.tensors.beta.item() == 1.0
+            m.set_progress_tensors(torch.tensor(t, dtype=torch.float64))
+            assert abs(m.tensors.beta.item() - want) <= 1e-12
