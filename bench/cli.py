@@ -293,7 +293,7 @@ def _runs_common(p: argparse.ArgumentParser) -> None:
 
 
 # Subcommands that answer without torch: they leave the plugins to the registries they may read.
-TORCH_FREE = ("methods", "models", "datasets", "runs list", "runs show", "runs compare")
+TORCH_FREE = ("methods", "models", "datasets", "runs list", "runs show", "runs compare", "grid status")
 
 
 def main(argv: list[str] | None = None) -> int:

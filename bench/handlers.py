@@ -6,12 +6,13 @@ from __future__ import annotations
 
 
 # Each subcommand's handler, "module:function", imported when the subcommand runs: the modules of training,
-# data and reports import torch (several seconds), which --help, --version, methods, models, datasets and runs do not
-# need (tests/test_first_contact.py checks that they leave torch unimported).
+# data and reports import torch (several seconds), which --help, --version, methods, models, datasets, runs
+# and grid status (of a shipped grid) do not need (tests/test_first_contact.py checks that they leave torch
+# unimported).
 HANDLERS = {
     "methods": "bench.describe:cli_methods", "models": "bench.describe:cli_models",
     "datasets": "bench.describe:cli_datasets", "run": "bench.grid_cell:cli_run_config",
-    "grid run": "bench.dispatch.commands:cli_grid_run", "grid status": "bench.dispatch.commands:cli_grid_status",
+    "grid run": "bench.dispatch.commands:cli_grid_run", "grid status": "bench.dispatch.shipped_grids:cli_grid_status",
     "grid cancel": "bench.dispatch.commands:cli_grid_cancel", "data prepare": "bench.data.prepare:cli_prepare",
     "aggregate": "bench.report.aggregate:cli_aggregate", "plot-quantizers": "bench.report.plots:cli_plot_quantizers",
     "export": "bench.run.commands:cli_export", "perf": "bench.perf.gpu_quick:cli_perf",

@@ -46,10 +46,36 @@ print("ok")
 def test_quick_commands_do_not_import_torch():
     argvs = [["--help"], ["--version"], ["methods"], ["methods", "bnn*"], ["models"], ["models", "resnet*"],
              ["runs", "list"], ["runs", "show", "default/5184"], ["runs", "compare", "default/5184", "default/3ddd"],
-             ["datasets"], ["grid", "--help"], ["grid", "status", "--help"]]
+             ["datasets"], ["grid", "--help"], ["grid", "status", "--help"], ["grid", "status", "default"],
+             ["grid", "status", "default-w1a1"]]
     done = subprocess.run([sys.executable, "-c", TORCH_FREE_SCRIPT.format(argvs=argvs)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_shipped_grid_cells_equal_the_live_expansion(tmp_path):
+    """``grid status`` of a shipped grid reads bench/grids/cells.json; it must be what loading the grid gives,
+    and an edited grid file is loaded live, not read from the stale entry."""
+    from bench.dispatch import shipped_grids
+    from bench.dispatch.grid import load_grid
+
+    assert shipped_grids.PATH.read_text(encoding="utf-8") == shipped_grids.text(shipped_grids.build()), \
+        "bench/grids/cells.json is stale: regenerate it with python -m bench.dispatch.shipped_grids"
+    stored, live = shipped_grids.shipped_grid("default"), load_grid("default")
+    assert [(c.run_id, c.label, c.parent, c.stage, c.config["epochs"]) for c in stored.cells] == \
+        [(c.run_id, c.label, c.parent, c.stage, c.config["epochs"]) for c in live.cells]
+    assert shipped_grids.shipped_grid("no-such-grid") is None
+    assert shipped_grids.shipped_grid("default", ["plugin_methods"]) is None
+    edited = tmp_path / "grids"
+    edited.mkdir()
+    shutil.copy(shipped_grids.PATH, edited / "cells.json")
+    (edited / "default.toml").write_text(live.path.read_text() + "\n# edited\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(shipped_grids, "GRID_DIR", edited)
+        patch.setattr(shipped_grids, "PATH", edited / "cells.json")
+        assert shipped_grids.shipped_grid("default") is None  # changed file: loaded live
+        shutil.copy(live.path, edited / "default.toml")
+        assert shipped_grids.shipped_grid("default") is not None
 
 
 def test_catalogue_equals_the_live_registries():

@@ -8,7 +8,8 @@ the pre-flight and submits nothing. Local and debug cells are waited for, showin
 (``bench.dispatch.progress.GridProgress``); SLURM ones only with ``--wait``. Then the status table is printed;
 the exit status is 0 when every cell is done or diverged.
 
-``grid status``: the table of ``bench.dispatch.status.grid_status`` and a count per state.
+``grid status`` (``bench.dispatch.shipped_grids.cli_grid_status``): the table of
+``bench.dispatch.status.grid_status`` and a count per state.
 ``grid cancel``: cancel every queued or running job of the grid and wait (up to 60 s) until the cluster shows
 them ended; when cell processes of a local grid are alive, its ``grid run`` (the lock's holder, on this host)
 and then every one of them get SIGTERM and are waited for (they record themselves interrupted).
@@ -98,14 +99,6 @@ def _print_plan(grid: Grid, args, profile) -> None:
     n = sum(1 for r in rows if r[3] == "submit")
     print(f"\n{len(rows)} cells, {n} to submit, {len(grid.stages())} stage(s); executor {args.executor}"
           + (f", profile {profile['path']}" if profile else "") + " (dry run: nothing submitted)")
-
-
-def cli_grid_status(args) -> int:
-    grid = load_grid(args.name)
-    rows = grid_status(grid, args.workdir, args.results)
-    print_table(rows)
-    print("\n" + state_summary(rows))
-    return 0
 
 
 def cli_grid_cancel(args) -> int:

@@ -13,43 +13,17 @@ A grid is named by its file (``bench/grids/NAME.toml``, ``list_grids``) or given
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.registry import close_match_hint
 
 from bench.run import config as configs
 from bench.errors import UserError
+from bench.dispatch.cells import Cell, Grid
 from bench.dispatch.grid_spec import GridSpec, read_grid_file
 
 GRID_DIR = Path(__file__).resolve().parents[1] / "grids"
 PARENT_KEYS = ("model", "dataset", "seed", "data_options", "model_kwargs")  # same network, data and seed
-
-
-@dataclass
-class Cell:
-    """One run of a grid: its run id, resolved config, fp parent (a fine-tune's), stage and axis label."""
-
-    run_id: str
-    config: dict
-    parent: str | None = None  # run id of the fp cell a fine-tune starts from
-    stage: int = 0
-    label: str = ""
-
-
-@dataclass
-class Grid:
-    """A grid's name (its file's, without .toml), file, description, GPU-hour estimate and cells."""
-
-    name: str
-    path: Path
-    description: str
-    gpu_hours: float | None = None  # the grid file's estimate for the whole grid (None: none given)
-    cells: list[Cell] = field(default_factory=list)
-
-    def stages(self) -> list[list[Cell]]:
-        top = max((c.stage for c in self.cells), default=-1)
-        return [[c for c in self.cells if c.stage == s] for s in range(top + 1)]
 
 
 def grid_path(name: str) -> Path:

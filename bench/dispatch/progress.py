@@ -16,7 +16,7 @@ from pathlib import Path
 from bench import data
 
 from bench.run import layout
-from bench.dispatch.grid import Grid
+from bench.dispatch.cells import Grid
 
 PROGRESS_SECONDS = float(os.environ.get("PROXBENCH_PROGRESS_S", "30"))
 _BUCKET = {"done": "done", "diverged": "done", "running": "running", "failed": "failed", "timed-out": "failed",

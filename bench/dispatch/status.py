@@ -17,7 +17,7 @@ from tabulate import tabulate
 
 from bench.run import layout, records
 from bench.dispatch.executors import create_executor, list_executors
-from bench.dispatch.grid import Grid
+from bench.dispatch.cells import Grid
 from bench.dispatch.jobs import load_jobs
 from bench.dispatch.lifeline import cell_state
 from bench.dispatch.progress import epochs_done
