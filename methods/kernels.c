@@ -101,29 +101,6 @@ void pb_fda_backward(const float *grad, const float *x, const float *coef, float
     }
 }
 
-/* XNOR-Net++'s output factor f (one value per position of an [outer, inner] tensor, broadcast along outer)
- * backward: out = grad * f, and grad_f[j] = sum over outer of grad * y (in double, outer by outer) */
-void pb_position_scale_backward(const float *grad, const float *y, const float *f, float *out, float *grad_f,
-                                int64_t outer, int64_t inner, int threads) {
-#pragma omp parallel num_threads(threads) if (outer * inner >= PARALLEL_MIN)
-    {
-        int64_t j0, j1; /* each thread owns a block of positions and walks every row of it */
-        thread_block(inner, &j0, &j1);
-        double *acc = calloc((size_t)(j1 - j0) + 1, sizeof(double));
-        for (int64_t o = 0; o < outer; o++) {
-            const float *g = grad + o * inner, *yo = y + o * inner;
-            float *oo = out + o * inner;
-#pragma omp simd
-            for (int64_t j = j0; j < j1; j++) {
-                oo[j] = g[j] * f[j];
-                acc[j - j0] += (double)(g[j] * yo[j]);
-            }
-        }
-        for (int64_t j = j0; j < j1; j++) grad_f[j] = (float)acc[j - j0];
-        free(acc);
-    }
-}
-
 /* x seen as [outer, channels, inner], beta one value per channel: out = sign(x - beta) */
 void pb_rsign_forward(const float *x, const float *beta, float *out, int64_t outer, int64_t channels,
                       int64_t inner, int threads) {

@@ -65,7 +65,6 @@ _SIGNATURES = {
     "pb_fourier_backward": (_P, _P, _P, _P, _N, _T),
     "pb_fda_forward": (_P, _P, ctypes.c_float, _N, _T),
     "pb_fda_backward": (_P, _P, _P, ctypes.c_float, _P, _N, _T),
-    "pb_position_scale_backward": (_P, _P, _P, _P, _P, _N, _N, _T),
     "pb_rsign_forward": (_P, _P, _P, _N, _N, _N, _T),
     "pb_rsign_backward": (_P, _P, _P, _P, _P, _N, _N, _N, _T),
     "pb_recu_forward": (_P, _P, _P, _P, _N, _N, _T),
@@ -226,18 +225,6 @@ def fda_backward(grad: Tensor, x: Tensor, coefficients: tuple[float, ...], c: fl
     ok = _call("pb_fda_backward", grad.data_ptr(), x.data_ptr(), ctypes.addressof(coef), c, out.data_ptr(),
                x.numel())
     return out if ok else None
-
-
-def position_scale_backward(grad: Tensor, y: Tensor, f: Tensor) -> tuple[Tensor, Tensor] | None:
-    """(grad·f, Σ grad·y over the leading dimensions) for an output y·f, f one value per position of y's last
-    ``f.dim()`` dimensions, broadcast along the rest (XNOR-Net++'s h ⊗ w); ∂L/∂f shaped as f."""
-    if not usable(grad, y, f) or grad.shape != y.shape or y.shape[y.dim() - f.dim():] != f.shape:
-        return None
-    inner = f.numel()
-    out, grad_f = _new(grad), torch.empty(f.shape, dtype=torch.float32)
-    ok = _call("pb_position_scale_backward", grad.data_ptr(), y.data_ptr(), f.data_ptr(), out.data_ptr(),
-               grad_f.data_ptr(), y.numel() // inner, inner)
-    return (out, grad_f) if ok else None
 
 
 def _channel_layout(x: Tensor, beta: Tensor) -> tuple[int, int, int] | None:

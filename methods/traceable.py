@@ -143,11 +143,6 @@ def scaled_sign(x: Tensor, method) -> Tensor:
     return straight(x, sign(xd) * k, backward_factor(method, xd))
 
 
-def scale_positions(y: Tensor, f: Tensor) -> Tensor:
-    """``_scale_positions`` (XNOR-Net++'s h ⊗ w): y·f, autograd's grad·f and Σ_{n,c} grad·y."""
-    return y * f
-
-
 def rsign(x: Tensor, beta: Tensor) -> Tensor:
     """``_rsign`` (ReActNet): sign(x + β); grad·ApproxSign'(x + β) to x and its sum over the broadcast
     dimensions to β."""

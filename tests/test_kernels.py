@@ -73,28 +73,6 @@ def test_kernels_follow_the_eager_forms(name, params):
         torch.testing.assert_close(fused[2], eager[2], rtol=1e-4, atol=1e-4 * float(eager[2].abs().max()))
 
 
-def test_xnor_plus_plus_output_factor_kernel_follows_the_eager_product():
-    """XNOR-Net++'s y·(h ⊗ w): output and ∂/∂y bit for bit; ∂/∂h, ∂/∂w (sums over batch and channels, in double
-    in the kernel) to float32 rounding."""
-    torch.manual_seed(2)
-    q = create_activation("xnor++-sign")
-    y0, up = torch.randn(SHAPE), torch.randn(SHAPE)
-    h0, w0 = torch.rand(1, 1, 2000, 1) + 0.5, torch.rand(1, 1, 1, 2000) + 0.5
-    results = []
-    for on in (False, True):
-        kernels.set_enabled(on)
-        y, h, w = (t.clone().requires_grad_() for t in (y0, h0, w0))
-        out = q.output(y, h_scale=h, w_scale=w)
-        out.backward(up)
-        results.append((out.detach(), y.grad, h.grad, w.grad))
-    (eager_out, eager_y, eager_h, eager_w), (out, gy, gh, gw) = results
-    assert torch.equal(out, eager_out) and torch.equal(gy, eager_y)
-    assert not gh[:, :, 12:].any() and not gw[:, :, :, 12:].any()  # only the first H, W factors are used
-    torch.testing.assert_close(gh, eager_h, rtol=1e-5, atol=1e-5 * float(eager_h.abs().max()))
-    torch.testing.assert_close(gw, eager_w, rtol=1e-5, atol=1e-5 * float(eager_w.abs().max()))
-    assert not torch.equal(eager_out, y0 * 1.0)  # the factor is not one: the test sees it
-
-
 def test_sign_kernel_is_the_eager_sign_bit_for_bit():
     x = edge_input()
     x.view(-1)[7:11] = torch.tensor([float("nan"), float("inf"), -float("inf"), -1e-45])

@@ -94,10 +94,6 @@ def test_scaled_sign():
             leaf(4, 3, 5, 5))
 
 
-def test_scale_positions():
-    compare(activations._PositionScaleFunction.apply, traceable.scale_positions, leaf(2, 3, 4, 5), leaf(4, 5, seed=1))
-
-
 def test_rsign():
     compare(activation_functions._RSignFunction.apply, traceable.rsign, leaf(2, 3, 4, 4),
             leaf(1, 3, 1, 1, scale=0.3, seed=2))
