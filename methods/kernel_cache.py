@@ -43,41 +43,58 @@ def cpu_features() -> str:
         return platform.processor()
 
 
+def compiler() -> tuple[str, str] | None:
+    """(path, ``--version`` text) of the system C compiler (``$CC``, else ``cc``), or None when it is not on PATH."""
+    found = shutil.which(os.environ.get("CC") or "cc")
+    if found is None:
+        return None
+    return found, subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+
+
+def cache_key(sources: list[Path], version: str, flags) -> str:
+    """16 hex digits naming a build: the sources' bytes, the compiler's version, the flags and this CPU."""
+    parts = [*(src.read_bytes() for src in sources), version.encode(), " ".join(flags).encode(), cpu_features().encode()]
+    return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+
+
+def compile_library(cc: str, flags, sources: list[Path], directory: Path, libs=()) -> tuple[Path | None, str]:
+    """Compile ``sources`` into a temporary file in ``directory`` (made if missing): (its path, "") for the
+    caller to move into place, or (None, the compiler's first error line, cut to 300 characters)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
+    os.close(fd)
+    done = subprocess.run([cc, *flags, *map(str, sources), "-o", partial, *libs], capture_output=True, text=True)
+    if done.returncode == 0:
+        return Path(partial), ""
+    os.unlink(partial)
+    return None, f"{Path(cc).name} failed: {' '.join(done.stderr.split())[:300]}"
+
+
 def build(directory: Path | None = None) -> Path:
     """Compile ``kernels.c`` into ``directory`` (default ``cache_dir()``) unless it is there already; the path.
     ``FLAGS`` first, then without the flags ``FALLBACK_DROPS`` names; the first compiler error if none builds."""
-    compiler = shutil.which(os.environ.get("CC") or "cc")
-    if compiler is None:
+    found = compiler()
+    if found is None:
         raise RuntimeError(f"no C compiler ({os.environ.get('CC') or 'cc'}) on PATH")
-    source = SOURCE.read_bytes()
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    cc, version = found
     directory = Path(directory or cache_dir())
     candidates = []
     for drop in FALLBACK_DROPS:
         flags = [f for f in FLAGS if f not in drop]
-        key = hashlib.sha256(b"\0".join([source, version.encode(), " ".join(flags).encode(),
-                                         cpu_features().encode()])).hexdigest()[:16]
-        candidates.append((flags, directory / f"proxbench-kernels-{key}.so"))
+        candidates.append((flags, directory / f"proxbench-kernels-{cache_key([SOURCE], version, flags)}.so"))
     for _, target in candidates:
         found = _verified(target)
         if found is not None:  # built before, possibly with a fallback: not compiled (nor failed) again
             return found
     errors = []
     for flags, target in candidates:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
-        os.close(fd)
-        try:
-            done = subprocess.run([compiler, *flags, str(SOURCE), "-o", partial, "-lm"], capture_output=True,
-                                  text=True)
-            if done.returncode == 0:
-                final = target.with_name(f"{target.stem}-{_digest(Path(partial))}.so")
-                os.replace(partial, final)  # atomic: processes building at once each write their own file
-                return final
-            errors.append(f"{Path(compiler).name} failed: {' '.join(done.stderr.split())[:300]}")
-        finally:
-            if os.path.exists(partial):
-                os.unlink(partial)
+        partial, error = compile_library(cc, flags, [SOURCE], directory, libs=("-lm",))
+        if partial is None:
+            errors.append(error)
+            continue
+        final = target.with_name(f"{target.stem}-{_digest(partial)}.so")
+        os.replace(partial, final)  # atomic: processes building at once each write their own file
+        return final
     raise RuntimeError(errors[0])
 
 

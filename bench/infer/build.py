@@ -18,12 +18,10 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from methods.kernel_cache import cpu_features
+from methods.kernel_cache import cache_key, compile_library, compiler
 from methods.kernels import cache_dir
 
 from bench.errors import UserError
@@ -66,34 +64,26 @@ def _verified(target: Path) -> bool:
 
 def build(directory: Path | None = None) -> Path:
     """The cached library for this source, compiler and CPU: verified, or (re)built; its path."""
-    compiler = shutil.which(os.environ.get("CC") or "cc")
-    if compiler is None:
+    found = compiler()
+    if found is None:
         raise EngineError(f"the inference engine needs a C compiler: {os.environ.get('CC') or 'cc'} is not on PATH")
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(b"\0".join([*(src.read_bytes() for src in SOURCES), version.encode(), " ".join(FLAGS).encode(),
-                                     cpu_features().encode()])).hexdigest()[:16]
+    cc, version = found
     directory = Path(directory or cache_dir())
-    target = directory / f"proxbench-infer-{key}.so"
+    target = directory / f"proxbench-infer-{cache_key(list(SOURCES), version, FLAGS)}.so"
     if _verified(target):
         return target
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(dir=directory, suffix=".so.partial")
-    os.close(fd)
+    partial, error = compile_library(cc, FLAGS, list(SOURCES), directory)
+    if partial is None:
+        raise EngineError(f"building {' + '.join(src.name for src in SOURCES)} failed: {error}")
     try:
-        done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", partial], capture_output=True, text=True)
-        if done.returncode != 0:
-            names = " + ".join(src.name for src in SOURCES)
-            raise EngineError(f"building {names} failed: {' '.join(done.stderr.split())[:300]}")
-        digest = _sha256(Path(partial))
-        sidecar = target.with_name(target.name + ".sha256")
-        fd2, partial_sum = tempfile.mkstemp(dir=directory, suffix=".sha256.partial")
-        with os.fdopen(fd2, "w") as fh:
-            fh.write(digest + "\n")
+        fd, partial_sum = tempfile.mkstemp(dir=directory, suffix=".sha256.partial")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_sha256(partial) + "\n")
         os.replace(partial, target)  # the library first, then its checksum: a reader sees both or rebuilds
-        os.replace(partial_sum, sidecar)
+        os.replace(partial_sum, target.with_name(target.name + ".sha256"))
     finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
+        if partial.exists():
+            partial.unlink()
     return target
 
 
