@@ -53,7 +53,8 @@ def compiler() -> tuple[str, str] | None:
 
 def cache_key(sources: list[Path], version: str, flags) -> str:
     """16 hex digits naming a build: the sources' bytes, the compiler's version, the flags and this CPU."""
-    parts = [*(src.read_bytes() for src in sources), version.encode(), " ".join(flags).encode(), cpu_features().encode()]
+    parts = [src.read_bytes() for src in sources]
+    parts += [version.encode(), " ".join(flags).encode(), cpu_features().encode()]
     return hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
 
 

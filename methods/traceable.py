@@ -26,7 +26,7 @@ import math
 import torch
 from torch import Tensor
 
-from .activation_grads import noise_residual
+from .activation_grads import approx_sign_grad, noise_residual
 from .functional import sign
 
 
@@ -42,11 +42,6 @@ def clip_factor(x: Tensor, inclusive: bool = True) -> Tensor:
     """1[|x| ≤ 1] (``inclusive``) or 1[|x| < 1], as x's dtype: the clamp estimator's B'."""
     a = x.abs()
     return (a.le(1.0) if inclusive else a.lt(1.0)).to(x.dtype)
-
-
-def approx_sign_factor(x: Tensor) -> Tensor:
-    """ApproxSign' (Bi-Real Net): max(0, 2 − 2|x|)."""
-    return (2.0 - 2.0 * x.abs()).clamp_min(0.0)
 
 
 def is_fourier(method) -> bool:
@@ -148,7 +143,7 @@ def rsign(x: Tensor, beta: Tensor) -> Tensor:
     dimensions to β."""
     d = x + beta.to(x.dtype)
     dd = d.detach()
-    return straight(d, sign(dd), approx_sign_factor(dd))
+    return straight(d, sign(dd), approx_sign_grad(dd))
 
 
 def recu_sign(x: Tensor) -> Tensor:
@@ -156,7 +151,7 @@ def recu_sign(x: Tensor) -> Tensor:
     sample (unbiased over all but the first dimension), the normalisation differentiated by autograd."""
     dims = tuple(range(1, x.dim()))
     xh = x / (x.var(dim=dims, keepdim=True) + 1e-5).sqrt()
-    return straight(xh, sign(x.detach()), approx_sign_factor(xh.detach()))
+    return straight(xh, sign(x.detach()), approx_sign_grad(xh.detach()))
 
 
 def fda_noisy_sign(x: Tensor, method) -> Tensor:
