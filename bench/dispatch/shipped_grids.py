@@ -42,8 +42,7 @@ def build() -> dict:
 
 def text(built: dict) -> str:
     """The file's text: one grid a line."""
-    rows = ",\n ".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in built.items())
-    return "{\n " + rows + "\n}\n"
+    return "{\n " + catalogue.keyed_rows(built, " ") + "\n}\n"
 
 
 def shipped_grid(name: str, plugins=()) -> Grid | None:

@@ -69,13 +69,17 @@ def model_rows(pattern: str = "*") -> list[list[str]]:
     return rows
 
 
+def keyed_rows(mapping: dict, indent: str) -> str:
+    """``"key": value`` one entry a line (JSON, ``indent`` before each line after the first)."""
+    return f",\n{indent}".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in mapping.items())
+
+
 def text(catalogue: dict) -> str:
     """The file's text: one table row a line (readable diffs)."""
     parts = []
     for key, value in catalogue.items():
         if isinstance(value, dict):
-            rows = ",\n  ".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in value.items())
-            parts.append(f"{json.dumps(key)}: {{\n  {rows}\n }}")
+            parts.append(f"{json.dumps(key)}: {{\n  {keyed_rows(value, '  ')}\n }}")
         elif value and isinstance(value[0], list):
             rows = ",\n  ".join(json.dumps(row, ensure_ascii=False) for row in value)
             parts.append(f"{json.dumps(key)}: [\n  {rows}\n ]")
